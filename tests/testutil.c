@@ -1,0 +1,122 @@
+/* Test harness implementation: case bookkeeping, seeded data, finite differences. */
+#define _GNU_SOURCE
+#include "testutil.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int tu_case_failed;
+static int tu_passed, tu_failed;
+static char tu_tmp[512];
+
+void tu_run(const char *name, void (*fn)(void)) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    tu_case_failed = 0;
+    fn();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+    if (tu_case_failed) {
+        tu_failed++;
+        printf("FAIL %s (%.2fs)\n", name, s);
+    } else {
+        tu_passed++;
+        printf("ok   %s (%.2fs)\n", name, s);
+    }
+    fflush(stdout);
+}
+
+int tu_finish(void) {
+    if (tu_tmp[0]) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tu_tmp);
+        if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tu_tmp);
+    }
+    printf("%d passed, %d failed\n", tu_passed, tu_failed);
+    return tu_failed ? 1 : 0;
+}
+
+uint64_t tu_next(tu_rng *r) {
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+double tu_uniform(tu_rng *r) { return (tu_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+double tu_normal(tu_rng *r) {
+    double u1 = tu_uniform(r), u2 = tu_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+void tu_fill_f32(float *x, size_t n, tu_rng *r, double scale) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(scale * tu_normal(r));
+}
+void tu_fill_f64(double *x, size_t n, tu_rng *r, double scale) {
+    for (size_t i = 0; i < n; i++) x[i] = scale * tu_normal(r);
+}
+double tu_maxabsdiff_f32(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m || d != d) m = d != d ? INFINITY : d;
+    }
+    return m;
+}
+double tu_maxabsdiff_f64(const double *a, const double *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(a[i] - b[i]);
+        if (d > m || d != d) m = d != d ? INFINITY : d;
+    }
+    return m;
+}
+double tu_maxabs_f32(const float *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) if (fabs(a[i]) > m) m = fabs(a[i]);
+    return m;
+}
+double tu_maxabs_f64(const double *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) if (fabs(a[i]) > m) m = fabs(a[i]);
+    return m;
+}
+
+double tu_fd_check(double (*loss)(void *ctx), void *ctx, double *x, const double *grad,
+                   size_t n, double h, size_t max_checks) {
+    double gmax = tu_maxabs_f64(grad, n), err = 0;
+    if (gmax < 1e-8) gmax = 1e-8;
+    size_t stride = n > max_checks ? n / max_checks : 1;
+    for (size_t i = 0; i < n; i += stride) {
+        double x0 = x[i];
+        x[i] = x0 + h;
+        double lp = loss(ctx);
+        x[i] = x0 - h;
+        double lm = loss(ctx);
+        x[i] = x0;
+        double fd = (lp - lm) / (2 * h);
+        double e = fabs(fd - grad[i]) / gmax;
+        if (e > err || e != e) err = e != e ? INFINITY : e;
+    }
+    return err;
+}
+
+const char *tu_shared_data(void) {
+    const char *e = getenv("BARLOW_SHARED_DATA");
+    return e ? e : "../shared/data";
+}
+const char *tu_python(void) {
+    const char *e = getenv("BARLOW_PYTHON");
+    return e ? e : "/usr/bin/python3";
+}
+const char *tu_tmpdir(void) {
+    if (!tu_tmp[0]) {
+        const char *t = getenv("TMPDIR");
+        snprintf(tu_tmp, sizeof tu_tmp, "%s/barlow-test-XXXXXX", t ? t : "/tmp");
+        if (!mkdtemp(tu_tmp)) {
+            perror("mkdtemp");
+            exit(2);
+        }
+    }
+    return tu_tmp;
+}
