@@ -1,5 +1,4 @@
 /* Test harness implementation: case bookkeeping, seeded data, finite differences. */
-#define _GNU_SOURCE
 #include "testutil.h"
 #include <math.h>
 #include <stdlib.h>

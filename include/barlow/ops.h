@@ -78,12 +78,12 @@ void bt_avgpool_forward(float *y, const float *x, int N, int C, int HW);
 void bt_avgpool_backward(float *dx, const float *dy, int N, int C, int HW);
 
 /* ---- linear --------------------------------------------------------------------------- */
-/* y (N,O) = x (N,I) w(O,I)^T + b (O) [b may be NULL]. */
-void bt_linear_forward(float *y, const float *x, const float *w, const float *b, int N, int I,
+/* y (N,O) = x (N,In) w(O,In)^T + b (O) [b may be NULL]. */
+void bt_linear_forward(float *y, const float *x, const float *w, const float *b, int N, int In,
                        int O);
-/* dx (N,I) +=, dw (O,I) +=, db (O) +=; any may be NULL. */
+/* dx (N,In) +=, dw (O,In) +=, db (O) +=; any may be NULL. */
 void bt_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const float *w, int N, int I, int O);
+                        const float *w, int N, int In, int O);
 
 /* ---- softmax cross-entropy ------------------------------------------------------------ */
 /* Mean over the batch of -log softmax(logits)[label]. logits, probs (N,K); labels (N) in

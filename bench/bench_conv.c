@@ -1,0 +1,104 @@
+/* Benchmark of the optimised conv2d (forward, backward) on ResNet-18/CIFAR-like layers, with a
+ * 1024^3 cblas_sgemm as the machine's attainable rate. Usage: bench_conv [threads] (default 2). */
+#include "barlow/error.h"
+#include "barlow/ops.h"
+#include "barlow/scratch.h"
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static float *rand_buf(size_t n, unsigned *seed) {
+    float *p = bt_alloc(n * sizeof(float));
+    if (!p) {
+        fprintf(stderr, "%s\n", bt_error());
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) p[i] = (float)((double)rand_r(seed) / RAND_MAX - 0.5);
+    return p;
+}
+
+/* Best of `reps` timings of fn(ctx), after one warm-up call (which also sizes the scratch
+ * arena, as the first training step would). */
+static double best_of(int reps, void (*fn)(void *), void *ctx) {
+    fn(ctx);
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        fn(ctx);
+        double t = now() - t0;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+typedef struct {
+    bt_conv2d_desc d;
+    float *x, *w, *b, *y, *dy, *dx, *dw, *db; /* shapes as in ops.h */
+    int n;                                    /* sgemm size */
+} bench_ctx;
+
+static void run_forward(void *p) {
+    bench_ctx *c = p;
+    if (bt_conv2d_forward(c->y, c->x, c->w, c->b, &c->d)) fprintf(stderr, "%s\n", bt_error());
+}
+static void run_backward(void *p) {
+    bench_ctx *c = p;
+    if (bt_conv2d_backward(c->dx, c->dw, c->db, c->dy, c->x, c->w, &c->d))
+        fprintf(stderr, "%s\n", bt_error());
+}
+static void run_sgemm(void *p) {
+    bench_ctx *c = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->n, c->n, c->n, 1.0f, c->x, c->n, c->w,
+                c->n, 0.0f, c->y, c->n);
+}
+
+static void bench_layer(int N, int C, int H, int K, int R, int stride, int pad) {
+    bench_ctx c = {0};
+    if (bt_conv2d_desc_init(&c.d, N, C, H, H, K, R, R, stride, pad)) {
+        fprintf(stderr, "%s\n", bt_error());
+        exit(1);
+    }
+    const bt_conv2d_desc *d = &c.d;
+    unsigned seed = 1;
+    size_t ni = (size_t)N * C * H * H, nw = (size_t)K * C * R * R;
+    size_t no = (size_t)N * K * d->OH * d->OW;
+    c.x = rand_buf(ni, &seed), c.w = rand_buf(nw, &seed), c.b = rand_buf(K, &seed);
+    c.y = rand_buf(no, &seed), c.dy = rand_buf(no, &seed), c.dx = rand_buf(ni, &seed);
+    c.dw = rand_buf(nw, &seed), c.db = rand_buf(K, &seed);
+    double flops = 2.0 * N * K * d->OH * d->OW * (double)C * R * R; /* one GEMM's worth */
+    double tf = best_of(5, run_forward, &c);
+    double tb = best_of(3, run_backward, &c);
+    printf("conv N=%d C=%d %dx%d K=%d %dx%d s%d p%d: forward %.2f ms %.1f GFLOP/s, backward "
+           "(dx+dw+db) %.2f ms %.1f GFLOP/s\n",
+           N, C, H, H, K, R, R, stride, pad, tf * 1e3, flops / tf * 1e-9, tb * 1e3,
+           2 * flops / tb * 1e-9);
+    bt_free(c.x), bt_free(c.w), bt_free(c.b), bt_free(c.y), bt_free(c.dy), bt_free(c.dx);
+    bt_free(c.dw), bt_free(c.db);
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2;
+    bt_set_threads(threads);
+    printf("threads: %d\n", bt_threads());
+    unsigned seed = 2;
+    bench_ctx g = {.n = 1024};
+    size_t nn = (size_t)g.n * g.n;
+    g.x = rand_buf(nn, &seed), g.w = rand_buf(nn, &seed), g.y = rand_buf(nn, &seed);
+    double t = best_of(3, run_sgemm, &g);
+    printf("sgemm %d^3: %.2f ms %.1f GFLOP/s\n", g.n, t * 1e3, 2.0 * nn * g.n / t * 1e-9);
+    bt_free(g.x), bt_free(g.w), bt_free(g.y);
+    bench_layer(64, 64, 32, 64, 3, 1, 1);   /* layer1 3x3 */
+    bench_layer(64, 128, 16, 256, 3, 2, 1); /* layer3 first conv, stride 2 */
+    bench_layer(64, 128, 16, 256, 1, 2, 0); /* layer3 downsample 1x1 s2 */
+    bench_layer(64, 512, 4, 512, 3, 1, 1);  /* layer4 3x3 on 4x4 maps: batched GEMMs */
+    bench_layer(64, 3, 32, 64, 3, 1, 1);    /* CIFAR stem */
+    bt_scratch_release();
+    return 0;
+}

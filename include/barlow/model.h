@@ -1,0 +1,86 @@
+/* The Barlow Twins network: a torchvision-compatible ResNet backbone (fc removed, as the
+ * reference does) followed by the MLP projector, plus the loss's BatchNorm1d running
+ * statistics. Parameters, gradients and LARS momentum each live in one buffer addressed by
+ * `params`; BN running statistics in one buffer addressed by `bufs`. Tensor names are those
+ * of the reference's state_dict without its "backbone." prefix: "conv1.weight",
+ * "layer1.0.bn1.running_mean", "projector.0.weight", "bn.running_mean".
+ *
+ * The forward pass is a list of nodes over an activation arena sized once per batch shape
+ * (bt_model_prepare); each of the two views has its own arena, so view 1 and view 2 are
+ * normalised with their own batch statistics exactly as the reference's two backbone calls. */
+#ifndef BARLOW_MODEL_H
+#define BARLOW_MODEL_H
+#include "barlow/ops.h"
+#include "barlow/tensor.h"
+#include <stdint.h>
+
+#define BT_MAX_PROJ 8
+
+typedef struct {
+    char arch[64];          /* as given, e.g. "resnet18-cifar:w=0.25" */
+    int blocks[4];          /* blocks per stage */
+    int bottleneck;         /* 1 for resnet50+ */
+    int cifar;              /* 3x3 stride-1 stem, no max-pool */
+    double width;           /* channel multiplier (1 = torchvision) */
+    int widths[4];          /* stage base widths: round(64*width*2^i) */
+    int feat_dim;           /* backbone output: widths[3] * expansion */
+    int nproj;              /* projector layer count (0 = backbone only) */
+    int proj[BT_MAX_PROJ];  /* projector output sizes, e.g. 8192 8192 8192 */
+} bt_model_cfg;
+
+/* Parses "resnet{18,34,50,101,152}[-cifar][:w=F]" and a projector spec "8192-8192-8192"
+ * (NULL or "" for none). Errors name the offending text. */
+int bt_model_cfg_parse(bt_model_cfg *c, const char *arch, const char *projector);
+
+typedef struct bt_node bt_node;
+
+typedef struct {
+    bt_model_cfg cfg;
+    bt_tensor_table params;  /* learnable tensors */
+    bt_tensor_table bufs;    /* BN running_mean / running_var */
+    float *p;                /* (params.total) parameters */
+    float *g;                /* (params.total) gradients */
+    float *mom;              /* (params.total) LARS momentum */
+    float *b;                /* (bufs.total) running statistics */
+    int64_t bn_batches;      /* num_batches_tracked of every BN (they move together) */
+    float bn_momentum, bn_eps;
+
+    /* graph */
+    bt_node *nodes;
+    int nnodes, cap_nodes;
+    int nacts;
+    int *act_c, *act_h, *act_w; /* per activation: channels, height, width (batch is N) */
+    int feat_act, out_act;   /* backbone features (N, feat_dim); model output (N, proj[-1]) */
+    int loss_rm, loss_rv;    /* indices in bufs of "bn.running_mean/var" (-1: no projector) */
+
+    /* arenas, sized by bt_model_prepare */
+    int N, H, W;
+    size_t *act_off;         /* per activation, offset in floats in an arena */
+    size_t act_total, stat_total;
+    float *act[2];           /* (act_total) per view */
+    float *stat[2];          /* (stat_total) per view: BN mean/rstd, max-pool argmax */
+    float *dact;             /* (act_total) gradient arena, shared by the views */
+    float *dz[2];            /* (N, out_dim) loss gradients per view */
+} bt_model;
+
+int bt_model_new(bt_model **m, const char *arch, const char *projector);
+void bt_model_free(bt_model *m);
+/* torchvision's initialisation (kaiming_normal fan_out for convs, BN weight 1 bias 0,
+ * zero_init_residual=True, nn.Linear's default uniform(-1/sqrt(in), 1/sqrt(in)) for the
+ * projector), from our seeded generator; running stats (0, 1); momentum zeroed. */
+void bt_model_init(bt_model *m, uint64_t seed);
+/* Sizes the arenas for batch N of H x W images (no-op if unchanged). */
+int bt_model_prepare(bt_model *m, int N, int H, int W);
+/* Forward of one view: x (N,3,H,W). training: batch statistics, running stats updated.
+ * upto_features: stop after the backbone. Returns BT_OK or an error. */
+int bt_model_forward(bt_model *m, int view, const float *x, int training, int upto_features);
+/* Backbone features (N, feat_dim) and model output (N, proj[-1]) of a view's last forward. */
+const float *bt_model_features(const bt_model *m, int view);
+const float *bt_model_output(const bt_model *m, int view);
+/* Backward of one view from dout (N, out_dim) [or (N, feat_dim) when from_features]:
+ * accumulates parameter gradients into m->g. */
+int bt_model_backward(bt_model *m, int view, const float *dout, int from_features);
+/* Output dimension (proj[-1], or feat_dim without projector). */
+int bt_model_out_dim(const bt_model *m);
+
+#endif

@@ -1,0 +1,529 @@
+/* ResNet backbone + projector as a node list over per-view activation arenas, with
+ * torchvision's parameter names and initialisation. */
+#include "barlow/model.h"
+#include "barlow/error.h"
+#include "barlow/rng.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { N_CONV, N_BN, N_RELU, N_MAXPOOL, N_AVGPOOL, N_ADD, N_LINEAR };
+
+struct bt_node {
+    int type;
+    int in, in2, out;      /* activation ids (in2: second addend) */
+    int w, b;              /* param indices: conv/linear weight; BN gamma (w) and beta (b) */
+    int rm, rv;            /* BN running stats (bufs indices) */
+    int k, stride, pad;    /* conv kernel (R=S=k) / max-pool window */
+    size_t stat_off;       /* BN: mean at +0, rstd at +C; max-pool: argmax (int32) */
+};
+
+/* ---- configuration --------------------------------------------------------------------- */
+
+int bt_model_cfg_parse(bt_model_cfg *c, const char *arch, const char *projector) {
+    memset(c, 0, sizeof *c);
+    if (!arch || strlen(arch) >= sizeof c->arch) return bt_fail(BT_EINVAL, "--arch: missing or too long");
+    strcpy(c->arch, arch);
+    char base[64];
+    const char *colon = strchr(arch, ':');
+    size_t bl = colon ? (size_t)(colon - arch) : strlen(arch);
+    memcpy(base, arch, bl);
+    base[bl] = 0;
+    c->width = 1.0;
+    if (colon) {
+        char *end;
+        if (strncmp(colon + 1, "w=", 2) != 0)
+            return bt_fail(BT_EINVAL, "--arch '%s': expected ':w=WIDTH' after the name", arch);
+        c->width = strtod(colon + 3, &end);
+        if (end == colon + 3 || *end || !(c->width > 0) || c->width > 16)
+            return bt_fail(BT_EINVAL, "--arch '%s': width must be a number in (0, 16]", arch);
+    }
+    size_t n = strlen(base);
+    if (n > 6 && !strcmp(base + n - 6, "-cifar")) {
+        c->cifar = 1;
+        base[n - 6] = 0;
+    }
+    static const struct { const char *name; int b[4]; int bottleneck; } archs[] = {
+        {"resnet18", {2, 2, 2, 2}, 0},  {"resnet34", {3, 4, 6, 3}, 0},
+        {"resnet50", {3, 4, 6, 3}, 1},  {"resnet101", {3, 4, 23, 3}, 1},
+        {"resnet152", {3, 8, 36, 3}, 1},
+    };
+    int found = -1;
+    for (size_t i = 0; i < sizeof archs / sizeof *archs; i++)
+        if (!strcmp(base, archs[i].name)) found = (int)i;
+    if (found < 0)
+        return bt_fail(BT_EINVAL, "--arch '%s': unknown architecture (choose resnet18, resnet34, "
+                                  "resnet50, resnet101, resnet152, optionally with -cifar and :w=F)", arch);
+    memcpy(c->blocks, archs[found].b, sizeof c->blocks);
+    c->bottleneck = archs[found].bottleneck;
+    for (int i = 0; i < 4; i++) {
+        int wd = (int)lround(64.0 * c->width * (1 << i));
+        c->widths[i] = wd < 1 ? 1 : wd;
+    }
+    c->feat_dim = c->widths[3] * (c->bottleneck ? 4 : 1);
+    if (projector && *projector) {
+        const char *s = projector;
+        while (*s) {
+            char *end;
+            long v = strtol(s, &end, 10);
+            if (end == s || v < 1 || v > 1 << 20 || (*end && *end != '-'))
+                return bt_fail(BT_EINVAL, "--projector '%s': expected sizes like 8192-8192-8192", projector);
+            if (c->nproj == BT_MAX_PROJ)
+                return bt_fail(BT_EINVAL, "--projector '%s': more than %d layers", projector, BT_MAX_PROJ);
+            c->proj[c->nproj++] = (int)v;
+            s = *end ? end + 1 : end;
+            if (*end && !*s)
+                return bt_fail(BT_EINVAL, "--projector '%s': trailing '-'", projector);
+        }
+    }
+    return BT_OK;
+}
+
+/* ---- graph building -------------------------------------------------------------------- */
+
+static int add_act(bt_model *m, int c, int h, int w) {
+    int i = m->nacts++;
+    m->act_c = realloc(m->act_c, m->nacts * sizeof(int));
+    m->act_h = realloc(m->act_h, m->nacts * sizeof(int));
+    m->act_w = realloc(m->act_w, m->nacts * sizeof(int));
+    if (!m->act_c || !m->act_h || !m->act_w) return bt_fail(BT_ENOMEM, "out of memory building model");
+    m->act_c[i] = c;
+    m->act_h[i] = h;
+    m->act_w[i] = w;
+    return i;
+}
+
+static bt_node *add_node(bt_model *m, int type, int in) {
+    if (m->nnodes == m->cap_nodes) {
+        m->cap_nodes = m->cap_nodes ? 2 * m->cap_nodes : 64;
+        bt_node *n = realloc(m->nodes, m->cap_nodes * sizeof *n);
+        if (!n) return NULL;
+        m->nodes = n;
+    }
+    bt_node *n = &m->nodes[m->nnodes++];
+    memset(n, 0, sizeof *n);
+    n->type = type;
+    n->in = in;
+    n->in2 = n->w = n->b = n->rm = n->rv = -1;
+    return n;
+}
+
+static int param(bt_model *m, const char *prefix, const char *leaf, int ndim, int64_t a, int64_t b,
+                 int64_t c, int64_t d) {
+    char name[BT_NAME_MAX];
+    int64_t shape[4] = {a, b, c, d};
+    snprintf(name, sizeof name, "%s%s", prefix, leaf);
+    return bt_table_add(&m->params, name, ndim, shape);
+}
+
+static int buffer(bt_model *m, const char *prefix, const char *leaf, int64_t c) {
+    char name[BT_NAME_MAX];
+    snprintf(name, sizeof name, "%s%s", prefix, leaf);
+    return bt_table_add(&m->bufs, name, 1, &c);
+}
+
+#define TRY(x) do { int rc_ = (x); if (rc_ < 0) return rc_; } while (0)
+
+/* conv (no bias) from act `in`; returns the output activation. */
+static int conv(bt_model *m, const char *name, int in, int k, int outc, int stride, int pad) {
+    bt_node *n = add_node(m, N_CONV, in);
+    if (!n) return bt_fail(BT_ENOMEM, "out of memory building model");
+    int c = m->act_c[in], h = m->act_h[in], w = m->act_w[in];
+    int oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+    if (oh < 1 || ow < 1) return bt_fail(BT_EINVAL, "input too small for layer %s", name);
+    n->k = k;
+    n->stride = stride;
+    n->pad = pad;
+    n->w = param(m, name, ".weight", 4, outc, c, k, k);
+    TRY(n->w);
+    int out = add_act(m, outc, oh, ow);
+    TRY(out);
+    m->nodes[m->nnodes - 1].out = out;
+    return out;
+}
+
+static int bn(bt_model *m, const char *name, int in) {
+    bt_node *n = add_node(m, N_BN, in);
+    if (!n) return bt_fail(BT_ENOMEM, "out of memory building model");
+    int c = m->act_c[in];
+    TRY(n->w = param(m, name, ".weight", 1, c, 0, 0, 0));
+    TRY(n->b = param(m, name, ".bias", 1, c, 0, 0, 0));
+    TRY(n->rm = buffer(m, name, ".running_mean", c));
+    TRY(n->rv = buffer(m, name, ".running_var", c));
+    int out = add_act(m, c, m->act_h[in], m->act_w[in]);
+    TRY(out);
+    m->nodes[m->nnodes - 1].out = out;
+    return out;
+}
+
+static int simple(bt_model *m, int type, int in, int in2) {
+    bt_node *n = add_node(m, type, in);
+    if (!n) return bt_fail(BT_ENOMEM, "out of memory building model");
+    n->in2 = in2;
+    int c = m->act_c[in], h = m->act_h[in], w = m->act_w[in];
+    if (type == N_MAXPOOL) {
+        n->k = 3; n->stride = 2; n->pad = 1;
+        h = (h + 2 - 3) / 2 + 1;
+        w = (w + 2 - 3) / 2 + 1;
+    } else if (type == N_AVGPOOL) {
+        h = w = 1;
+    }
+    int out = add_act(m, c, h, w);
+    TRY(out);
+    m->nodes[m->nnodes - 1].out = out;
+    return out;
+}
+
+static int linear(bt_model *m, const char *name, int in, int outc) {
+    bt_node *n = add_node(m, N_LINEAR, in);
+    if (!n) return bt_fail(BT_ENOMEM, "out of memory building model");
+    TRY(n->w = param(m, name, ".weight", 2, outc, m->act_c[in], 0, 0));
+    int out = add_act(m, outc, 1, 1);
+    TRY(out);
+    m->nodes[m->nnodes - 1].out = out;
+    return out;
+}
+
+/* One torchvision BasicBlock / Bottleneck. */
+static int block(bt_model *m, const char *pre, int x, int planes, int stride) {
+    char nm[BT_NAME_MAX];
+    int inc = m->act_c[x], y;
+    int expansion = m->cfg.bottleneck ? 4 : 1;
+    if (m->cfg.bottleneck) {
+        snprintf(nm, sizeof nm, "%sconv1", pre); TRY(y = conv(m, nm, x, 1, planes, 1, 0));
+        snprintf(nm, sizeof nm, "%sbn1", pre);   TRY(y = bn(m, nm, y));
+        TRY(y = simple(m, N_RELU, y, -1));
+        snprintf(nm, sizeof nm, "%sconv2", pre); TRY(y = conv(m, nm, y, 3, planes, stride, 1));
+        snprintf(nm, sizeof nm, "%sbn2", pre);   TRY(y = bn(m, nm, y));
+        TRY(y = simple(m, N_RELU, y, -1));
+        snprintf(nm, sizeof nm, "%sconv3", pre); TRY(y = conv(m, nm, y, 1, planes * 4, 1, 0));
+        snprintf(nm, sizeof nm, "%sbn3", pre);   TRY(y = bn(m, nm, y));
+    } else {
+        snprintf(nm, sizeof nm, "%sconv1", pre); TRY(y = conv(m, nm, x, 3, planes, stride, 1));
+        snprintf(nm, sizeof nm, "%sbn1", pre);   TRY(y = bn(m, nm, y));
+        TRY(y = simple(m, N_RELU, y, -1));
+        snprintf(nm, sizeof nm, "%sconv2", pre); TRY(y = conv(m, nm, y, 3, planes, 1, 1));
+        snprintf(nm, sizeof nm, "%sbn2", pre);   TRY(y = bn(m, nm, y));
+    }
+    int id = x;
+    if (stride != 1 || inc != planes * expansion) {
+        snprintf(nm, sizeof nm, "%sdownsample.0", pre);
+        TRY(id = conv(m, nm, x, 1, planes * expansion, stride, 0));
+        snprintf(nm, sizeof nm, "%sdownsample.1", pre);
+        TRY(id = bn(m, nm, id));
+    }
+    TRY(y = simple(m, N_ADD, y, id));
+    return simple(m, N_RELU, y, -1);
+}
+
+/* Builds the graph for input H x W (the graph's spatial sizes depend on it). */
+static int build(bt_model *m, int H, int W) {
+    m->nnodes = 0;
+    m->nacts = 0;
+    bt_table_free(&m->params);
+    bt_table_free(&m->bufs);
+    const bt_model_cfg *c = &m->cfg;
+    int x, y;
+    TRY(x = add_act(m, 3, H, W));
+    if (c->cifar) {
+        TRY(y = conv(m, "conv1", x, 3, c->widths[0], 1, 1));
+        TRY(y = bn(m, "bn1", y));
+        TRY(y = simple(m, N_RELU, y, -1));
+    } else {
+        TRY(y = conv(m, "conv1", x, 7, c->widths[0], 2, 3));
+        TRY(y = bn(m, "bn1", y));
+        TRY(y = simple(m, N_RELU, y, -1));
+        TRY(y = simple(m, N_MAXPOOL, y, -1));
+    }
+    for (int s = 0; s < 4; s++)
+        for (int b = 0; b < c->blocks[s]; b++) {
+            char pre[48];
+            snprintf(pre, sizeof pre, "layer%d.%d.", s + 1, b);
+            TRY(y = block(m, pre, y, c->widths[s], (s > 0 && b == 0) ? 2 : 1));
+        }
+    TRY(y = simple(m, N_AVGPOOL, y, -1));
+    m->feat_act = y;
+    m->loss_rm = m->loss_rv = -1;
+    for (int i = 0; i < c->nproj; i++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "projector.%d", 3 * i);
+        TRY(y = linear(m, nm, y, c->proj[i]));
+        if (i + 1 < c->nproj) {
+            snprintf(nm, sizeof nm, "projector.%d", 3 * i + 1);
+            TRY(y = bn(m, nm, y));
+            TRY(y = simple(m, N_RELU, y, -1));
+        }
+    }
+    if (c->nproj) {
+        TRY(m->loss_rm = buffer(m, "bn", ".running_mean", c->proj[c->nproj - 1]));
+        TRY(m->loss_rv = buffer(m, "bn", ".running_var", c->proj[c->nproj - 1]));
+    }
+    m->out_act = y;
+    return BT_OK;
+}
+
+int bt_model_new(bt_model **out, const char *arch, const char *projector) {
+    *out = NULL;
+    bt_model *m = calloc(1, sizeof *m);
+    if (!m) return bt_fail(BT_ENOMEM, "out of memory");
+    int rc = bt_model_cfg_parse(&m->cfg, arch, projector);
+    if (rc == BT_OK) rc = build(m, 224, 224); /* parameter shapes do not depend on H, W */
+    if (rc == BT_OK) {
+        m->p = bt_calloc(m->params.total * sizeof(float));
+        m->g = bt_calloc(m->params.total * sizeof(float));
+        m->mom = bt_calloc(m->params.total * sizeof(float));
+        m->b = bt_calloc((m->bufs.total ? m->bufs.total : 1) * sizeof(float));
+        if (!m->p || !m->g || !m->mom || !m->b) rc = BT_ENOMEM;
+    }
+    if (rc != BT_OK) {
+        bt_model_free(m);
+        return rc;
+    }
+    m->bn_momentum = 0.1f;
+    m->bn_eps = 1e-5f;
+    *out = m;
+    return BT_OK;
+}
+
+static void free_arenas(bt_model *m) {
+    for (int v = 0; v < 2; v++) {
+        bt_free(m->act[v]);
+        bt_free(m->stat[v]);
+        bt_free(m->dz[v]);
+        m->act[v] = m->stat[v] = m->dz[v] = NULL;
+    }
+    bt_free(m->dact);
+    m->dact = NULL;
+    free(m->act_off);
+    m->act_off = NULL;
+    m->N = m->H = m->W = 0;
+}
+
+void bt_model_free(bt_model *m) {
+    if (!m) return;
+    free_arenas(m);
+    bt_table_free(&m->params);
+    bt_table_free(&m->bufs);
+    free(m->nodes);
+    free(m->act_c);
+    free(m->act_h);
+    free(m->act_w);
+    bt_free(m->p);
+    bt_free(m->g);
+    bt_free(m->mom);
+    bt_free(m->b);
+    free(m);
+}
+
+int bt_model_out_dim(const bt_model *m) {
+    return m->cfg.nproj ? m->cfg.proj[m->cfg.nproj - 1] : m->cfg.feat_dim;
+}
+
+/* ---- initialisation -------------------------------------------------------------------- */
+
+static double gauss(bt_rng *r) {
+    double u1 = bt_rng_uniform(r), u2 = bt_rng_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+void bt_model_init(bt_model *m, uint64_t seed) {
+    for (int i = 0; i < m->params.n; i++) {
+        const bt_tensor_info *t = &m->params.t[i];
+        float *p = m->p + t->offset;
+        bt_rng r = bt_rng_key(seed, 0x1417, (uint64_t)i, 0);
+        const char *leaf = strrchr(t->name, '.');
+        if (t->ndim == 4) {          /* kaiming_normal_(mode='fan_out', nonlinearity='relu') */
+            double std = sqrt(2.0 / (double)(t->shape[0] * t->shape[2] * t->shape[3]));
+            for (size_t j = 0; j < t->numel; j++) p[j] = (float)(std * gauss(&r));
+        } else if (t->ndim == 2) {   /* nn.Linear default: U(-1/sqrt(in), 1/sqrt(in)) */
+            double bound = 1.0 / sqrt((double)t->shape[1]);
+            for (size_t j = 0; j < t->numel; j++) p[j] = (float)(bound * (2 * bt_rng_uniform(&r) - 1));
+        } else {                     /* BN: weight 1, bias 0 */
+            float v = !strcmp(leaf, ".weight") ? 1.0f : 0.0f;
+            for (size_t j = 0; j < t->numel; j++) p[j] = v;
+        }
+    }
+    /* zero_init_residual: the last BN of every residual branch starts at weight 0. */
+    for (int i = 0; i < m->params.n; i++) {
+        const bt_tensor_info *t = &m->params.t[i];
+        const char *last = m->cfg.bottleneck ? ".bn3.weight" : ".bn2.weight";
+        size_t n = strlen(t->name), l = strlen(last);
+        if (!strncmp(t->name, "layer", 5) && n > l && !strcmp(t->name + n - l, last))
+            memset(m->p + t->offset, 0, t->numel * sizeof(float));
+    }
+    for (int i = 0; i < m->bufs.n; i++) {
+        const bt_tensor_info *t = &m->bufs.t[i];
+        float v = strstr(t->name, "running_var") ? 1.0f : 0.0f;
+        for (size_t j = 0; j < t->numel; j++) m->b[t->offset + j] = v;
+    }
+    memset(m->mom, 0, m->params.total * sizeof(float));
+    memset(m->g, 0, m->params.total * sizeof(float));
+    m->bn_batches = 0;
+}
+
+/* ---- arenas ---------------------------------------------------------------------------- */
+
+int bt_model_prepare(bt_model *m, int N, int H, int W) {
+    if (N == m->N && H == m->H && W == m->W) return BT_OK;
+    if (N < 1 || H < 1 || W < 1) return bt_fail(BT_EINVAL, "bad batch shape %dx3x%dx%d", N, H, W);
+    free_arenas(m);
+    /* Rebuild the graph for this input size; parameter tables come out identical. */
+    bt_tensor_table keep_p = m->params, keep_b = m->bufs;
+    memset(&m->params, 0, sizeof m->params);
+    memset(&m->bufs, 0, sizeof m->bufs);
+    int rc = build(m, H, W);
+    if (rc == BT_OK && (m->params.total != keep_p.total || m->bufs.total != keep_b.total))
+        rc = bt_fail(BT_EINVAL, "internal: parameter layout changed with input size");
+    bt_table_free(&m->params);
+    bt_table_free(&m->bufs);
+    m->params = keep_p;
+    m->bufs = keep_b;
+    if (rc != BT_OK) return rc;
+    m->act_off = malloc(m->nacts * sizeof(size_t));
+    if (!m->act_off) return bt_fail(BT_ENOMEM, "out of memory");
+    size_t off = 0, soff = 0;
+    for (int a = 0; a < m->nacts; a++) {
+        m->act_off[a] = off;
+        off += ((size_t)N * m->act_c[a] * m->act_h[a] * m->act_w[a] + 15) & ~(size_t)15;
+    }
+    for (int i = 0; i < m->nnodes; i++) {
+        bt_node *n = &m->nodes[i];
+        n->stat_off = soff;
+        if (n->type == N_BN) soff += ((size_t)2 * m->act_c[n->in] + 15) & ~(size_t)15;
+        if (n->type == N_MAXPOOL)
+            soff += ((size_t)N * m->act_c[n->out] * m->act_h[n->out] * m->act_w[n->out] + 15) & ~(size_t)15;
+    }
+    m->act_total = off;
+    m->stat_total = soff ? soff : 16;
+    size_t od = (size_t)N * bt_model_out_dim(m);
+    for (int v = 0; v < 2; v++) {
+        m->act[v] = bt_alloc(off * sizeof(float));
+        m->stat[v] = bt_calloc(m->stat_total * sizeof(float));
+        m->dz[v] = bt_alloc(od * sizeof(float));
+        if (!m->act[v] || !m->stat[v] || !m->dz[v]) { free_arenas(m); return BT_ENOMEM; }
+    }
+    m->dact = bt_alloc(off * sizeof(float));
+    if (!m->dact) { free_arenas(m); return BT_ENOMEM; }
+    m->N = N;
+    m->H = H;
+    m->W = W;
+    return BT_OK;
+}
+
+/* ---- forward / backward ---------------------------------------------------------------- */
+
+static size_t act_size(const bt_model *m, int a) {
+    return (size_t)m->N * m->act_c[a] * m->act_h[a] * m->act_w[a];
+}
+
+static void conv_desc(const bt_model *m, const bt_node *n, bt_conv2d_desc *d) {
+    int in = n->in;
+    bt_conv2d_desc_init(d, m->N, m->act_c[in], m->act_h[in], m->act_w[in], m->act_c[n->out], n->k,
+                        n->k, n->stride, n->pad);
+}
+
+int bt_model_forward(bt_model *m, int view, const float *x, int training, int upto_features) {
+    if (view < 0 || view > 1 || !m->act[view]) return bt_fail(BT_EINVAL, "model not prepared for view %d", view);
+    float *A = m->act[view], *S = m->stat[view];
+    memcpy(A + m->act_off[0], x, act_size(m, 0) * sizeof(float));
+    int N = m->N;
+    for (int i = 0; i < m->nnodes; i++) {
+        const bt_node *n = &m->nodes[i];
+        float *in = A + m->act_off[n->in], *out = A + m->act_off[n->out];
+        int rc = BT_OK;
+        switch (n->type) {
+        case N_CONV: {
+            bt_conv2d_desc d;
+            conv_desc(m, n, &d);
+            rc = bt_conv2d_forward(out, in, m->p + m->params.t[n->w].offset, NULL, &d);
+            break;
+        }
+        case N_BN: {
+            int c = m->act_c[n->in];
+            rc = bt_batchnorm_forward(out, S + n->stat_off, S + n->stat_off + c, in,
+                                      m->p + m->params.t[n->w].offset, m->p + m->params.t[n->b].offset,
+                                      m->b + m->bufs.t[n->rm].offset, m->b + m->bufs.t[n->rv].offset,
+                                      N, c, m->act_h[n->in] * m->act_w[n->in], training,
+                                      m->bn_momentum, m->bn_eps);
+            break;
+        }
+        case N_RELU: bt_relu_forward(out, in, act_size(m, n->in)); break;
+        case N_ADD: bt_add_forward(out, in, A + m->act_off[n->in2], act_size(m, n->in)); break;
+        case N_MAXPOOL:
+            rc = bt_maxpool2d_forward(out, (int32_t *)(S + n->stat_off), in, N, m->act_c[n->in],
+                                      m->act_h[n->in], m->act_w[n->in], n->k, n->stride, n->pad);
+            break;
+        case N_AVGPOOL:
+            bt_avgpool_forward(out, in, N, m->act_c[n->in], m->act_h[n->in] * m->act_w[n->in]);
+            break;
+        case N_LINEAR:
+            bt_linear_forward(out, in, m->p + m->params.t[n->w].offset, NULL, N, m->act_c[n->in],
+                              m->act_c[n->out]);
+            break;
+        }
+        if (rc != BT_OK) return rc;
+        if (upto_features && n->out == m->feat_act) break;
+    }
+    if (training) m->bn_batches++;
+    return BT_OK;
+}
+
+const float *bt_model_features(const bt_model *m, int view) {
+    return m->act[view] + m->act_off[m->feat_act];
+}
+const float *bt_model_output(const bt_model *m, int view) {
+    return m->act[view] + m->act_off[m->out_act];
+}
+
+int bt_model_backward(bt_model *m, int view, const float *dout, int from_features) {
+    if (view < 0 || view > 1 || !m->act[view]) return bt_fail(BT_EINVAL, "model not prepared for view %d", view);
+    const float *A = m->act[view], *S = m->stat[view];
+    float *D = m->dact;
+    int N = m->N, top = from_features ? m->feat_act : m->out_act;
+    /* Only activations written by a node at or below `top` get gradients; the input's
+     * gradient is never needed. */
+    memset(D + m->act_off[1], 0, (m->act_total - m->act_off[1]) * sizeof(float));
+    memcpy(D + m->act_off[top], dout, act_size(m, top) * sizeof(float));
+    int last = m->nnodes - 1;
+    while (last >= 0 && m->nodes[last].out != top) last--;
+    for (int i = last; i >= 0; i--) {
+        const bt_node *n = &m->nodes[i];
+        const float *in = A + m->act_off[n->in], *out = A + m->act_off[n->out];
+        const float *dy = D + m->act_off[n->out];
+        float *dx = n->in == 0 ? NULL : D + m->act_off[n->in];
+        int rc = BT_OK;
+        switch (n->type) {
+        case N_CONV: {
+            bt_conv2d_desc d;
+            conv_desc(m, n, &d);
+            rc = bt_conv2d_backward(dx, m->g + m->params.t[n->w].offset, NULL, dy, in,
+                                    m->p + m->params.t[n->w].offset, &d);
+            break;
+        }
+        case N_BN: {
+            int c = m->act_c[n->in];
+            bt_batchnorm_backward(dx, m->g + m->params.t[n->w].offset, m->g + m->params.t[n->b].offset,
+                                  dy, in, m->p + m->params.t[n->w].offset, S + n->stat_off,
+                                  S + n->stat_off + c, N, c, m->act_h[n->in] * m->act_w[n->in], 1);
+            break;
+        }
+        case N_RELU: bt_relu_backward(dx, dy, out, act_size(m, n->in)); break;
+        case N_ADD: bt_add_backward(dx, D + m->act_off[n->in2], dy, act_size(m, n->in)); break;
+        case N_MAXPOOL:
+            bt_maxpool2d_backward(dx, dy, (const int32_t *)(S + n->stat_off), N, m->act_c[n->in],
+                                  m->act_h[n->in], m->act_w[n->in], m->act_h[n->out], m->act_w[n->out]);
+            break;
+        case N_AVGPOOL:
+            bt_avgpool_backward(dx, dy, N, m->act_c[n->in], m->act_h[n->in] * m->act_w[n->in]);
+            break;
+        case N_LINEAR:
+            bt_linear_backward(dx, m->g + m->params.t[n->w].offset, NULL, dy, in,
+                               m->p + m->params.t[n->w].offset, N, m->act_c[n->in], m->act_c[n->out]);
+            break;
+        }
+        if (rc != BT_OK) return rc;
+    }
+    return BT_OK;
+}

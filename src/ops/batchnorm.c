@@ -1,0 +1,108 @@
+/* Batch normalisation (BatchNorm1d/2d semantics of PyTorch), optimised float32 version.
+ * Each channel's statistics are independent, so channels are split across OpenMP threads and
+ * each thread owns its channels' outputs (no reductions across threads, deterministic).
+ * Per-channel sums accumulate in double: a channel can hold N*H*W ~ 10^5..10^6 values, where
+ * float sums would lose digits, and the backward's dx is a difference of such sums. */
+#include "barlow/ops.h"
+#include "barlow/scratch.h"
+#include "norm_pool_check.h"
+#include <math.h>
+
+/* x, y (N,C,HW); gamma, beta, mean, rstd, running_mean, running_var (C). */
+int bt_batchnorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                         const float *beta, float *running_mean, float *running_var, int N,
+                         int C, int HW, int training, float momentum, float eps) {
+    int err = bt_batchnorm_check(N, C, HW, training, running_mean, running_var, momentum, eps);
+    if (err) return err;
+    const size_t cs = (size_t)C * HW; /* distance between samples */
+    const double cnt = (double)N * HW;
+#pragma omp parallel for schedule(static) num_threads(bt_threads())
+    for (int c = 0; c < C; c++) {
+        double m, r;
+        if (training) {
+            double s = 0, q = 0;
+            for (int n = 0; n < N; n++) {
+                const float *xc = x + n * cs + (size_t)c * HW;
+#pragma omp simd reduction(+ : s)
+                for (int i = 0; i < HW; i++) s += xc[i];
+            }
+            m = s / cnt;
+            /* two passes: sum((x-m)^2) does not cancel like sum(x^2) - n*m^2 */
+            for (int n = 0; n < N; n++) {
+                const float *xc = x + n * cs + (size_t)c * HW;
+#pragma omp simd reduction(+ : q)
+                for (int i = 0; i < HW; i++) {
+                    double d = xc[i] - m;
+                    q += d * d;
+                }
+            }
+            r = 1.0 / sqrt(q / cnt + eps);
+            if (running_mean) {
+                running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
+                running_var[c] =
+                    (float)((1.0 - momentum) * running_var[c] + momentum * (q / (cnt - 1)));
+            }
+        } else {
+            m = running_mean[c];
+            r = 1.0 / sqrt((double)running_var[c] + eps);
+        }
+        mean[c] = (float)m;
+        rstd[c] = (float)r;
+        /* The mean split as hi + lo floats: x - hi is exact when x is near the mean
+         * (Sterbenz), so (x - hi) - lo keeps xhat accurate even when |mean| >> std, at float
+         * cost; the folded x*a + (b - mean*a) would cancel there. */
+        const float mhi = (float)m, mlo = (float)(m - mhi);
+        const float a = (float)(r * (gamma ? gamma[c] : 1.0f)), b = beta ? beta[c] : 0.0f;
+        for (int n = 0; n < N; n++) {
+            const float *xc = x + n * cs + (size_t)c * HW;
+            float *yc = y + n * cs + (size_t)c * HW;
+#pragma omp simd
+            for (int i = 0; i < HW; i++) yc[i] = ((xc[i] - mhi) - mlo) * a + b;
+        }
+    }
+    return BT_OK;
+}
+
+/* dx, dy, x (N,C,HW); dgamma, dbeta, gamma, mean, rstd (C). */
+void bt_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                           const float *x, const float *gamma, const float *mean,
+                           const float *rstd, int N, int C, int HW, int training) {
+    const size_t cs = (size_t)C * HW;
+    const double cnt = (double)N * HW;
+#pragma omp parallel for schedule(static) num_threads(bt_threads())
+    for (int c = 0; c < C; c++) {
+        const float m = mean[c], r = rstd[c];
+        double sdy = 0, sdyx = 0;
+        for (int n = 0; n < N; n++) {
+            const float *xc = x + n * cs + (size_t)c * HW, *dyc = dy + n * cs + (size_t)c * HW;
+#pragma omp simd reduction(+ : sdy, sdyx)
+            for (int i = 0; i < HW; i++) {
+                sdy += dyc[i];
+                sdyx += (double)dyc[i] * ((xc[i] - m) * r);
+            }
+        }
+        if (dgamma) dgamma[c] += (float)sdyx;
+        if (dbeta) dbeta[c] += (float)sdy;
+        const float k = (gamma ? gamma[c] : 1.0f) * r;
+        if (!training) {
+            /* eval: the statistics are constants */
+            for (int n = 0; n < N; n++) {
+                const float *dyc = dy + n * cs + (size_t)c * HW;
+                float *dxc = dx + n * cs + (size_t)c * HW;
+#pragma omp simd
+                for (int i = 0; i < HW; i++) dxc[i] += k * dyc[i];
+            }
+            continue;
+        }
+        /* training: dx = k*(dy - mean(dy) - xhat*mean(dy*xhat)); the two subtracted terms are
+         * the gradient through the batch mean and variance */
+        const float mdy = (float)(sdy / cnt), mdyx = (float)(sdyx / cnt);
+        for (int n = 0; n < N; n++) {
+            const float *xc = x + n * cs + (size_t)c * HW, *dyc = dy + n * cs + (size_t)c * HW;
+            float *dxc = dx + n * cs + (size_t)c * HW;
+#pragma omp simd
+            for (int i = 0; i < HW; i++)
+                dxc[i] += k * (dyc[i] - mdy - (xc[i] - m) * r * mdyx);
+        }
+    }
+}

@@ -1,0 +1,314 @@
+/* Optimised float32 conv2d (groups=1, dilation=1): im2col / col2im around cblas_sgemm.
+ *
+ * Work is split over groups of G consecutive images. Small feature maps (late ResNet stages,
+ * 4x4 on CIFAR) make a per-image GEMM too thin for BLAS to be efficient, so G images are
+ * unrolled side by side into one column matrix (CRS, G*P) and handled by one GEMM; large maps
+ * use G = 1, where the output and dout rows of an image are used in place.
+ * With more than one group and thread, groups are spread over OpenMP threads, each with its
+ * own buffers from the scratch arena and single-threaded GEMMs (OpenBLAS runs serially inside
+ * a parallel region). With a single group the loop runs outside any parallel region, so BLAS
+ * itself uses every thread. The weight gradient is summed into per-thread partials that are
+ * reduced at the end, in a fixed order: for a given thread count results are reproducible.
+ * Shapes: CRS = C*R*S (a column), P = OH*OW (output pixels of one image). */
+#include "barlow/error.h"
+#include "barlow/ops.h"
+#include "barlow/scratch.h"
+#include <cblas.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Element counts must fit a size_t comfortably and GEMM dimensions a BLAS int. */
+static int too_big(int64_t a, int64_t b, int64_t c, int64_t d, int64_t lim) {
+    int64_t p = a;
+    if (p > lim / b) return 1;
+    p *= b;
+    if (p > lim / c) return 1;
+    p *= c;
+    return p > lim / d;
+}
+
+int bt_conv2d_desc_init(bt_conv2d_desc *d, int N, int C, int H, int W, int K, int R, int S,
+                        int stride, int pad) {
+    if (!d) return bt_fail(BT_EINVAL, "conv2d: NULL descriptor");
+    memset(d, 0, sizeof *d);
+    if (N <= 0 || C <= 0 || H <= 0 || W <= 0 || K <= 0 || R <= 0 || S <= 0)
+        return bt_fail(BT_EINVAL,
+                       "conv2d: sizes must be positive (input N=%d C=%d H=%d W=%d, weight "
+                       "K=%d R=%d S=%d)",
+                       N, C, H, W, K, R, S);
+    if (stride < 1) return bt_fail(BT_EINVAL, "conv2d: stride must be >= 1 (got %d)", stride);
+    if (pad < 0) return bt_fail(BT_EINVAL, "conv2d: pad must be >= 0 (got %d)", pad);
+    if ((int64_t)H + 2 * (int64_t)pad < R || (int64_t)W + 2 * (int64_t)pad < S)
+        return bt_fail(BT_EINVAL,
+                       "conv2d: kernel %dx%d does not fit the padded input %dx%d (H=%d W=%d "
+                       "pad=%d)",
+                       R, S, (int)((int64_t)H + 2 * pad), (int)((int64_t)W + 2 * pad), H, W, pad);
+    int64_t OH = ((int64_t)H + 2 * pad - R) / stride + 1;
+    int64_t OW = ((int64_t)W + 2 * pad - S) / stride + 1;
+    const int64_t big = INT64_MAX / 16;
+    if (too_big(C, R, S, 1, INT_MAX) || too_big(N, OH, OW, 1, INT_MAX) ||
+        too_big(N, C, H, W, big) || too_big(N, K, OH, OW, big) || too_big(K, C, R, S, big))
+        return bt_fail(BT_EINVAL, "conv2d: sizes too large (N=%d C=%d H=%d W=%d K=%d R=%d S=%d)", N,
+                       C, H, W, K, R, S);
+    *d = (bt_conv2d_desc){N, C, H, W, K, R, S, stride, pad, (int)OH, (int)OW};
+    return BT_OK;
+}
+
+/* A descriptor may have been filled by hand: re-derive it so bad sizes never reach a loop. */
+static int check_desc(const bt_conv2d_desc *d) {
+    if (!d) return bt_fail(BT_EINVAL, "conv2d: NULL descriptor");
+    bt_conv2d_desc v;
+    int rc = bt_conv2d_desc_init(&v, d->N, d->C, d->H, d->W, d->K, d->R, d->S, d->stride, d->pad);
+    if (rc) return rc;
+    if (v.OH != d->OH || v.OW != d->OW)
+        return bt_fail(BT_EINVAL,
+                       "conv2d: descriptor output size %dx%d does not match the computed %dx%d",
+                       d->OH, d->OW, v.OH, v.OW);
+    return BT_OK;
+}
+
+/* Range [*lo, *hi) of output columns whose input column ow*stride - pad + s lies in [0, W). */
+static void valid_cols(int s, int W, int stride, int pad, int OW, int *lo, int *hi) {
+    int a = pad - s, b = W - 1 + pad - s;
+    int l = a <= 0 ? 0 : (a + stride - 1) / stride;
+    int h = b < 0 ? 0 : b / stride + 1;
+    if (l > OW) l = OW;
+    if (h > OW) h = OW;
+    if (h < l) h = l;
+    *lo = l;
+    *hi = h;
+}
+
+/* col (CRS rows, row stride ld; P = OH*OW columns used) = unrolled patches of im (C,H,W). */
+static void im2col(float *col, size_t ld, const float *im, const bt_conv2d_desc *d) {
+    const int H = d->H, W = d->W, R = d->R, S = d->S, st = d->stride, pad = d->pad;
+    const int OH = d->OH, OW = d->OW;
+    size_t row = 0;
+    for (int c = 0; c < d->C; c++) {
+        const float *src = im + (size_t)c * H * W;
+        for (int r = 0; r < R; r++)
+            for (int s = 0; s < S; s++, row++) {
+                float *dst = col + row * ld;
+                int lo, hi;
+                valid_cols(s, W, st, pad, OW, &lo, &hi);
+                for (int oh = 0; oh < OH; oh++) {
+                    float *o = dst + (size_t)oh * OW;
+                    int ih = oh * st - pad + r;
+                    if (ih < 0 || ih >= H || lo == hi) {
+                        memset(o, 0, sizeof(float) * OW);
+                        continue;
+                    }
+                    const float *sp = src + (size_t)ih * W + (lo * st - pad + s);
+                    for (int ow = 0; ow < lo; ow++) o[ow] = 0;
+                    if (st == 1)
+                        memcpy(o + lo, sp, sizeof(float) * (hi - lo));
+                    else
+                        for (int ow = lo; ow < hi; ow++) o[ow] = sp[(size_t)(ow - lo) * st];
+                    for (int ow = hi; ow < OW; ow++) o[ow] = 0;
+                }
+            }
+    }
+}
+
+/* im (C,H,W) += fold of col (CRS rows, row stride ld): the adjoint of im2col. */
+static void col2im(float *im, const float *col, size_t ld, const bt_conv2d_desc *d) {
+    const int H = d->H, W = d->W, R = d->R, S = d->S, st = d->stride, pad = d->pad;
+    const int OH = d->OH, OW = d->OW;
+    size_t row = 0;
+    for (int c = 0; c < d->C; c++) {
+        float *dst = im + (size_t)c * H * W;
+        for (int r = 0; r < R; r++)
+            for (int s = 0; s < S; s++, row++) {
+                const float *src = col + row * ld;
+                int lo, hi;
+                valid_cols(s, W, st, pad, OW, &lo, &hi);
+                if (lo == hi) continue; /* this kernel column only ever sees padding */
+                for (int oh = 0; oh < OH; oh++) {
+                    int ih = oh * st - pad + r;
+                    if (ih < 0 || ih >= H) continue;
+                    const float *o = src + (size_t)oh * OW;
+                    float *dp = dst + (size_t)ih * W + (lo * st - pad + s);
+                    if (st == 1)
+                        for (int ow = lo; ow < hi; ow++) dp[ow - lo] += o[ow];
+                    else
+                        for (int ow = lo; ow < hi; ow++) dp[(size_t)(ow - lo) * st] += o[ow];
+                }
+            }
+    }
+}
+
+/* The input is already its own column matrix (C = CRS rows, P = H*W columns). */
+static int is_pointwise(const bt_conv2d_desc *d) {
+    return d->R == 1 && d->S == 1 && d->stride == 1 && d->pad == 0;
+}
+
+/* Images per GEMM: enough that G*P reaches ~256 columns, but keep a group per thread. */
+static int group_size(const bt_conv2d_desc *d, int nthreads) {
+    int P = d->OH * d->OW;
+    int g = (256 + P - 1) / P;
+    int per_thread = d->N / (nthreads > 0 ? nthreads : 1);
+    if (per_thread < 1) per_thread = 1;
+    if (g > per_thread) g = per_thread;
+    if (g > d->N) g = d->N;
+    return g < 1 ? 1 : g;
+}
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* Forward of images [n0, n0+g): col (CRS, G*P) and tmp (K, G*P) are this thread's buffers. */
+static void forward_group(float *out, const float *in, const float *w, const float *b,
+                          const bt_conv2d_desc *d, int n0, int g, float *col, float *tmp) {
+    const int K = d->K, CRS = d->C * d->R * d->S, P = d->OH * d->OW, GP = g * P;
+    const size_t in_img = (size_t)d->C * d->H * d->W, out_img = (size_t)K * P;
+    const float *B;
+    if (g == 1 && is_pointwise(d)) {
+        B = in + (size_t)n0 * in_img;
+    } else {
+        for (int i = 0; i < g; i++) im2col(col + (size_t)i * P, GP, in + (n0 + i) * in_img, d);
+        B = col;
+    }
+    float *Cm = g == 1 ? out + (size_t)n0 * out_img : tmp; /* (K, G*P) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, GP, CRS, 1.0f, w, CRS, B, GP, 0.0f,
+                Cm, GP);
+    for (int i = 0; i < g; i++) {
+        float *o = out + (n0 + i) * out_img;
+        for (int k = 0; k < K; k++) {
+            float *orow = o + (size_t)k * P;
+            float bk = b ? b[k] : 0.0f;
+            if (g > 1) {
+                const float *src = tmp + (size_t)k * GP + (size_t)i * P;
+                for (int p = 0; p < P; p++) orow[p] = src[p] + bk;
+            } else if (b) {
+                for (int p = 0; p < P; p++) orow[p] += bk;
+            }
+        }
+    }
+}
+
+int bt_conv2d_forward(float *out, const float *in, const float *w, const float *b,
+                      const bt_conv2d_desc *d) {
+    int rc = check_desc(d);
+    if (rc) return rc;
+    if (!out || !in || !w) return bt_fail(BT_EINVAL, "conv2d_forward: NULL buffer");
+    const int N = d->N, P = d->OH * d->OW, CRS = d->C * d->R * d->S;
+    int nt = bt_threads();
+    const int G = group_size(d, nt);
+    const int ngroups = (N + G - 1) / G;
+    if (nt > ngroups) nt = ngroups;
+    /* A single pointwise image needs no columns; at least 16 floats keep scr non-NULL. */
+    const size_t col_n = G == 1 && is_pointwise(d) ? 16 : round16((size_t)CRS * G * P);
+    const size_t tmp_n = G > 1 ? round16((size_t)d->K * G * P) : 0;
+    float *scr = bt_scratch(sizeof(float) * (col_n + tmp_n) * nt);
+    if (!scr) return BT_ENOMEM;
+    if (nt == 1) {
+        for (int n0 = 0; n0 < N; n0 += G)
+            forward_group(out, in, w, b, d, n0, N - n0 < G ? N - n0 : G, scr, scr + col_n);
+        return BT_OK;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int gi = 0; gi < ngroups; gi++) {
+        float *mine = scr + (col_n + tmp_n) * (size_t)omp_get_thread_num();
+        int n0 = gi * G;
+        forward_group(out, in, w, b, d, n0, N - n0 < G ? N - n0 : G, mine, mine + col_n);
+    }
+    return BT_OK;
+}
+
+/* Backward of images [n0, n0+g): dwp (K, CRS) += dy col^T; dinp += col2im(w^T dy).
+ * col (CRS, G*P) holds the columns, then is reused for their gradient; tmp (K, G*P). */
+static void backward_group(float *dinp, float *dwp, const float *dout, const float *in,
+                           const float *w, const bt_conv2d_desc *d, int n0, int g, float *col,
+                           float *tmp) {
+    const int K = d->K, CRS = d->C * d->R * d->S, P = d->OH * d->OW, GP = g * P;
+    const size_t in_img = (size_t)d->C * d->H * d->W, out_img = (size_t)K * P;
+    const int direct = g == 1 && is_pointwise(d);
+    const float *dy = dout + n0 * out_img; /* (K, G*P) */
+    if (g > 1) {
+        for (int k = 0; k < K; k++)
+            for (int i = 0; i < g; i++)
+                memcpy(tmp + (size_t)k * GP + (size_t)i * P,
+                       dout + (n0 + i) * out_img + (size_t)k * P, sizeof(float) * P);
+        dy = tmp;
+    }
+    if (dwp) {
+        const float *B = in + n0 * in_img;
+        if (!direct) {
+            for (int i = 0; i < g; i++) im2col(col + (size_t)i * P, GP, in + (n0 + i) * in_img, d);
+            B = col;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, CRS, GP, 1.0f, dy, GP, B, GP, 1.0f,
+                    dwp, CRS);
+    }
+    if (dinp) {
+        if (direct) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CRS, GP, K, 1.0f, w, CRS, dy, GP,
+                        1.0f, dinp + n0 * in_img, GP);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CRS, GP, K, 1.0f, w, CRS, dy, GP,
+                        0.0f, col, GP);
+            for (int i = 0; i < g; i++)
+                col2im(dinp + (n0 + i) * in_img, col + (size_t)i * P, GP, d);
+        }
+    }
+}
+
+int bt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *in,
+                       const float *w, const bt_conv2d_desc *d) {
+    int rc = check_desc(d);
+    if (rc) return rc;
+    if (!dout || (dw && !in) || (dinp && !w))
+        return bt_fail(BT_EINVAL, "conv2d_backward: NULL buffer");
+    const int N = d->N, K = d->K, P = d->OH * d->OW, CRS = d->C * d->R * d->S;
+    int nt = bt_threads();
+    if (db) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int k = 0; k < K; k++) {
+            double s = 0; /* N*P terms: double keeps the bias gradient exact to float */
+            for (int n = 0; n < N; n++) {
+                const float *g = dout + ((size_t)n * K + k) * P;
+                for (int p = 0; p < P; p++) s += g[p];
+            }
+            db[k] += (float)s;
+        }
+    }
+    if (!dinp && !dw) return BT_OK;
+    const int G = group_size(d, nt);
+    const int ngroups = (N + G - 1) / G;
+    if (nt > ngroups) nt = ngroups;
+    const size_t col_n = G == 1 && is_pointwise(d) ? 16 : round16((size_t)CRS * G * P);
+    const size_t tmp_n = G > 1 ? round16((size_t)K * G * P) : 0;
+    const size_t dw_n = nt > 1 && dw ? round16((size_t)K * CRS) : 0;
+    const size_t per = col_n + tmp_n + dw_n;
+    float *scr = bt_scratch(sizeof(float) * per * nt);
+    if (!scr) return BT_ENOMEM;
+    if (nt == 1) {
+        for (int n0 = 0; n0 < N; n0 += G)
+            backward_group(dinp, dw, dout, in, w, d, n0, N - n0 < G ? N - n0 : G, scr, scr + col_n);
+        return BT_OK;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        float *mine = scr + per * (size_t)t;
+        float *dwp = dw ? mine + col_n + tmp_n : NULL; /* (K, CRS) this thread's partial */
+        if (dwp) memset(dwp, 0, sizeof(float) * K * CRS);
+#pragma omp for schedule(static)
+        for (int gi = 0; gi < ngroups; gi++) {
+            int n0 = gi * G;
+            backward_group(dinp, dwp, dout, in, w, d, n0, N - n0 < G ? N - n0 : G, mine,
+                           mine + col_n);
+        }
+        if (dw) {
+            /* Summed in thread order whatever the schedule: reproducible. */
+#pragma omp for schedule(static)
+            for (size_t i = 0; i < (size_t)K * CRS; i++) {
+                float s = 0;
+                for (int u = 0; u < team; u++) s += scr[per * (size_t)u + col_n + tmp_n + i];
+                dw[i] += s;
+            }
+        }
+    }
+    return BT_OK;
+}

@@ -1,0 +1,54 @@
+/* The Barlow Twins loss (see include/barlow/loss.h): float32 training version and the double
+ * version the tests differentiate, both compiled from bt_loss.inc. */
+#include "barlow/loss.h"
+#include "barlow/error.h"
+#include "barlow/scratch.h"
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stddef.h>
+
+/* Below this many elements an OpenMP region costs more than it saves. */
+#define BT_LOSS_PAR_MIN 16384
+
+/* The calling thread's share [d0, d1) of D columns inside a parallel region: contiguous, in
+ * multiples of 16 so no two threads write to one cache line of a double array. */
+static void bt_loss_cols(int *d0, int *d1, int D) {
+    int T = omp_get_num_threads(), t = omp_get_thread_num();
+    int per = ((D + T - 1) / T + 15) & ~15;
+    long lo = (long)t * per, hi = lo + per;
+    *d0 = lo < D ? (int)lo : D;
+    *d1 = hi < D ? (int)hi : D;
+}
+
+int bt_bt_loss_choose(int N, int D) { return D > N ? BT_LOSS_GRAM : BT_LOSS_DIRECT; }
+
+#define REAL float
+#define SFX f32
+#define GEMM cblas_sgemm
+#define SYRK cblas_ssyrk
+#include "bt_loss.inc"
+#undef REAL
+#undef SFX
+#undef GEMM
+#undef SYRK
+
+#define REAL double
+#define SFX f64
+#define GEMM cblas_dgemm
+#define SYRK cblas_dsyrk
+#include "bt_loss.inc"
+#undef REAL
+#undef SFX
+#undef GEMM
+#undef SYRK
+
+int bt_bt_loss(bt_loss_result *res, float *dz1, float *dz2, const float *z1, const float *z2,
+               int N, int D, float lambda, int form, float *running_mean, float *running_var) {
+    return bt_loss_run_f32(res, dz1, dz2, z1, z2, N, D, lambda, form, running_mean, running_var);
+}
+
+int bt_bt_loss_f64(bt_loss_result *res, double *dz1, double *dz2, const double *z1,
+                   const double *z2, int N, int D, double lambda, int form) {
+    return bt_loss_run_f64(res, dz1, dz2, z1, z2, N, D, lambda, form, NULL, NULL);
+}

@@ -1,0 +1,71 @@
+"""PyTorch reference for tests/test_conv_linear.c.
+
+Usage:
+  parity_conv_linear.py DIR conv N C H W K R S STRIDE PAD HAS_BIAS
+  parity_conv_linear.py DIR linear N I O HAS_BIAS
+  parity_conv_linear.py --batch FILE    (one "DIR conv|linear ARGS..." per line: one torch
+                                         start-up for many cases)
+
+Reads raw little-endian float32 files x.bin, w.bin, dy.bin (and b.bin when HAS_BIAS=1) from
+DIR, computes F.conv2d / F.linear and its backward with dy as the upstream gradient in float64,
+and writes y.bin, dx.bin, dw.bin (and db.bin) back as float32.
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def load(d, name, shape):
+    a = np.fromfile(os.path.join(d, name), dtype="<f4")
+    if a.size != int(np.prod(shape)):
+        sys.exit(f"{name}: expected {int(np.prod(shape))} floats, got {a.size}")
+    return torch.from_numpy(a.astype(np.float64).reshape(shape)).requires_grad_(True)
+
+
+def save(d, name, t):
+    t.detach().numpy().astype("<f4").tofile(os.path.join(d, name))
+
+
+def run_case(argv):
+    d, mode, args = argv[0], argv[1], [int(a) for a in argv[2:]]
+    if mode == "conv":
+        N, C, H, W, K, R, S, stride, pad, has_bias = args
+        x = load(d, "x.bin", (N, C, H, W))
+        w = load(d, "w.bin", (K, C, R, S))
+        b = load(d, "b.bin", (K,)) if has_bias else None
+        y = F.conv2d(x, w, b, stride=stride, padding=pad)
+    elif mode == "linear":
+        N, I, O, has_bias = args
+        x = load(d, "x.bin", (N, I))
+        w = load(d, "w.bin", (O, I))
+        b = load(d, "b.bin", (O,)) if has_bias else None
+        y = F.linear(x, w, b)
+    else:
+        sys.exit(f"unknown mode {mode}")
+    dy = load(d, "dy.bin", tuple(y.shape)).detach()
+    y.backward(dy)
+    save(d, "y.bin", y)
+    save(d, "dx.bin", x.grad)
+    save(d, "dw.bin", w.grad)
+    if b is not None:
+        save(d, "db.bin", b.grad)
+
+
+def main():
+    torch.set_num_threads(1)
+    if len(sys.argv) == 3 and sys.argv[1] == "--batch":
+        with open(sys.argv[2]) as f:
+            for line in f:
+                if line.strip():
+                    run_case(line.split())
+    elif len(sys.argv) >= 3:
+        run_case(sys.argv[1:])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
