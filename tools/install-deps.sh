@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what barlow needs on Debian 12 (as root): compilers, OpenBLAS (OpenMP build), cJSON,
+# libjpeg-turbo, libpng, and the PyTorch reference used by the tests and benchmarks.
+# Skips apt entirely when everything is already there.
+set -euo pipefail
+pkgs=(build-essential clang make pkg-config libopenblas-openmp-dev libcjson-dev libturbojpeg0-dev
+      libjpeg62-turbo-dev libpng-dev zlib1g-dev python3-torch python3-torchvision python3-numpy
+      python3-pil python3-pip)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The safetensors package (PyPI) checks interop in the tests; Debian 12 does not package it.
+if ! /usr/bin/python3 -c "import safetensors" 2>/dev/null; then
+  /usr/bin/python3 -m pip install -q --break-system-packages safetensors
+fi
+echo "install-deps: ok"
