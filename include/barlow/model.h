@@ -61,6 +61,7 @@ typedef struct {
     float *stat[2];          /* (stat_total) per view: BN mean/rstd, max-pool argmax */
     float *dact;             /* (act_total) gradient arena, shared by the views */
     float *dz[2];            /* (N, out_dim) loss gradients per view */
+    int training[2];         /* mode of each view's last forward (the backward follows it) */
 } bt_model;
 
 int bt_model_new(bt_model **m, const char *arch, const char *projector);

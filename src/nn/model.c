@@ -466,6 +466,7 @@ int bt_model_forward(bt_model *m, int view, const float *x, int training, int up
         if (rc != BT_OK) return rc;
         if (upto_features && n->out == m->feat_act) break;
     }
+    m->training[view] = training;
     if (training) m->bn_batches++;
     return BT_OK;
 }
@@ -506,7 +507,8 @@ int bt_model_backward(bt_model *m, int view, const float *dout, int from_feature
             int c = m->act_c[n->in];
             bt_batchnorm_backward(dx, m->g + m->params.t[n->w].offset, m->g + m->params.t[n->b].offset,
                                   dy, in, m->p + m->params.t[n->w].offset, S + n->stat_off,
-                                  S + n->stat_off + c, N, c, m->act_h[n->in] * m->act_w[n->in], 1);
+                                  S + n->stat_off + c, N, c, m->act_h[n->in] * m->act_w[n->in],
+                                  m->training[view]);
             break;
         }
         case N_RELU: bt_relu_backward(dx, dy, out, act_size(m, n->in)); break;
