@@ -4,8 +4,9 @@
 # Skips apt entirely when everything is already there.
 set -euo pipefail
 pkgs=(build-essential clang make pkg-config libopenblas-openmp-dev libcjson-dev libturbojpeg0-dev
-      libjpeg62-turbo-dev libpng-dev zlib1g-dev python3-torch python3-torchvision python3-numpy
-      python3-pil python3-pip)
+      libjpeg62-turbo-dev libpng-dev zlib1g-dev libcairo2-dev fonts-dejavu-core python3-torch python3-torchvision python3-numpy
+      python3-pil python3-pip libopenmpi-dev openmpi-bin protobuf-c-compiler libprotobuf-c-dev
+      python3-onnx)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -41,4 +41,13 @@ int bt_bt_loss_f64(bt_loss_result *res, double *dz1, double *dz2, const double *
 /* The form BT_LOSS_AUTO picks for these sizes: GRAM when D > N, else DIRECT. */
 int bt_bt_loss_choose(int N, int D);
 
+/* The loss over a global batch split across the ranks of `comm` (z1, z2, dz1, dz2 are this
+ * rank's N rows; statistics and C cover every rank). DIRECT all-reduces the BN sums and C;
+ * GRAM all-gathers the embeddings; AUTO picks by the global batch. One rank (or comm NULL):
+ * exactly bt_bt_loss. */
+struct bt_comm;
+int bt_bt_loss_sync(bt_loss_result *res, float *dz1, float *dz2, const float *z1,
+                    const float *z2, int N, int D, float lambda, int form, float *running_mean,
+                    float *running_var, const struct bt_comm *comm);
+
 #endif

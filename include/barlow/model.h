@@ -62,6 +62,7 @@ typedef struct {
     float *dact;             /* (act_total) gradient arena, shared by the views */
     float *dz[2];            /* (N, out_dim) loss gradients per view */
     int training[2];         /* mode of each view's last forward (the backward follows it) */
+    const struct bt_comm *comm; /* data-parallel ranks: BN statistics span them (NULL: one) */
 } bt_model;
 
 int bt_model_new(bt_model **m, const char *arch, const char *projector);

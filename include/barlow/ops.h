@@ -55,6 +55,20 @@ void bt_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
                            const float *x, const float *gamma, const float *mean,
                            const float *rstd, int N, int C, int HW, int training);
 
+/* Synchronised (SyncBatchNorm) versions: in training mode the statistics, and the backward's
+ * two channel sums, cover the global batch of every rank of `comm` (N is this rank's share).
+ * comm NULL / one rank / eval mode: exactly the functions above. dgamma/dbeta receive this
+ * rank's share only; the gradient all-reduce sums the shares. */
+struct bt_comm;
+int bt_batchnorm_forward_sync(float *y, float *mean, float *rstd, const float *x,
+                              const float *gamma, const float *beta, float *running_mean,
+                              float *running_var, int N, int C, int HW, int training,
+                              float momentum, float eps, const struct bt_comm *comm);
+int bt_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const float *dy,
+                               const float *x, const float *gamma, const float *mean,
+                               const float *rstd, int N, int C, int HW, int training,
+                               const struct bt_comm *comm);
+
 /* ---- elementwise ---------------------------------------------------------------------- */
 /* y = max(x, 0); y may equal x. */
 void bt_relu_forward(float *y, const float *x, size_t n);

@@ -8,16 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { N_CONV, N_BN, N_RELU, N_MAXPOOL, N_AVGPOOL, N_ADD, N_LINEAR };
-
-struct bt_node {
-    int type;
-    int in, in2, out;      /* activation ids (in2: second addend) */
-    int w, b;              /* param indices: conv/linear weight; BN gamma (w) and beta (b) */
-    int rm, rv;            /* BN running stats (bufs indices) */
-    int k, stride, pad;    /* conv kernel (R=S=k) / max-pool window */
-    size_t stat_off;       /* BN: mean at +0, rstd at +C; max-pool: argmax (int32) */
-};
+#include "nn/model_internal.h"
 
 /* ---- configuration --------------------------------------------------------------------- */
 
@@ -442,11 +433,13 @@ int bt_model_forward(bt_model *m, int view, const float *x, int training, int up
         }
         case N_BN: {
             int c = m->act_c[n->in];
-            rc = bt_batchnorm_forward(out, S + n->stat_off, S + n->stat_off + c, in,
-                                      m->p + m->params.t[n->w].offset, m->p + m->params.t[n->b].offset,
-                                      m->b + m->bufs.t[n->rm].offset, m->b + m->bufs.t[n->rv].offset,
-                                      N, c, m->act_h[n->in] * m->act_w[n->in], training,
-                                      m->bn_momentum, m->bn_eps);
+            rc = bt_batchnorm_forward_sync(out, S + n->stat_off, S + n->stat_off + c, in,
+                                           m->p + m->params.t[n->w].offset,
+                                           m->p + m->params.t[n->b].offset,
+                                           m->b + m->bufs.t[n->rm].offset,
+                                           m->b + m->bufs.t[n->rv].offset, N, c,
+                                           m->act_h[n->in] * m->act_w[n->in], training,
+                                           m->bn_momentum, m->bn_eps, m->comm);
             break;
         }
         case N_RELU: bt_relu_forward(out, in, act_size(m, n->in)); break;
@@ -505,10 +498,12 @@ int bt_model_backward(bt_model *m, int view, const float *dout, int from_feature
         }
         case N_BN: {
             int c = m->act_c[n->in];
-            bt_batchnorm_backward(dx, m->g + m->params.t[n->w].offset, m->g + m->params.t[n->b].offset,
-                                  dy, in, m->p + m->params.t[n->w].offset, S + n->stat_off,
-                                  S + n->stat_off + c, N, c, m->act_h[n->in] * m->act_w[n->in],
-                                  m->training[view]);
+            rc = bt_batchnorm_backward_sync(dx, m->g + m->params.t[n->w].offset,
+                                            m->g + m->params.t[n->b].offset, dy, in,
+                                            m->p + m->params.t[n->w].offset, S + n->stat_off,
+                                            S + n->stat_off + c, N, c,
+                                            m->act_h[n->in] * m->act_w[n->in], m->training[view],
+                                            m->comm);
             break;
         }
         case N_RELU: bt_relu_backward(dx, dy, out, act_size(m, n->in)); break;

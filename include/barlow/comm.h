@@ -1,0 +1,35 @@
+/* Data-parallel communication: the few collectives that synchronised batch norm, the global
+ * loss and the gradient all-reduce need. A NULL communicator (or world == 1) means a single
+ * process; the MPI implementation exists only in builds made with `make MPI=1` (BT_MPI). All
+ * collectives are blocking and must be called by every rank in the same order. */
+#ifndef BARLOW_COMM_H
+#define BARLOW_COMM_H
+#include <stddef.h>
+
+typedef struct bt_comm bt_comm;
+struct bt_comm {
+    int rank, world;
+    /* In-place sum over ranks. */
+    int (*allreduce_f64)(const bt_comm *c, double *buf, size_t n);
+    int (*allreduce_f32)(const bt_comm *c, float *buf, size_t n);
+    /* recv (world * n) = concatenation of every rank's send (n), in rank order. */
+    int (*allgather_f32)(const bt_comm *c, const float *send, float *recv, size_t n);
+    /* Broadcast bytes from rank `root`. */
+    int (*bcast)(const bt_comm *c, void *buf, size_t bytes, int root);
+    /* Ends every rank of the job with exit status `code` (never returns). */
+    void (*abort)(const bt_comm *c, int code);
+    void *impl;
+};
+
+static inline int bt_comm_world(const bt_comm *c) { return c ? c->world : 1; }
+static inline int bt_comm_rank(const bt_comm *c) { return c ? c->rank : 0; }
+
+/* Initialises MPI when the build has it and the process was started by mpirun/srun (or
+ * `force` is set); returns NULL (single process) otherwise. Errors are fatal: a job whose
+ * ranks cannot talk must not train on one of them alone. */
+bt_comm *bt_comm_init(int *argc, char ***argv);
+void bt_comm_finalize(bt_comm *c);
+/* 1 if this build was made with MPI. */
+int bt_comm_have_mpi(void);
+
+#endif

@@ -1,0 +1,105 @@
+/* MPI-backed bt_comm (built with -DBT_MPI), or the single-process stub. */
+#include "barlow/comm.h"
+#include "barlow/error.h"
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifdef BT_MPI
+#include <mpi.h>
+
+static int check(int rc, const char *what) {
+    if (rc == MPI_SUCCESS) return BT_OK;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return bt_fail(BT_EIO, "MPI %s failed: %s", what, msg);
+}
+static int ar64(const bt_comm *c, double *b, size_t n) {
+    (void)c;
+    for (size_t off = 0; off < n; off += 1 << 30) {
+        int cnt = (int)(n - off < (size_t)1 << 30 ? n - off : (size_t)1 << 30);
+        int rc = check(MPI_Allreduce(MPI_IN_PLACE, b + off, cnt, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "allreduce");
+        if (rc) return rc;
+    }
+    return BT_OK;
+}
+static int ar32(const bt_comm *c, float *b, size_t n) {
+    (void)c;
+    for (size_t off = 0; off < n; off += 1 << 30) {
+        int cnt = (int)(n - off < (size_t)1 << 30 ? n - off : (size_t)1 << 30);
+        int rc = check(MPI_Allreduce(MPI_IN_PLACE, b + off, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "allreduce");
+        if (rc) return rc;
+    }
+    return BT_OK;
+}
+static int ag32(const bt_comm *c, const float *s, float *r, size_t n) {
+    (void)c;
+    if (n > (size_t)1 << 30) return bt_fail(BT_EINVAL, "allgather of %zu floats too large", n);
+    return check(MPI_Allgather(s, (int)n, MPI_FLOAT, r, (int)n, MPI_FLOAT, MPI_COMM_WORLD), "allgather");
+}
+static int bc(const bt_comm *c, void *b, size_t bytes, int root) {
+    (void)c;
+    if (bytes > (size_t)1 << 30) return bt_fail(BT_EINVAL, "broadcast of %zu bytes too large", bytes);
+    return check(MPI_Bcast(b, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD), "broadcast");
+}
+static void ab(const bt_comm *c, int code) {
+    (void)c;
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+bt_comm *bt_comm_init(int *argc, char ***argv) {
+    /* Started by mpirun (Open MPI), srun (Slurm) or another PMI launcher? */
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK") &&
+        !getenv("SLURM_PROCID"))
+        return NULL;
+    int provided;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "barlow: MPI_Init failed\n");
+        exit(1);
+    }
+    /* Errors in collectives come back as codes; we then abort the whole job ourselves. */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    bt_comm *c = calloc(1, sizeof *c);
+    if (!c) MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &c->world);
+    c->allreduce_f64 = ar64;
+    c->allreduce_f32 = ar32;
+    c->allgather_f32 = ag32;
+    c->bcast = bc;
+    c->abort = ab;
+    if (c->world == 1) {
+        MPI_Finalize();
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void bt_comm_finalize(bt_comm *c) {
+    if (!c) return;
+    MPI_Finalize();
+    free(c);
+}
+
+int bt_comm_have_mpi(void) { return 1; }
+
+#else
+
+bt_comm *bt_comm_init(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
+    if (getenv("OMPI_COMM_WORLD_SIZE") && atoi(getenv("OMPI_COMM_WORLD_SIZE")) > 1) {
+        fprintf(stderr, "barlow: started by mpirun with %s ranks, but this build has no MPI "
+                        "(rebuild with `make MPI=1`)\n", getenv("OMPI_COMM_WORLD_SIZE"));
+        exit(2);
+    }
+    return NULL;
+}
+void bt_comm_finalize(bt_comm *c) { (void)c; }
+int bt_comm_have_mpi(void) { return 0; }
+
+#endif

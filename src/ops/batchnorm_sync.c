@@ -1,0 +1,122 @@
+/* Synchronised batch norm (SyncBatchNorm): training-mode statistics over the whole global
+ * batch spread across ranks. Each rank reduces its own channels' partial sums, one all-reduce
+ * combines them, and the normalisation then runs locally. With one rank (or eval mode) it is
+ * exactly bt_batchnorm_forward/backward. */
+#include "barlow/comm.h"
+#include "barlow/error.h"
+#include "barlow/ops.h"
+#include "barlow/scratch.h"
+#include <math.h>
+#include <string.h>
+
+/* s (C): per-channel sum of x over this rank's (N, HW), or of (x - m)^2 when m != NULL. */
+static void channel_sums(double *s, const float *x, const double *m, int N, int C, int HW) {
+    const size_t cs = (size_t)C * HW;
+#pragma omp parallel for schedule(static) num_threads(bt_threads())
+    for (int c = 0; c < C; c++) {
+        double acc = 0;
+        for (int n = 0; n < N; n++) {
+            const float *xc = x + n * cs + (size_t)c * HW;
+            if (m) {
+                const double mc = m[c];
+#pragma omp simd reduction(+ : acc)
+                for (int i = 0; i < HW; i++) acc += (xc[i] - mc) * (xc[i] - mc);
+            } else {
+#pragma omp simd reduction(+ : acc)
+                for (int i = 0; i < HW; i++) acc += xc[i];
+            }
+        }
+        s[c] = acc;
+    }
+}
+
+int bt_batchnorm_forward_sync(float *y, float *mean, float *rstd, const float *x,
+                              const float *gamma, const float *beta, float *running_mean,
+                              float *running_var, int N, int C, int HW, int training,
+                              float momentum, float eps, const bt_comm *comm) {
+    if (!training || bt_comm_world(comm) == 1)
+        return bt_batchnorm_forward(y, mean, rstd, x, gamma, beta, running_mean, running_var, N,
+                                    C, HW, training, momentum, eps);
+    if (N < 1 || C < 1 || HW < 1) return bt_fail(BT_EINVAL, "batchnorm: bad sizes N=%d C=%d HW=%d", N, C, HW);
+    /* buf: sums (C) + count, then the means (C), then squared deviations (C). */
+    double *buf = bt_scratch((3 * (size_t)C + 1) * sizeof(double));
+    if (!buf) return BT_ENOMEM;
+    double *s = buf, *m = buf + C + 1, *q = m + C;
+    channel_sums(s, x, NULL, N, C, HW);
+    s[C] = (double)N * HW;
+    int rc = comm->allreduce_f64(comm, s, (size_t)C + 1);
+    if (rc) return rc;
+    const double cnt = s[C];
+    if (cnt <= 1)
+        return bt_fail(BT_EINVAL, "Expected more than 1 value per channel when training, got %.0f", cnt);
+    for (int c = 0; c < C; c++) m[c] = s[c] / cnt;
+    channel_sums(q, x, m, N, C, HW);
+    if ((rc = comm->allreduce_f64(comm, q, (size_t)C))) return rc;
+    const size_t cs = (size_t)C * HW;
+#pragma omp parallel for schedule(static) num_threads(bt_threads())
+    for (int c = 0; c < C; c++) {
+        double r = 1.0 / sqrt(q[c] / cnt + eps);
+        if (running_mean) {
+            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m[c]);
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * (q[c] / (cnt - 1)));
+        }
+        mean[c] = (float)m[c];
+        rstd[c] = (float)r;
+        const float mhi = (float)m[c], mlo = (float)(m[c] - mhi);
+        const float a = (float)(r * (gamma ? gamma[c] : 1.0f)), b = beta ? beta[c] : 0.0f;
+        for (int n = 0; n < N; n++) {
+            const float *xc = x + n * cs + (size_t)c * HW;
+            float *yc = y + n * cs + (size_t)c * HW;
+#pragma omp simd
+            for (int i = 0; i < HW; i++) yc[i] = ((xc[i] - mhi) - mlo) * a + b;
+        }
+    }
+    return BT_OK;
+}
+
+int bt_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const float *dy,
+                               const float *x, const float *gamma, const float *mean,
+                               const float *rstd, int N, int C, int HW, int training,
+                               const bt_comm *comm) {
+    if (!training || bt_comm_world(comm) == 1) {
+        bt_batchnorm_backward(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, N, C, HW, training);
+        return BT_OK;
+    }
+    double *g = bt_scratch((2 * (size_t)C + 1) * sizeof(double));
+    if (!g) return BT_ENOMEM;
+    const size_t cs = (size_t)C * HW;
+#pragma omp parallel for schedule(static) num_threads(bt_threads())
+    for (int c = 0; c < C; c++) {
+        const float m = mean[c], r = rstd[c];
+        double sdy = 0, sdyx = 0;
+        for (int n = 0; n < N; n++) {
+            const float *xc = x + n * cs + (size_t)c * HW, *dyc = dy + n * cs + (size_t)c * HW;
+#pragma omp simd reduction(+ : sdy, sdyx)
+            for (int i = 0; i < HW; i++) {
+                sdy += dyc[i];
+                sdyx += (double)dyc[i] * ((xc[i] - m) * r);
+            }
+        }
+        /* this rank's share of dgamma/dbeta: the gradient all-reduce sums the shares */
+        if (dgamma) dgamma[c] += (float)sdyx;
+        if (dbeta) dbeta[c] += (float)sdy;
+        g[c] = sdy;
+        g[C + c] = sdyx;
+    }
+    g[2 * C] = (double)N * HW;
+    int rc = comm->allreduce_f64(comm, g, 2 * (size_t)C + 1);
+    if (rc) return rc;
+    const double cnt = g[2 * C];
+#pragma omp parallel for schedule(static) num_threads(bt_threads())
+    for (int c = 0; c < C; c++) {
+        const float m = mean[c], r = rstd[c], k = (gamma ? gamma[c] : 1.0f) * r;
+        const float mdy = (float)(g[c] / cnt), mdyx = (float)(g[C + c] / cnt);
+        for (int n = 0; n < N; n++) {
+            const float *xc = x + n * cs + (size_t)c * HW, *dyc = dy + n * cs + (size_t)c * HW;
+            float *dxc = dx + n * cs + (size_t)c * HW;
+#pragma omp simd
+            for (int i = 0; i < HW; i++) dxc[i] += k * (dyc[i] - mdy - (xc[i] - m) * r * mdyx);
+        }
+    }
+    return BT_OK;
+}
