@@ -12,6 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The procedural "builtin:..." datasets (ds_builtin.c). */
+int bt_builtin_open_(bt_dataset **ds, const char *spec, const char *split);
+
 char *bt_strdup_(const char *s) {
     size_t n = strlen(s) + 1;
     char *p = malloc(n);
@@ -129,6 +132,7 @@ int bt_dataset_open(bt_dataset **ds, const char *data, const char *split) {
                        split ? split : "(null)");
     const char *alt = !strcmp(split, "test") ? "val" : !strcmp(split, "val") ? "test" : NULL;
     char path[4096];
+    if (!strncmp(data, "builtin:", 8)) return bt_builtin_open_(ds, data, split);
     if (!is_dir(data)) {
         if (strstr(data, ".tar")) return bt_tar_open_(ds, data, split);
         if (!exists(data)) return bt_fail(BT_EINVAL, "DATA: %s: no such file or directory", data);
