@@ -21,4 +21,10 @@ fi
 if ! /usr/bin/python3 -c "import safetensors" 2>/dev/null; then
   /usr/bin/python3 -m pip install -q --break-system-packages safetensors
 fi
+# onnxruntime (PyPI) runs the ONNX export in the interop test. --no-deps: its declared
+# protobuf>=4 would replace Debian's python3-protobuf 3.21 that python3-onnx is built against;
+# inference needs only numpy, which Debian provides.
+if ! /usr/bin/python3 -c "import onnxruntime" 2>/dev/null; then
+  /usr/bin/python3 -m pip install -q --break-system-packages --no-deps onnxruntime
+fi
 echo "install-deps: ok"
