@@ -8,10 +8,14 @@
 static _Thread_local char bt_errbuf[1024];
 
 int bt_fail(int code, const char *fmt, ...) {
+    /* Format into a copy first: callers may pass bt_error() itself as an argument to
+     * prefix the previous message. */
+    char tmp[sizeof bt_errbuf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(bt_errbuf, sizeof bt_errbuf, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(bt_errbuf, tmp, sizeof tmp);
     return code;
 }
 

@@ -1,0 +1,70 @@
+"""The reference's training step (facebookresearch/barlowtwins main.py: adjust_learning_rate,
+zero_grad, loss = model(y1, y2), backward, LARS step; fp32 on the CPU, no AMP) timed on random
+inputs, for bench/bench_step.c. Prints one JSON line:
+  {"sec_per_step": median s, "pairs_per_s": ..., "peak_rss_mb": this process's peak RSS,
+   "loss": last loss, "times": [...]}
+
+  bench_step_torch.py --arch resnet18-cifar --projector 2048-2048-2048 --batch 256 --size 32
+                      --threads 2 --warmup 1 --iters 3
+
+Run with Debian's /usr/bin/python3 (python3-torch).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+
+import torch  # noqa: E402
+
+from bt_reference import BarlowTwins, adjust_learning_rate, make_optimizer  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="resnet18-cifar")
+    ap.add_argument("--projector", default="2048-2048-2048")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--steps-per-epoch", type=int, default=195)
+    ap.add_argument("--epochs", type=int, default=1000)
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model = BarlowTwins(a.arch, a.projector, a.batch)
+    model.train()
+    optimizer = make_optimizer(model)
+    g = torch.Generator().manual_seed(1)
+    y1 = torch.randn(a.batch, 3, a.size, a.size, generator=g)
+    y2 = torch.randn(a.batch, 3, a.size, a.size, generator=g)
+
+    # Same schedule position as bench_step.c: the end of main.py's 10 warm-up epochs (peak lr).
+    step0 = 10 * a.steps_per_epoch
+    times, loss = [], float("nan")
+    for k in range(a.warmup + a.iters):
+        t = time.perf_counter()
+        adjust_learning_rate(optimizer, step0 + k, a.steps_per_epoch, a.epochs, a.batch)
+        optimizer.zero_grad()
+        out = model.forward(y1, y2)
+        out.backward()
+        optimizer.step()
+        dt = time.perf_counter() - t
+        loss = out.item()
+        if k >= a.warmup:
+            times.append(dt)
+    med = statistics.median(times)
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"sec_per_step": med, "pairs_per_s": a.batch / med,
+                      "peak_rss_mb": rss_kb / 1024.0, "loss": loss, "times": times}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,580 @@
+/* `barlow pretrain DATA [options]`: Barlow Twins pretraining as the reference main.py does it
+ * (same option names and defaults, LARS, warm-up + cosine schedule, stats.txt), with exact
+ * resume: checkpoint-dir/checkpoint.safetensors holds the weights, BN statistics, LARS
+ * momentum and the position in the data (epoch, batch), and the loader is counter-based, so a
+ * run stopped anywhere and resumed ends bit-identical to an uninterrupted run.
+ *
+ * Exit status: 0 done (or stopped by a signal after checkpointing), 1 failure while training
+ * (I/O, corrupted checkpoint, non-finite loss), 2 bad command line or configuration. */
+#include <cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "barlow/augment.h"
+#include "barlow/checkpoint.h"
+#include "barlow/dataset.h"
+#include "barlow/error.h"
+#include "barlow/loader.h"
+#include "barlow/loss.h"
+#include "barlow/model.h"
+#include "barlow/optim.h"
+#include "barlow/scratch.h"
+#include "barlow/train.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+
+#define PT "barlow pretrain"
+
+typedef struct {
+    int epochs, batch, print_freq, workers, threads, warmup, knn_every, help;
+    double lrw, lrb, wd, lambd;
+    long seed, max_steps, train_limit, save_every;
+    const char *projector, *ckdir, *arch, *preset, *loss_form;
+    bt_arg_list aug;
+} pt_opts;
+
+/* Options whose change would make the resumed run a different run; the others (epochs,
+ * max-steps, print-freq, workers, threads, save-every-steps, knn-every, paths) may change. */
+static const char *const locked[] = {
+    "arch", "projector", "batch-size", "seed", "preset", "aug", "lambd",
+    "learning-rate-weights", "learning-rate-biases", "weight-decay", "warmup-epochs",
+    "train-limit", "loss-form",
+};
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) {
+    /* The first signal asks for a clean stop after the current step; a second one means
+     * "now": the atomic checkpoint writer leaves no torn file behind. */
+    if (stop_signal) _exit(128 + sig);
+    stop_signal = sig;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Prefixes the current error message (copied first: bt_fail writes the buffer bt_error reads). */
+static int prefixed(int rc, const char *prefix) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", bt_error());
+    return bt_fail(rc, "%s%s", prefix, msg);
+}
+
+static void usage(FILE *f, const bt_arg *opts, int n) {
+    fprintf(f, "usage: barlow pretrain DATA [options]\n"
+               "Barlow Twins pretraining of a ResNet on the images of DATA (an ImageFolder root,\n"
+               "a CIFAR-10 binary directory or WebDataset tar shards; the train split is used).\n"
+               "Resumes from CHECKPOINT_DIR/checkpoint.safetensors when it exists.\n"
+               "Options:\n");
+    bt_args_help(f, opts, n);
+}
+
+/* mkdir -p, then create and remove a probe file: an unusable directory is reported before
+ * any training, not when the first checkpoint is due. */
+static int check_ckdir(const char *dir) {
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
+        return bt_fail(BT_EINVAL, "--checkpoint-dir: path too long");
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || !*s) {
+            char c = *s;
+            *s = 0;
+            if (mkdir(p, 0777) != 0 && errno != EEXIST)
+                return bt_fail(BT_EIO, "--checkpoint-dir %s: cannot create %s: %s", dir, p,
+                               strerror(errno));
+            *s = c;
+            if (!c) break;
+        }
+    }
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return bt_fail(BT_EIO, "--checkpoint-dir %s: not a directory", dir);
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.barlow-probe.%ld", dir, (long)getpid());
+    FILE *f = fopen(probe, "wb");
+    if (!f || fputs("probe\n", f) < 0 || fclose(f) != 0) {
+        int e = errno;
+        remove(probe);
+        return bt_fail(BT_EIO, "--checkpoint-dir %s: not writable: %s", dir, strerror(e));
+    }
+    if (remove(probe) != 0)
+        return bt_fail(BT_EIO, "--checkpoint-dir %s: cannot remove a file: %s", dir, strerror(errno));
+    return BT_OK;
+}
+
+static cJSON *make_config(const pt_opts *o, const char *data, int threads) {
+    cJSON *c = cJSON_CreateObject(), *aug = cJSON_CreateArray();
+    if (!c || !aug) {
+        cJSON_Delete(c);
+        cJSON_Delete(aug);
+        return NULL;
+    }
+    cJSON_AddStringToObject(c, "data", data);
+    cJSON_AddNumberToObject(c, "epochs", o->epochs);
+    cJSON_AddNumberToObject(c, "batch-size", o->batch);
+    cJSON_AddNumberToObject(c, "learning-rate-weights", o->lrw);
+    cJSON_AddNumberToObject(c, "learning-rate-biases", o->lrb);
+    cJSON_AddNumberToObject(c, "weight-decay", o->wd);
+    cJSON_AddNumberToObject(c, "lambd", o->lambd);
+    cJSON_AddStringToObject(c, "projector", o->projector);
+    cJSON_AddNumberToObject(c, "print-freq", o->print_freq);
+    cJSON_AddStringToObject(c, "checkpoint-dir", o->ckdir);
+    cJSON_AddNumberToObject(c, "workers", o->workers);
+    cJSON_AddStringToObject(c, "arch", o->arch);
+    cJSON_AddStringToObject(c, "preset", o->preset);
+    for (int i = 0; i < o->aug.n; i++) cJSON_AddItemToArray(aug, cJSON_CreateString(o->aug.v[i]));
+    cJSON_AddItemToObject(c, "aug", aug);
+    cJSON_AddNumberToObject(c, "threads", threads);
+    cJSON_AddNumberToObject(c, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(c, "warmup-epochs", o->warmup);
+    cJSON_AddNumberToObject(c, "max-steps", (double)o->max_steps);
+    cJSON_AddNumberToObject(c, "train-limit", (double)o->train_limit);
+    cJSON_AddNumberToObject(c, "save-every-steps", (double)o->save_every);
+    cJSON_AddStringToObject(c, "loss-form", o->loss_form);
+    cJSON_AddNumberToObject(c, "knn-every", o->knn_every);
+    return c;
+}
+
+/* Refuses a run whose locked options differ from those the checkpoint was made with. */
+static int check_compatible(const cJSON *mine, const char *stored, const char *path) {
+    cJSON *old = cJSON_Parse(stored);
+    if (!old || !cJSON_IsObject(old)) {
+        cJSON_Delete(old);
+        return bt_fail(BT_EFORMAT, "%s: metadata config is not a JSON object", path);
+    }
+    int rc = BT_OK;
+    for (size_t i = 0; !rc && i < sizeof locked / sizeof *locked; i++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(mine, locked[i]);
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(old, locked[i]);
+        if (b && cJSON_Compare(a, b, 1)) continue;
+        char *sa = cJSON_PrintUnformatted(a), *sb = b ? cJSON_PrintUnformatted(b) : NULL;
+        rc = bt_fail(BT_EINVAL, "--%s %s contradicts the checkpoint %s (made with --%s %s); use "
+                     "the same value or another --checkpoint-dir", locked[i], sa ? sa : "?",
+                     path, locked[i], sb ? sb : "(missing)");
+        free(sa);
+        free(sb);
+    }
+    cJSON_Delete(old);
+    return rc;
+}
+
+/* Everything a run owns, so that every exit path frees it (the SAN build checks leaks). */
+typedef struct {
+    pt_opts o;
+    bt_dataset *ds;
+    bt_loader *ld;
+    bt_model *m;
+    bt_st_file *ck;
+    cJSON *config;
+    char *config_text;
+    FILE *stats;
+    bt_aug_preset preset;
+    char ckpath[4200], bbpath[4200], statspath[4200];
+    long spe;         /* batches (steps) per epoch */
+    int live;         /* stderr is a terminal: one refreshed progress line */
+    int live_dirty;   /* the live line is on screen (end it before other output) */
+} pt_run;
+
+static void end_live(pt_run *r) {
+    if (r->live_dirty) fputc('\n', stderr);
+    r->live_dirty = 0;
+}
+
+/* Saves the checkpoint at (epoch, next_batch, step), normalising an epoch's end to the start
+ * of the next epoch. */
+static int save_ckpt(pt_run *r, int epoch, long nb, long step) {
+    bt_ckpt_state st = {0};
+    if (nb >= r->spe) epoch++, nb = 0;
+    st.epoch = epoch;
+    st.next_batch = nb;
+    st.step = step;
+    st.steps_per_epoch = r->spe;
+    st.seed = (uint64_t)r->o.seed;
+    st.config = r->config_text;
+    return bt_ckpt_save(r->ckpath, r->m, &st);
+}
+
+static int stats_line(pt_run *r, int epoch, long step, double lrw, double lrb,
+                      const bt_loss_result *res, double elapsed, double ips, long skipped) {
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return bt_fail(BT_ENOMEM, "out of memory");
+    cJSON_AddNumberToObject(j, "epoch", epoch);
+    cJSON_AddNumberToObject(j, "step", (double)step);
+    cJSON_AddNumberToObject(j, "lr_weights", lrw);
+    cJSON_AddNumberToObject(j, "lr_biases", lrb);
+    cJSON_AddNumberToObject(j, "loss", res->loss);
+    cJSON_AddNumberToObject(j, "time", floor(elapsed)); /* whole seconds, as the reference */
+    cJSON_AddNumberToObject(j, "on_diag", res->on_diag);
+    cJSON_AddNumberToObject(j, "off_diag", res->off_diag);
+    cJSON_AddNumberToObject(j, "images_per_s", round(ips * 10) / 10);
+    cJSON_AddNumberToObject(j, "skipped", (double)skipped);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!s) return bt_fail(BT_ENOMEM, "out of memory");
+    int bad = fprintf(r->stats, "%s\n", s) < 0 || fflush(r->stats) != 0;
+    if (!r->live) fprintf(stderr, "%s\n", s);
+    free(s);
+    return bad ? bt_fail(BT_EIO, "cannot write %s: %s", r->statspath, strerror(errno)) : BT_OK;
+}
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e8) {
+        snprintf(buf, n, "--:--:--");
+        return;
+    }
+    long t = (long)s;
+    snprintf(buf, n, "%02ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+/* Validates the command line and everything that can be checked before work starts. Returns
+ * 0, or 2 with the message printed. */
+static int setup(pt_run *r, int argc, char **argv, const char **data, int *form) {
+    pt_opts *o = &r->o;
+    bt_arg opts[] = {
+        {"epochs", BT_ARG_INT, &o->epochs, "1000", 1, INT_MAX, NULL, "number of total epochs to run", 0},
+        {"batch-size", BT_ARG_INT, &o->batch, "2048", 2, INT_MAX, NULL, "mini-batch size", 0},
+        {"learning-rate-weights", BT_ARG_DOUBLE, &o->lrw, "0.2", 0, 1e300, NULL,
+         "base learning rate for weights", 0},
+        {"learning-rate-biases", BT_ARG_DOUBLE, &o->lrb, "0.0048", 0, 1e300, NULL,
+         "base learning rate for biases and batch norm parameters", 0},
+        {"weight-decay", BT_ARG_DOUBLE, &o->wd, "1e-6", 0, 1e300, NULL, "weight decay", 0},
+        {"lambd", BT_ARG_DOUBLE, &o->lambd, "0.0051", 0, 1e300, NULL,
+         "weight on off-diagonal terms", 0},
+        {"projector", BT_ARG_STRING, &o->projector, "8192-8192-8192", 1, 0, NULL,
+         "projector MLP", 0},
+        {"print-freq", BT_ARG_INT, &o->print_freq, "100", 1, INT_MAX, NULL, "print frequency (steps)", 0},
+        {"checkpoint-dir", BT_ARG_STRING, &o->ckdir, "./checkpoint/", 1, 0, NULL,
+         "path to checkpoint directory", 0},
+        {"workers", BT_ARG_INT, &o->workers, "2", 1, 1024, NULL, "data loader threads", 0},
+        {"arch", BT_ARG_STRING, &o->arch, "resnet50", 1, 0, NULL,
+         "resnet18|34|50|101|152[-cifar][:w=WIDTH]", 0},
+        {"preset", BT_ARG_CHOICE, &o->preset, "imagenet", 1, 0, "imagenet|cifar",
+         "augmentation preset", 0},
+        {"aug", BT_ARG_LIST, &o->aug, NULL, 1, 0, NULL,
+         "override an augmentation setting, KEY=VALUE (e.g. blur-p.1=0.5)", 0},
+        {"threads", BT_ARG_INT, &o->threads, "0", 0, 4096, NULL, "compute threads (0 = all cores)", 0},
+        {"seed", BT_ARG_LONG, &o->seed, "0", 0, 9007199254740992.0, NULL,
+         "seed of the initialisation, data order and augmentation", 0},
+        {"warmup-epochs", BT_ARG_INT, &o->warmup, "10", 0, INT_MAX, NULL, "linear warm-up epochs", 0},
+        {"max-steps", BT_ARG_LONG, &o->max_steps, "0", 0, 9e18, NULL,
+         "stop at this global step, counted across resumes (0 = no limit)", 0},
+        {"train-limit", BT_ARG_LONG, &o->train_limit, "0", 0, 9e18, NULL,
+         "use only the first N images (0 = all)", 0},
+        {"save-every-steps", BT_ARG_LONG, &o->save_every, "0", 0, 9e18, NULL,
+         "also checkpoint every N steps (0 = only after each epoch)", 0},
+        {"loss-form", BT_ARG_CHOICE, &o->loss_form, "auto", 1, 0, "auto|direct|gram",
+         "loss computation (auto: gram when the projector is wider than the batch)", 0},
+        {"knn-every", BT_ARG_INT, &o->knn_every, "0", 0, INT_MAX, NULL,
+         "kNN monitor every E epochs (0 = off)", 0},
+        {"help", BT_ARG_FLAG, &o->help, NULL, 1, 0, NULL, "show this help", 0},
+    };
+    int nopts = (int)(sizeof opts / sizeof *opts), npos = 0;
+    const char *pos[1];
+    int rc = bt_args_parse(opts, nopts, argc, argv, 1, pos, 1, &npos);
+    if (!rc && o->help) {
+        usage(stdout, opts, nopts);
+        return -1;
+    }
+    if (rc) goto bad;
+    if (npos < 1) {
+        rc = bt_fail(BT_EINVAL, "missing DATA (the dataset path); see --help");
+        goto bad;
+    }
+    *data = pos[0];
+
+    bt_model_cfg mc;
+    if ((rc = bt_model_cfg_parse(&mc, o->arch, NULL)) != BT_OK) goto bad;
+    if ((rc = bt_model_cfg_parse(&mc, o->arch, o->projector)) != BT_OK) goto bad;
+    if (mc.nproj < 1) {
+        rc = bt_fail(BT_EINVAL, "--projector: training needs at least one projector layer");
+        goto bad;
+    }
+    if ((rc = bt_aug_preset_init(&r->preset, o->preset)) != BT_OK) {
+        rc = prefixed(rc, "--preset: ");
+        goto bad;
+    }
+    for (int i = 0; i < o->aug.n; i++) {
+        const char *kv = o->aug.v[i], *eq = strchr(kv, '=');
+        char key[64];
+        if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof key) {
+            rc = bt_fail(BT_EINVAL, "--aug '%s': expected KEY=VALUE", kv);
+            goto bad;
+        }
+        memcpy(key, kv, (size_t)(eq - kv));
+        key[eq - kv] = 0;
+        if ((rc = bt_aug_preset_set(&r->preset, key, eq + 1)) != BT_OK) {
+            char pre[128];
+            snprintf(pre, sizeof pre, "--aug '%.100s': ", kv);
+            rc = prefixed(rc, pre);
+            goto bad;
+        }
+    }
+    if (r->preset.view[0].size != r->preset.view[1].size) {
+        rc = bt_fail(BT_EINVAL, "--aug: both views must have the same size (%d vs %d)",
+                     r->preset.view[0].size, r->preset.view[1].size);
+        goto bad;
+    }
+    *form = !strcmp(o->loss_form, "direct") ? BT_LOSS_DIRECT :
+            !strcmp(o->loss_form, "gram") ? BT_LOSS_GRAM : BT_LOSS_AUTO;
+
+    if ((rc = bt_dataset_open(&r->ds, *data, "train")) != BT_OK) {
+        rc = strncmp(bt_error(), "DATA", 4) ? prefixed(rc, "DATA: ") : rc;
+        goto bad;
+    }
+    size_t n = bt_dataset_size(r->ds);
+    if (o->train_limit > 0) {
+        if ((size_t)o->train_limit > n) {
+            rc = bt_fail(BT_EINVAL, "--train-limit %ld: the dataset has only %zu images",
+                         o->train_limit, n);
+            goto bad;
+        }
+        if ((rc = bt_dataset_limit(r->ds, (size_t)o->train_limit)) != BT_OK) goto bad;
+        n = (size_t)o->train_limit;
+    }
+    if ((size_t)o->batch > n) {
+        rc = bt_fail(BT_EINVAL, "--batch-size %d is larger than the dataset (%zu images%s)",
+                     o->batch, n, o->train_limit > 0 ? " after --train-limit" : "");
+        goto bad;
+    }
+    if ((rc = check_ckdir(o->ckdir)) != BT_OK) goto bad;
+    return 0;
+bad:
+    fprintf(stderr, "%s: %s\n", PT, bt_error());
+    return 2;
+}
+
+static void free_run(pt_run *r) {
+    if (r->stats) fclose(r->stats);
+    bt_loader_free(r->ld);
+    bt_st_close(r->ck);
+    bt_model_free(r->m);
+    bt_dataset_close(r->ds);
+    cJSON_Delete(r->config);
+    free(r->config_text);
+    free(r->o.aug.v);
+    bt_scratch_release();
+}
+
+static int run(pt_run *r, int argc, char **argv) {
+    const char *data = NULL;
+    int form = BT_LOSS_AUTO;
+    int rc = setup(r, argc, argv, &data, &form);
+    if (rc) return rc < 0 ? 0 : rc;
+    pt_opts *o = &r->o;
+
+    int threads = o->threads > 0 ? o->threads : omp_get_num_procs();
+    bt_set_threads(threads);
+    r->config = make_config(o, data, threads);
+    if (!r->config || !(r->config_text = cJSON_PrintUnformatted(r->config))) {
+        fprintf(stderr, "%s: out of memory\n", PT);
+        return 1;
+    }
+    char *pretty = cJSON_Print(r->config);
+    printf("%s: configuration %s\n", PT, pretty ? pretty : r->config_text);
+    free(pretty);
+    if (o->knn_every > 0)
+        printf("%s: note: --knn-every %d accepted, but the kNN monitor is not available yet; "
+               "training continues without it\n", PT, o->knn_every);
+
+    const char *sep = o->ckdir[strlen(o->ckdir) - 1] == '/' ? "" : "/";
+    snprintf(r->ckpath, sizeof r->ckpath, "%s%scheckpoint.safetensors", o->ckdir, sep);
+    snprintf(r->bbpath, sizeof r->bbpath, "%s%sbackbone.safetensors", o->ckdir, sep);
+    snprintf(r->statspath, sizeof r->statspath, "%s%sstats.txt", o->ckdir, sep);
+
+    if ((rc = bt_model_new(&r->m, o->arch, o->projector)) != BT_OK) goto fail;
+    bt_loader_cfg lc = {.batch = o->batch, .threads = o->workers, .ring = 3,
+                        .seed = (uint64_t)o->seed, .mode = BT_LOAD_TWO_VIEWS, .shuffle = 1,
+                        /* a short last batch would change the BN statistics and the schedule
+                         * length; the reference's DistributedSampler pads instead */
+                        .drop_last = 1, .rank = 0, .world = 1};
+    if ((rc = bt_loader_new(&r->ld, r->ds, &r->preset, &lc)) != BT_OK) goto fail;
+    r->spe = bt_loader_batches_per_epoch(r->ld);
+    int S = bt_loader_image_size(r->ld, 0);
+    if ((rc = bt_model_prepare(r->m, o->batch, S, S)) != BT_OK) goto fail;
+    bt_model_init(r->m, (uint64_t)o->seed);
+    int D = bt_model_out_dim(r->m);
+    int used = form == BT_LOSS_AUTO ? bt_bt_loss_choose(o->batch, D) : form;
+    printf("%s: loss form %s (%s; projector output D=%d, batch N=%d)\n", PT,
+           used == BT_LOSS_GRAM ? "gram" : "direct", form == BT_LOSS_AUTO ? "auto" : "forced", D,
+           o->batch);
+
+    /* Resume. */
+    int epoch = 0;
+    long nb = 0, step = 0;
+    if (access(r->ckpath, F_OK) == 0) {
+        bt_ckpt_state st;
+        if ((rc = bt_ckpt_open(&r->ck, &st, r->ckpath)) != BT_OK) {
+            fprintf(stderr, "%s: cannot resume: %s; refusing to overwrite it (move it away to "
+                    "start afresh)\n", PT, bt_error());
+            return 1;
+        }
+        if ((rc = check_compatible(r->config, st.config, r->ckpath)) != BT_OK) {
+            fprintf(stderr, "%s: %s\n", PT, bt_error());
+            return 2;
+        }
+        if (st.seed != (uint64_t)o->seed) {
+            fprintf(stderr, "%s: --seed %ld contradicts the checkpoint %s (made with --seed %llu)\n",
+                    PT, o->seed, r->ckpath, (unsigned long long)st.seed);
+            return 2;
+        }
+        if (st.steps_per_epoch != r->spe) {
+            fprintf(stderr, "%s: %s was made with %ld steps per epoch (this run: %ld); the "
+                    "dataset changed; use the same data or another --checkpoint-dir\n", PT,
+                    r->ckpath, st.steps_per_epoch, r->spe);
+            return 2;
+        }
+        if ((rc = bt_ckpt_restore(r->m, r->ck, &st)) != BT_OK) goto fail;
+        epoch = st.epoch;
+        nb = st.next_batch;
+        step = st.step;
+        bt_st_close(r->ck);
+        r->ck = NULL;
+        printf("%s: resuming from %s at epoch %d, batch %ld, step %ld\n", PT, r->ckpath, epoch,
+               nb, step);
+    }
+    if (nb >= r->spe) epoch++, nb = 0;
+
+    r->stats = fopen(r->statspath, "a");
+    if (!r->stats) {
+        fprintf(stderr, "%s: cannot open %s: %s\n", PT, r->statspath, strerror(errno));
+        return 1;
+    }
+    /* As the reference: print(' '.join(sys.argv)) at every start. */
+    fputs("barlow", r->stats);
+    for (int i = 0; i < argc; i++) fprintf(r->stats, " %s", argv[i]);
+    fputc('\n', r->stats);
+    fflush(r->stats);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    long nan_step = -1;
+    const char *ns = getenv("BARLOW_TEST_NAN_AT_STEP");
+    if (ns && *ns) nan_step = strtol(ns, NULL, 10);
+
+    long total = (long)o->epochs * r->spe;
+    if (o->max_steps > 0 && o->max_steps < total) total = o->max_steps;
+    r->live = isatty(STDERR_FILENO);
+    bt_lars_cfg lars;
+    bt_lars_default(&lars);
+    lars.weight_decay = o->wd;
+    double t0 = now_s(), t_log = t0, t_live = 0;
+    long step0 = step, log_step = step, skipped = 0;
+    int saved_at_end = 0, stopped = 0;
+    bt_loss_result res = {0};
+
+    while (epoch < o->epochs && !stopped) {
+        if (o->max_steps > 0 && step >= o->max_steps) break;
+        if ((rc = bt_loader_start_epoch(r->ld, epoch, nb)) != BT_OK) goto fail;
+        for (;;) {
+            if (stop_signal) {
+                end_live(r);
+                if ((rc = save_ckpt(r, epoch, nb, step)) != BT_OK) goto fail;
+                printf("%s: stopped by %s after step %ld; checkpoint written to %s\n", PT,
+                       stop_signal == SIGINT ? "SIGINT" : "SIGTERM", step, r->ckpath);
+                fflush(stdout);
+                return 0;
+            }
+            if (o->max_steps > 0 && step >= o->max_steps) {
+                stopped = 1;
+                break;
+            }
+            const bt_batch *b;
+            int got = bt_loader_next(r->ld, &b);
+            if (got < 0) {
+                rc = got;
+                goto fail;
+            }
+            if (!got) break;
+            if (b->n != o->batch) {
+                rc = bt_fail(BT_EINVAL, "internal: short batch (%d of %d)", b->n, o->batch);
+                goto fail;
+            }
+            double lrw, lrb;
+            bt_lr_schedule(&lrw, &lrb, step, r->spe, o->epochs, o->warmup, o->batch, o->lrw, o->lrb);
+            lars.lr_weights = lrw;
+            lars.lr_biases = lrb;
+            if (step == nan_step) b->x[0][0] = NAN; /* test hook: a poisoned input */
+            rc = bt_train_grads(r->m, b->x[0], b->x[1], (float)o->lambd, form, &res);
+            if (rc == BT_ENUM) {
+                end_live(r);
+                fprintf(stderr, "%s: non-finite loss at step %ld (epoch %d, batch %ld); stopping. "
+                        "The last good checkpoint%s%s is left unchanged\n", PT, step, epoch, nb,
+                        access(r->ckpath, F_OK) == 0 ? " " : " (none yet)",
+                        access(r->ckpath, F_OK) == 0 ? r->ckpath : "");
+                return 1;
+            }
+            if (rc != BT_OK) goto fail;
+            bt_lars_step(r->m->p, r->m->g, r->m->mom, &r->m->params, &lars);
+            skipped += b->skipped;
+            long done = step;
+            step++;
+            nb++;
+
+            double t = now_s();
+            if (done % o->print_freq == 0) {
+                double ips = (double)(step - log_step) * o->batch / fmax(t - t_log, 1e-9);
+                if ((rc = stats_line(r, epoch, done, lrw, lrb, &res, t - t0, ips, skipped)) != BT_OK)
+                    goto fail;
+                t_log = t;
+                log_step = step;
+                skipped = 0;
+            }
+            if (r->live && (t - t_live > 0.2 || step == total)) {
+                double rate = (double)(step - step0) / fmax(t - t0, 1e-9);
+                char eta[32];
+                fmt_eta(eta, sizeof eta, (double)(total - step) / rate);
+                fprintf(stderr, "\repoch %d step %ld/%ld loss %.4g lr %.4g %.1f img/s ETA %s   ",
+                        epoch, step, total, res.loss, lrw, rate * o->batch, eta);
+                fflush(stderr);
+                r->live_dirty = 1;
+                t_live = t;
+            }
+            saved_at_end = 0;
+            if (o->save_every > 0 && step % o->save_every == 0) {
+                if ((rc = save_ckpt(r, epoch, nb, step)) != BT_OK) goto fail;
+                saved_at_end = 1;
+            }
+        }
+        if (nb >= r->spe) {
+            epoch++;
+            nb = 0;
+            if (!saved_at_end && (rc = save_ckpt(r, epoch, nb, step)) != BT_OK) goto fail;
+            saved_at_end = 1;
+        }
+    }
+    end_live(r);
+    if (!saved_at_end && step > step0 && (rc = save_ckpt(r, epoch, nb, step)) != BT_OK) goto fail;
+    if ((rc = bt_ckpt_save_backbone(r->bbpath, r->m, r->config_text)) != BT_OK) goto fail;
+    printf("%s: done at epoch %d, step %ld; checkpoint %s, backbone %s\n", PT, epoch, step,
+           r->ckpath, r->bbpath);
+    return 0;
+fail:
+    end_live(r);
+    fprintf(stderr, "%s: %s\n", PT, bt_error());
+    return 1;
+}
+
+int bt_cmd_pretrain(int argc, char **argv) {
+    pt_run r;
+    memset(&r, 0, sizeof r);
+    int status = run(&r, argc, argv);
+    free_run(&r);
+    return status;
+}

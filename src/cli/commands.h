@@ -1,0 +1,10 @@
+/* Entry points of the barlow subcommands. Each takes the arguments from the command name on
+ * (argv[0] is the command, e.g. "pretrain") and returns the process exit status:
+ * 0 success, 1 failure while working, 2 bad command line or configuration. */
+#ifndef BARLOW_CLI_COMMANDS_H
+#define BARLOW_CLI_COMMANDS_H
+
+/* `barlow pretrain DATA [options]`: Barlow Twins pretraining with checkpoints and resume. */
+int bt_cmd_pretrain(int argc, char **argv);
+
+#endif
