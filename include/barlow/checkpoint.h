@@ -10,9 +10,12 @@
  *   step         global steps done (the next step's index; the LR schedule's step),
  *   steps_per_epoch, seed, num_batches_tracked (every BN's counter: they move together),
  *   config       the run's resolved configuration (JSON object text),
- *   checksum     16 hex digits: XXH64 chained over every tensor's bytes, tensors taken in
- *                name order (h = bt_checksum64(bytes, n, h), h starting at 0), so it does not
- *                depend on how the writer lays the file out.
+ *   checksum     16 hex digits: XXH64 chained (h = bt_checksum64(bytes, n, h), from h = 0)
+ *                over every tensor in name order — its name with the NUL, then int64
+ *                {dtype, ndim, shape[8] zero-padded}, then its bytes — and then over every other
+ *                metadata entry in key order (key and value, each with its NUL). So a flipped
+ *                byte in data, names, shapes, the step or the configuration is detected, and
+ *                the sum does not depend on how the writer lays the file out.
  * The checkpoint is written atomically (bt_st_writer_save), so a crash or a second signal
  * leaves either the previous file or the new one, never a torn one. */
 #ifndef BARLOW_CHECKPOINT_H

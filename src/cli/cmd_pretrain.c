@@ -12,6 +12,7 @@
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
+#include "barlow/comm.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,7 @@ static void end_live(pt_run *r) {
 /* Saves the checkpoint at (epoch, next_batch, step), normalising an epoch's end to the start
  * of the next epoch. */
 static int save_ckpt(pt_run *r, int epoch, long nb, long step) {
+    if (bt_comm_rank(r->m->comm) != 0) return BT_OK; /* rank 0 writes for everyone */
     bt_ckpt_state st = {0};
     if (nb >= r->spe) epoch++, nb = 0;
     st.epoch = epoch;
@@ -207,6 +209,7 @@ static int save_ckpt(pt_run *r, int epoch, long nb, long step) {
 
 static int stats_line(pt_run *r, int epoch, long step, double lrw, double lrb,
                       const bt_loss_result *res, double elapsed, double ips, long skipped) {
+    if (!r->stats) return BT_OK; /* ranks other than 0 */
     cJSON *j = cJSON_CreateObject();
     if (!j) return bt_fail(BT_ENOMEM, "out of memory");
     cJSON_AddNumberToObject(j, "epoch", epoch);
@@ -375,10 +378,26 @@ static int run(pt_run *r, int argc, char **argv) {
 
     int threads = o->threads > 0 ? o->threads : omp_get_num_procs();
     bt_set_threads(threads);
+    const bt_comm *comm = bt_cli_comm;
+    int world = bt_comm_world(comm), rank = bt_comm_rank(comm);
+    if (o->batch % world != 0) {
+        fprintf(stderr, "%s: --batch-size %d is not a multiple of the %d ranks (it is the global "
+                "batch; each rank takes batch-size/ranks)\n", PT, o->batch, world);
+        return 2;
+    }
     r->config = make_config(o, data, threads);
     if (!r->config || !(r->config_text = cJSON_PrintUnformatted(r->config))) {
         fprintf(stderr, "%s: out of memory\n", PT);
         return 1;
+    }
+    if (world > 1) {
+        /* Every rank must train the same thing: compare the configurations' checksums. */
+        uint64_t mine = bt_checksum64(r->config_text, strlen(r->config_text), 0), root = mine;
+        if (comm->bcast(comm, &root, sizeof root, 0) != BT_OK || root != mine) {
+            fprintf(stderr, "%s: rank %d: configuration differs from rank 0's (%s); every rank "
+                    "must get the same options\n", PT, rank, r->config_text);
+            comm->abort(comm, 2);
+        }
     }
     char *pretty = cJSON_Print(r->config);
     printf("%s: configuration %s\n", PT, pretty ? pretty : r->config_text);
@@ -393,26 +412,31 @@ static int run(pt_run *r, int argc, char **argv) {
     snprintf(r->statspath, sizeof r->statspath, "%s%sstats.txt", o->ckdir, sep);
 
     if ((rc = bt_model_new(&r->m, o->arch, o->projector)) != BT_OK) goto fail;
-    bt_loader_cfg lc = {.batch = o->batch, .threads = o->workers, .ring = 3,
+    r->m->comm = comm;
+    bt_loader_cfg lc = {.batch = o->batch / world, .threads = o->workers, .ring = 3,
                         .seed = (uint64_t)o->seed, .mode = BT_LOAD_TWO_VIEWS, .shuffle = 1,
                         /* a short last batch would change the BN statistics and the schedule
                          * length; the reference's DistributedSampler pads instead */
-                        .drop_last = 1, .rank = 0, .world = 1};
+                        .drop_last = 1, .rank = rank, .world = world};
     if ((rc = bt_loader_new(&r->ld, r->ds, &r->preset, &lc)) != BT_OK) goto fail;
     r->spe = bt_loader_batches_per_epoch(r->ld);
     int S = bt_loader_image_size(r->ld, 0);
-    if ((rc = bt_model_prepare(r->m, o->batch, S, S)) != BT_OK) goto fail;
+    if ((rc = bt_model_prepare(r->m, o->batch / world, S, S)) != BT_OK) goto fail;
     bt_model_init(r->m, (uint64_t)o->seed);
     int D = bt_model_out_dim(r->m);
     int used = form == BT_LOSS_AUTO ? bt_bt_loss_choose(o->batch, D) : form;
     printf("%s: loss form %s (%s; projector output D=%d, batch N=%d)\n", PT,
            used == BT_LOSS_GRAM ? "gram" : "direct", form == BT_LOSS_AUTO ? "auto" : "forced", D,
            o->batch);
+    if (world > 1)
+        printf("%s: data-parallel over %d ranks, %d images per rank per step; batch norm and "
+               "the loss use the global batch of %d\n", PT, world, o->batch / world, o->batch);
 
     /* Resume. */
     int epoch = 0;
     long nb = 0, step = 0;
-    if (access(r->ckpath, F_OK) == 0) {
+    int have_ck = rank == 0 && access(r->ckpath, F_OK) == 0;
+    if (have_ck) {
         bt_ckpt_state st;
         if ((rc = bt_ckpt_open(&r->ck, &st, r->ckpath)) != BT_OK) {
             fprintf(stderr, "%s: cannot resume: %s; refusing to overwrite it (move it away to "
@@ -443,18 +467,33 @@ static int run(pt_run *r, int argc, char **argv) {
         printf("%s: resuming from %s at epoch %d, batch %ld, step %ld\n", PT, r->ckpath, epoch,
                nb, step);
     }
+    if (world > 1) {
+        /* Rank 0 read the checkpoint (if any); everyone continues from its state. */
+        long hdr[4] = {epoch, nb, step, (long)r->m->bn_batches};
+        if ((rc = comm->bcast(comm, hdr, sizeof hdr, 0)) ||
+            (rc = comm->bcast(comm, r->m->p, r->m->params.total * sizeof(float), 0)) ||
+            (rc = comm->bcast(comm, r->m->mom, r->m->params.total * sizeof(float), 0)) ||
+            (rc = comm->bcast(comm, r->m->b, r->m->bufs.total * sizeof(float), 0)))
+            goto fail;
+        epoch = (int)hdr[0];
+        nb = hdr[1];
+        step = hdr[2];
+        r->m->bn_batches = hdr[3];
+    }
     if (nb >= r->spe) epoch++, nb = 0;
 
-    r->stats = fopen(r->statspath, "a");
-    if (!r->stats) {
+    if (rank == 0) r->stats = fopen(r->statspath, "a");
+    if (rank == 0 && !r->stats) {
         fprintf(stderr, "%s: cannot open %s: %s\n", PT, r->statspath, strerror(errno));
         return 1;
     }
-    /* As the reference: print(' '.join(sys.argv)) at every start. */
-    fputs("barlow", r->stats);
-    for (int i = 0; i < argc; i++) fprintf(r->stats, " %s", argv[i]);
-    fputc('\n', r->stats);
-    fflush(r->stats);
+    if (rank == 0) {
+        /* As the reference: print(' '.join(sys.argv)) at every start. */
+        fputs("barlow", r->stats);
+        for (int i = 0; i < argc; i++) fprintf(r->stats, " %s", argv[i]);
+        fputc('\n', r->stats);
+        fflush(r->stats);
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -470,7 +509,7 @@ static int run(pt_run *r, int argc, char **argv) {
 
     long total = (long)o->epochs * r->spe;
     if (o->max_steps > 0 && o->max_steps < total) total = o->max_steps;
-    r->live = isatty(STDERR_FILENO);
+    r->live = rank == 0 && isatty(STDERR_FILENO);
     bt_lars_cfg lars;
     bt_lars_default(&lars);
     lars.weight_decay = o->wd;
@@ -483,6 +522,12 @@ static int run(pt_run *r, int argc, char **argv) {
         if (o->max_steps > 0 && step >= o->max_steps) break;
         if ((rc = bt_loader_start_epoch(r->ld, epoch, nb)) != BT_OK) goto fail;
         for (;;) {
+            if (world > 1) {
+                /* Stop together: a signal delivered to some ranks stops them all here. */
+                double sig = stop_signal;
+                if ((rc = comm->allreduce_f64(comm, &sig, 1))) goto fail;
+                if (sig > 0 && !stop_signal) stop_signal = SIGTERM;
+            }
             if (stop_signal) {
                 end_live(r);
                 if ((rc = save_ckpt(r, epoch, nb, step)) != BT_OK) goto fail;
@@ -502,8 +547,8 @@ static int run(pt_run *r, int argc, char **argv) {
                 goto fail;
             }
             if (!got) break;
-            if (b->n != o->batch) {
-                rc = bt_fail(BT_EINVAL, "internal: short batch (%d of %d)", b->n, o->batch);
+            if (b->n != o->batch / world) {
+                rc = bt_fail(BT_EINVAL, "internal: short batch (%d of %d)", b->n, o->batch / world);
                 goto fail;
             }
             double lrw, lrb;
@@ -561,13 +606,14 @@ static int run(pt_run *r, int argc, char **argv) {
     }
     end_live(r);
     if (!saved_at_end && step > step0 && (rc = save_ckpt(r, epoch, nb, step)) != BT_OK) goto fail;
-    if ((rc = bt_ckpt_save_backbone(r->bbpath, r->m, r->config_text)) != BT_OK) goto fail;
+    if (rank == 0 && (rc = bt_ckpt_save_backbone(r->bbpath, r->m, r->config_text)) != BT_OK) goto fail;
     printf("%s: done at epoch %d, step %ld; checkpoint %s, backbone %s\n", PT, epoch, step,
            r->ckpath, r->bbpath);
     return 0;
 fail:
     end_live(r);
     fprintf(stderr, "%s: %s\n", PT, bt_error());
+    if (world > 1) comm->abort(comm, 1); /* never leave the other ranks waiting */
     return 1;
 }
 
@@ -576,5 +622,7 @@ int bt_cmd_pretrain(int argc, char **argv) {
     memset(&r, 0, sizeof r);
     int status = run(&r, argc, argv);
     free_run(&r);
+    /* A rank that fails ends the whole job, so no other rank waits forever in a collective. */
+    if (status != 0 && bt_comm_world(bt_cli_comm) > 1) bt_cli_comm->abort(bt_cli_comm, status);
     return status;
 }

@@ -7,4 +7,9 @@
 /* `barlow pretrain DATA [options]`: Barlow Twins pretraining with checkpoints and resume. */
 int bt_cmd_pretrain(int argc, char **argv);
 
+/* The data-parallel communicator of this process (NULL: a single process), set up by main()
+ * before any command runs (bt_comm_init). */
+struct bt_comm;
+extern const struct bt_comm *bt_cli_comm;
+
 #endif

@@ -10,6 +10,9 @@
 #include <string.h>
 #include <turbojpeg.h>
 
+/* PIL's 2 * MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS = 1024 * 1024 * 1024 // 4 // 3. */
+#define BT_MAX_IMAGE_PIXELS (2ull * (1024ull * 1024 * 1024 / 4 / 3))
+
 void bt_decoder_init(bt_decoder *dc) { memset(dc, 0, sizeof *dc); }
 
 void bt_decoder_free(bt_decoder *dc) {
@@ -35,6 +38,12 @@ int bt_decoder_file(bt_decoder *dc, size_t n) { return grow(&dc->file, &dc->file
 int bt_decoder_image(bt_decoder *dc, bt_image *im, int w, int h) {
     if (w <= 0 || h <= 0 || w > 65535 || h > 65535)
         return bt_fail(BT_EFORMAT, "image size %dx%d out of range", w, h);
+    /* The size comes from the header, before any pixel data is seen: a few hundred bytes
+     * could otherwise ask for 12 GB. PIL refuses the same images (DecompressionBombError
+     * above 2 * Image.MAX_IMAGE_PIXELS). */
+    if ((uint64_t)w * (uint64_t)h > BT_MAX_IMAGE_PIXELS)
+        return bt_fail(BT_EFORMAT, "image size %dx%d exceeds the %llu-pixel limit (a "
+                       "decompression bomb?)", w, h, (unsigned long long)BT_MAX_IMAGE_PIXELS);
     size_t n = (size_t)w * h * 3;
     if (!im->px) dc->imcap = 0;
     if (n > dc->imcap) {

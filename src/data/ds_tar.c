@@ -251,9 +251,10 @@ static int index_shard(bt_dataset *ds, tar_impl *t, int s, const char *path) {
             } else { /* pax records "LEN key=value\n": keep path= */
                 for (char *p = buf; p < buf + n;) {
                     long len = strtol(p, NULL, 10);
-                    if (len <= 0 || p + len > buf + n) break;
+                    /* compared as lengths: p + len could overflow for a hostile len */
+                    if (len <= 0 || len > buf + n - p) break;
                     char *sp = memchr(p, ' ', (size_t)len);
-                    if (sp && !strncmp(sp + 1, "path=", 5)) {
+                    if (sp && sp + 6 < p + len && !strncmp(sp + 1, "path=", 5)) {
                         int vl = (int)(p + len - (sp + 6) - 1);
                         snprintf(longname, sizeof longname, "%.*s", vl, sp + 6);
                     }

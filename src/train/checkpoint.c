@@ -10,85 +10,118 @@
 
 typedef struct {
     char name[BT_NAME_MAX + 16];
+    int dtype, ndim;
+    int64_t shape[BT_ST_MAX_DIMS];
     const void *data;
     size_t nbytes;
 } ck_item;
 
+typedef struct {
+    const char *key, *value;
+} ck_meta;
+
 static int cmp_item(const void *a, const void *b) {
     return strcmp(((const ck_item *)a)->name, ((const ck_item *)b)->name);
 }
+static int cmp_meta(const void *a, const void *b) {
+    return strcmp(((const ck_meta *)a)->key, ((const ck_meta *)b)->key);
+}
 
-static uint64_t chain(ck_item *it, size_t n) {
+/* XXH64 chained over every tensor (name, dtype, shape, bytes) in name order, then over every
+ * metadata entry but "checksum" (key, value) in key order: a flipped byte anywhere that
+ * matters — data, names, shapes, the step or the configuration — changes it. */
+static uint64_t chain(ck_item *it, size_t n, ck_meta *mt, size_t nm) {
     qsort(it, n, sizeof *it, cmp_item);
+    qsort(mt, nm, sizeof *mt, cmp_meta);
     uint64_t h = 0;
-    for (size_t i = 0; i < n; i++) h = bt_checksum64(it[i].data, it[i].nbytes, h);
+    for (size_t i = 0; i < n; i++) {
+        int64_t hdr[2 + BT_ST_MAX_DIMS] = {it[i].dtype, it[i].ndim};
+        for (int d = 0; d < it[i].ndim && d < BT_ST_MAX_DIMS; d++) hdr[2 + d] = it[i].shape[d];
+        h = bt_checksum64(it[i].name, strlen(it[i].name) + 1, h);
+        h = bt_checksum64(hdr, sizeof hdr, h);
+        h = bt_checksum64(it[i].data, it[i].nbytes, h);
+    }
+    for (size_t i = 0; i < nm; i++) {
+        if (!strcmp(mt[i].key, "checksum")) continue;
+        h = bt_checksum64(mt[i].key, strlen(mt[i].key) + 1, h);
+        h = bt_checksum64(mt[i].value, strlen(mt[i].value) + 1, h);
+    }
     return h;
 }
 
-/* The tensors bt_model_write(PARAMS|BUFS|MOMENTUM) adds, by the same names. */
-static int model_checksum(const bt_model *m, uint64_t *out) {
+static void item(ck_item *it, const char *prefix, const bt_tensor_info *e, const float *buf) {
+    snprintf(it->name, sizeof it->name, "%s%s", prefix, e->name);
+    it->dtype = BT_ST_F32;
+    it->ndim = e->ndim;
+    for (int d = 0; d < e->ndim; d++) it->shape[d] = e->shape[d];
+    it->data = buf + e->offset;
+    it->nbytes = e->numel * sizeof(float);
+}
+
+/* The tensors bt_model_write(PARAMS|BUFS|MOMENTUM) adds, by the same names, and metadata. */
+static int model_checksum(const bt_model *m, ck_meta *mt, size_t nm, uint64_t *out) {
     size_t n = (size_t)2 * m->params.n + m->bufs.n, k = 0;
-    ck_item *it = malloc(n * sizeof *it);
+    ck_item *it = calloc(n, sizeof *it);
     if (!it) return bt_fail(BT_ENOMEM, "out of memory");
     for (int i = 0; i < m->params.n; i++) {
-        const bt_tensor_info *e = &m->params.t[i];
-        snprintf(it[k].name, sizeof it[k].name, "%s", e->name);
-        it[k].data = m->p + e->offset;
-        it[k++].nbytes = e->numel * sizeof(float);
-        snprintf(it[k].name, sizeof it[k].name, "momentum.%s", e->name);
-        it[k].data = m->mom + e->offset;
-        it[k++].nbytes = e->numel * sizeof(float);
+        item(&it[k++], "", &m->params.t[i], m->p);
+        item(&it[k++], "momentum.", &m->params.t[i], m->mom);
     }
-    for (int i = 0; i < m->bufs.n; i++) {
-        const bt_tensor_info *e = &m->bufs.t[i];
-        snprintf(it[k].name, sizeof it[k].name, "%s", e->name);
-        it[k].data = m->b + e->offset;
-        it[k++].nbytes = e->numel * sizeof(float);
-    }
-    *out = chain(it, k);
+    for (int i = 0; i < m->bufs.n; i++) item(&it[k++], "", &m->bufs.t[i], m->b);
+    *out = chain(it, k, mt, nm);
     free(it);
     return BT_OK;
 }
 
 uint64_t bt_ckpt_file_checksum(const bt_st_file *f) {
-    int n = bt_st_count(f);
-    ck_item *it = malloc((size_t)(n > 0 ? n : 1) * sizeof *it);
-    if (!it) return 0; /* cannot match a real checksum except by a 2^-64 chance */
+    int n = bt_st_count(f), nm = bt_st_meta_count(f);
+    ck_item *it = calloc((size_t)(n > 0 ? n : 1), sizeof *it);
+    ck_meta *mt = calloc((size_t)(nm > 0 ? nm : 1), sizeof *mt);
+    if (!it || !mt) { /* cannot match a real checksum except by a 2^-64 chance */
+        free(it);
+        free(mt);
+        return 0;
+    }
     for (int i = 0; i < n; i++) {
         const bt_st_tensor *t = bt_st_at(f, i);
         snprintf(it[i].name, sizeof it[i].name, "%s", t->name);
+        it[i].dtype = t->dtype;
+        it[i].ndim = t->ndim;
+        for (int d = 0; d < t->ndim && d < BT_ST_MAX_DIMS; d++) it[i].shape[d] = t->shape[d];
         it[i].data = t->data;
         it[i].nbytes = t->nbytes;
     }
-    uint64_t h = chain(it, (size_t)n);
+    for (int i = 0; i < nm; i++) mt[i].key = bt_st_meta_at(f, i, &mt[i].value);
+    uint64_t h = chain(it, (size_t)n, mt, (size_t)nm);
     free(it);
+    free(mt);
     return h;
 }
 
-static int meta_i64(bt_st_writer *w, const char *key, int64_t v) {
-    char s[32];
-    snprintf(s, sizeof s, "%" PRId64, v);
-    return bt_st_writer_meta(w, key, s);
-}
-
 int bt_ckpt_save(const char *path, const bt_model *m, const bt_ckpt_state *st) {
+    char num[7][32], hex[24];
+    snprintf(num[0], 32, "%d", BT_CKPT_VERSION);
+    snprintf(num[1], 32, "%d", st->epoch);
+    snprintf(num[2], 32, "%ld", st->next_batch);
+    snprintf(num[3], 32, "%ld", st->step);
+    snprintf(num[4], 32, "%ld", st->steps_per_epoch);
+    snprintf(num[5], 32, "%" PRIu64, st->seed);
+    snprintf(num[6], 32, "%" PRId64, m->bn_batches);
+    ck_meta mt[] = {
+        {"format", BT_CKPT_FORMAT}, {"version", num[0]}, {"epoch", num[1]},
+        {"next_batch", num[2]}, {"step", num[3]}, {"steps_per_epoch", num[4]},
+        {"seed", num[5]}, {"num_batches_tracked", num[6]},
+        {"config", st->config ? st->config : "{}"},
+    };
+    size_t nm = sizeof mt / sizeof *mt;
+    uint64_t sum = 0;
+    int rc = model_checksum(m, mt, nm, &sum);
+    if (rc) return rc;
+    snprintf(hex, sizeof hex, "%016" PRIx64, sum);
     bt_st_writer *w = bt_st_writer_new();
     if (!w) return BT_ENOMEM;
-    uint64_t sum = 0;
-    char hex[24], seed[32];
-    int rc = model_checksum(m, &sum);
-    snprintf(hex, sizeof hex, "%016" PRIx64, sum);
-    snprintf(seed, sizeof seed, "%" PRIu64, st->seed);
-    if (!rc) rc = bt_model_write(m, w, BT_IO_PARAMS | BT_IO_BUFS | BT_IO_MOMENTUM);
-    if (!rc) rc = bt_st_writer_meta(w, "format", BT_CKPT_FORMAT);
-    if (!rc) rc = meta_i64(w, "version", BT_CKPT_VERSION);
-    if (!rc) rc = meta_i64(w, "epoch", st->epoch);
-    if (!rc) rc = meta_i64(w, "next_batch", st->next_batch);
-    if (!rc) rc = meta_i64(w, "step", st->step);
-    if (!rc) rc = meta_i64(w, "steps_per_epoch", st->steps_per_epoch);
-    if (!rc) rc = bt_st_writer_meta(w, "seed", seed);
-    if (!rc) rc = meta_i64(w, "num_batches_tracked", m->bn_batches);
-    if (!rc) rc = bt_st_writer_meta(w, "config", st->config ? st->config : "{}");
+    rc = bt_model_write(m, w, BT_IO_PARAMS | BT_IO_BUFS | BT_IO_MOMENTUM);
+    for (size_t i = 0; i < nm && !rc; i++) rc = bt_st_writer_meta(w, mt[i].key, mt[i].value);
     if (!rc) rc = bt_st_writer_meta(w, "checksum", hex);
     if (!rc) rc = bt_st_writer_save(w, path);
     bt_st_writer_free(w);
