@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static int run(const char *form) {
     char cmd[512];
@@ -138,11 +139,42 @@ static void cli_resume_with_other_rank_count(void) {
     CHECK(d <= 1e-4, "resume across rank counts differs: %.3g", d);
 }
 
+/* A configuration that differs between ranks, or a rank that fails, ends the whole job with a
+ * message instead of leaving the other rank waiting in a collective. */
+static void cli_faults_end_the_job(void) {
+    CHECK(prepare_data() == 0, "cannot extract CIFAR-10 subset");
+    char cmd[4096], log[700];
+    const char *common = "--arch resnet18-cifar:w=0.125 --projector 32-32 --preset cifar --batch-size 16 "
+                         "--train-limit 64 --epochs 4 --threads 1 --workers 1 --max-steps 3";
+    snprintf(log, sizeof log, "%s/mismatch.log", tu_tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "timeout 120 mpirun --allow-run-as-root --oversubscribe -np 1 build-mpi/barlow pretrain %s %s "
+             "--seed 0 --checkpoint-dir %s/mm : -np 1 build-mpi/barlow pretrain %s %s --seed 1 "
+             "--checkpoint-dir %s/mm > %s 2>&1",
+             data, common, tu_tmpdir(), data, common, tu_tmpdir(), log);
+    int rc = system(cmd);
+    CHECK(rc != 0 && WEXITSTATUS(rc) != 124, "mismatched ranks: exit %d (124 = hung)", WEXITSTATUS(rc));
+    snprintf(cmd, sizeof cmd, "grep -q 'configuration differs' %s", log);
+    CHECK(system(cmd) == 0, "no clear message about the mismatch in %s", log);
+
+    snprintf(log, sizeof log, "%s/rankfail.log", tu_tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "timeout 120 mpirun --allow-run-as-root --oversubscribe -np 1 build-mpi/barlow pretrain %s %s "
+             "--checkpoint-dir %s/rf : -np 1 build-mpi/barlow pretrain %s/missing %s "
+             "--checkpoint-dir %s/rf > %s 2>&1",
+             data, common, tu_tmpdir(), tu_tmpdir(), common, tu_tmpdir(), log);
+    rc = system(cmd);
+    CHECK(rc != 0 && WEXITSTATUS(rc) != 124, "failed rank: exit %d (124 = hung)", WEXITSTATUS(rc));
+    snprintf(cmd, sizeof cmd, "grep -q 'missing' %s", log);
+    CHECK(system(cmd) == 0, "no message naming the failing rank's problem in %s", log);
+}
+
 int main(void) {
     TEST_RUN(built_with_mpi);
     TEST_RUN(gram_form);
     TEST_RUN(direct_form);
     TEST_RUN(cli_two_ranks_equal_one);
     TEST_RUN(cli_resume_with_other_rank_count);
+    TEST_RUN(cli_faults_end_the_job);
     return tu_finish();
 }
