@@ -481,6 +481,14 @@ static int run(pt_run *r, int argc, char **argv) {
         r->m->bn_batches = hdr[3];
     }
     if (nb >= r->spe) epoch++, nb = 0;
+    if (rank == 0 && step == 0) {
+        /* The untrained network, for `barlow report`'s before/after picture of C. */
+        char first[4300];
+        snprintf(first, sizeof first, "%s%scheckpoint-first.safetensors", o->ckdir, sep);
+        bt_ckpt_state st0 = {.epoch = 0, .next_batch = 0, .step = 0, .steps_per_epoch = r->spe,
+                             .seed = (uint64_t)o->seed, .config = r->config_text};
+        if ((rc = bt_ckpt_save(first, r->m, &st0)) != BT_OK) goto fail;
+    }
 
     if (rank == 0) r->stats = fopen(r->statspath, "a");
     if (rank == 0 && !r->stats) {
