@@ -1,7 +1,15 @@
 /* The barlow command-line program: dispatches `barlow COMMAND ...` to the command's entry
  * point (each takes argc/argv with argv[0] = the command name). */
+#include "barlow/comm.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "cli/args.h"
+#include "cli/cmd_eval.h"
+#include "cli/cmd_interop.h"
+#include "cli/cmd_report.h"
+#include "cli/commands.h"
 
 #define BARLOW_VERSION "0.1.0"
 
@@ -14,6 +22,13 @@ typedef struct {
 } bt_command;
 
 static const bt_command commands[] = {
+    {"pretrain", bt_cmd_pretrain, "Barlow Twins pretraining (checkpoints, exact resume, logs)"},
+    {"knn", bt_cmd_knn, "weighted kNN accuracy of frozen backbone features"},
+    {"linear", bt_cmd_linear, "linear probe on the frozen backbone (evaluate.py --weights freeze)"},
+    {"finetune", bt_cmd_finetune, "semi-supervised fine-tuning on 1/10/100% of the labels"},
+    {"export", bt_cmd_export, "export a checkpoint as torchvision safetensors or ONNX"},
+    {"embed", bt_cmd_embed, "backbone features of a dataset as a NumPy .npy file"},
+    {"report", bt_cmd_report, "PNG pictures of a run: loss, learning rates, kNN, C, PCA"},
     {"augment-preview", bt_cmd_augment_preview,
      "write a PNG grid of images beside their two augmented views"},
 };
@@ -33,7 +48,35 @@ static const bt_command *find(const char *name) {
     return NULL;
 }
 
+/* "unknown command" with the closest command name when one is near. */
+static int unknown(const char *name) {
+    int best = -1, bd = 1 << 30;
+    for (int i = 0; i < NCOMMANDS; i++) {
+        int d = bt_args_edit_distance(name, commands[i].name);
+        if (d < bd) bd = d, best = i;
+    }
+    if (best >= 0 && bd <= 3)
+        fprintf(stderr, "barlow: unknown command '%s' (did you mean '%s'? see barlow --help)\n", name,
+                commands[best].name);
+    else
+        fprintf(stderr, "barlow: unknown command '%s' (see barlow --help)\n", name);
+    return 2;
+}
+
+const struct bt_comm *bt_cli_comm;
+static bt_comm *comm_owned;
+
+static void finalize(void) { bt_comm_finalize(comm_owned); }
+
 int main(int argc, char **argv) {
+    /* Under mpirun/srun (MPI builds), every rank joins the job before anything else runs;
+     * only rank 0 talks on stdout. */
+    comm_owned = bt_comm_init(&argc, &argv);
+    bt_cli_comm = comm_owned;
+    if (comm_owned) {
+        atexit(finalize);
+        if (comm_owned->rank != 0 && !freopen("/dev/null", "w", stdout)) return 1;
+    }
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -53,17 +96,11 @@ int main(int argc, char **argv) {
             return 0;
         }
         const bt_command *c = find(argv[2]);
-        if (!c) {
-            fprintf(stderr, "barlow: unknown command '%s' (see barlow --help)\n", argv[2]);
-            return 2;
-        }
+        if (!c) return unknown(argv[2]);
         char *args[] = {(char *)c->name, "--help", NULL};
         return c->run(2, args);
     }
     const bt_command *c = find(cmd);
-    if (!c) {
-        fprintf(stderr, "barlow: unknown command '%s' (see barlow --help)\n", cmd);
-        return 2;
-    }
+    if (!c) return unknown(cmd);
     return c->run(argc - 1, argv + 1);
 }

@@ -72,7 +72,12 @@ int bt_model_read(bt_model *m, const bt_st_file *f, int what, int strict) {
         size_t n = strlen(name);
         if (n >= 19 && !strcmp(name + n - 19, "num_batches_tracked")) continue;
         if (!strncmp(name, "fc.", 3) || !strncmp(name, "backbone.fc.", 12)) continue;
-        if (bb && (!strncmp(name, "projector.", 10) || !strncmp(name, "bn.", 3))) continue;
+        if (bb) { /* the projector, the loss BN and their companions are not asked for */
+            const char *rest = name;
+            if (!strncmp(rest, "grad.", 5)) rest += 5;
+            else if (!strncmp(rest, "momentum.", 9)) rest += 9;
+            if (!strncmp(rest, "projector.", 10) || !strncmp(rest, "bn.", 3)) continue;
+        }
         if (!known(m, name))
             return bt_fail(BT_EFORMAT, "%s: unexpected tensor '%s' (not part of %s)", bt_st_path(f),
                            name, m->cfg.arch);
