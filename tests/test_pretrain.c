@@ -40,7 +40,7 @@ static int setup(void) {
     }
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s/data' && tar xzf '%s/cifar10-jpeg.tar.gz' -C '%s/data' "
-             "--wildcards 'cifar10/train/*/00[0-2]*.jpg'", tu_tmpdir(), tu_shared_data(), tu_tmpdir());
+             "--wildcards 'cifar10/train/*/00[0-2]*.jpg' 'cifar10/test/*/000*.jpg'", tu_tmpdir(), tu_shared_data(), tu_tmpdir());
     if (system(cmd) != 0) {
         fprintf(stderr, "  cannot extract the CIFAR-10 subset: %s\n", cmd);
         return 0;
@@ -380,6 +380,30 @@ static void test_nan(void) {
 /* 64 steps at batch 32: the mean of the first 8 logged losses vs the last 8 (single steps are
  * noisy at this size). Milder crops and colour jitter than the preset and a high learning
  * rate let the tiny network make visible progress in 64 steps. */
+/* --knn-every: kNN lines in stats.txt, and a trajectory bit-identical to a run without it. */
+static void test_knn_monitor(void) {
+    if (!setup()) {
+        CHECK(0, "setup failed");
+        return;
+    }
+    const char *K = dir("K"), *N = dir("N");
+    CHECK(run("", SMALL " --checkpoint-dir '%s' --max-steps 6 --knn-every 1", K) == 0, "run K: %s", errtext);
+    CHECK(run("", SMALL " --checkpoint-dir '%s' --max-steps 6", N) == 0, "run N: %s", errtext);
+    CHECK(same_tensors(ckpt(K), ckpt(N), 1), "the kNN monitor changed the training trajectory");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/stats.txt", K);
+    size_t n = 0;
+    char *txt = slurp(path, &n);
+    CHECK(txt && strstr(txt, "\"knn_top1\"") && strstr(txt, "\"knn_top5\""), "no kNN line in %s", path);
+    if (txt) {
+        const char *p = strstr(txt, "\"knn_top1\":");
+        double top1 = p ? atof(p + 11) : -1;
+        CHECK(top1 >= 0 && top1 <= 100, "kNN top-1 %g out of range", top1);
+        printf("  kNN monitor after epoch 1: top-1 %.1f%%\n", top1);
+    }
+    free(txt);
+}
+
 static void test_loss_falls(void) {
     if (!setup()) {
         CHECK(0, "setup failed");
@@ -420,6 +444,7 @@ int main(void) {
     TEST_RUN(test_sigterm);
     TEST_RUN(test_refusals);
     TEST_RUN(test_nan);
+    TEST_RUN(test_knn_monitor);
     TEST_RUN(test_loss_falls);
     return tu_finish();
 }

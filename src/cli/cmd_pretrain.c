@@ -13,6 +13,7 @@
 #include <omp.h>
 #include <signal.h>
 #include "barlow/comm.h"
+#include "barlow/eval.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +175,9 @@ static int check_compatible(const cJSON *mine, const char *stored, const char *p
 typedef struct {
     pt_opts o;
     bt_dataset *ds;
+    bt_dataset *ds_test;     /* --knn-every: the evaluation split */
+    float *knn_train, *knn_test; /* (n, feat_dim) features */
+    int32_t *knn_ltrain, *knn_ltest;
     bt_loader *ld;
     bt_model *m;
     bt_st_file *ck;
@@ -350,6 +354,10 @@ static int setup(pt_run *r, int argc, char **argv, const char **data, int *form)
                      o->batch, n, o->train_limit > 0 ? " after --train-limit" : "");
         goto bad;
     }
+    if (o->knn_every > 0 && (rc = bt_dataset_open(&r->ds_test, *data, "test")) != BT_OK) {
+        rc = prefixed(rc, "--knn-every needs DATA's val/test split: ");
+        goto bad;
+    }
     if ((rc = check_ckdir(o->ckdir)) != BT_OK) goto bad;
     return 0;
 bad:
@@ -363,10 +371,50 @@ static void free_run(pt_run *r) {
     bt_st_close(r->ck);
     bt_model_free(r->m);
     bt_dataset_close(r->ds);
+    bt_dataset_close(r->ds_test);
+    free(r->knn_train);
+    free(r->knn_test);
+    free(r->knn_ltrain);
+    free(r->knn_ltest);
     cJSON_Delete(r->config);
     free(r->config_text);
     free(r->o.aug.v);
     bt_scratch_release();
+}
+
+/* The online kNN monitor (k = 200, T = 0.1 as InstDisc / solo-learn): backbone features of
+ * the train and test splits with BN in eval mode, through the model's view-0 arena at the
+ * training batch shape (nothing is reallocated; running statistics, parameters and the data
+ * order are untouched, so the training trajectory is the same with or without it). */
+static int knn_monitor(pt_run *r, int epoch, long step) {
+    int dim = r->m->cfg.feat_dim, B = r->m->N;
+    size_t ntr = bt_dataset_size(r->ds), nte = bt_dataset_size(r->ds_test);
+    if (!r->knn_train) {
+        r->knn_train = malloc(ntr * dim * sizeof(float));
+        r->knn_test = malloc(nte * dim * sizeof(float));
+        r->knn_ltrain = malloc(ntr * sizeof(int32_t));
+        r->knn_ltest = malloc(nte * sizeof(int32_t));
+        if (!r->knn_train || !r->knn_test || !r->knn_ltrain || !r->knn_ltest)
+            return bt_fail(BT_ENOMEM, "kNN monitor: out of memory for %zu features", ntr + nte);
+    }
+    double t0 = now_s(), top1, top5;
+    int rc = bt_extract_features(r->knn_train, r->knn_ltrain, r->m, r->ds, &r->preset, B, r->o.workers);
+    if (!rc) rc = bt_extract_features(r->knn_test, r->knn_ltest, r->m, r->ds_test, &r->preset, B, r->o.workers);
+    if (rc) return rc;
+    bt_features_normalize(r->knn_train, ntr, dim);
+    bt_features_normalize(r->knn_test, nte, dim);
+    int nc = bt_dataset_num_classes(r->ds);
+    if ((rc = bt_knn_eval(&top1, &top5, r->knn_train, r->knn_ltrain, ntr, r->knn_test, r->knn_ltest,
+                          nte, dim, nc, 200, 0.1f)))
+        return rc;
+    end_live(r);
+    printf("%s: kNN after epoch %d (step %ld): top-1 %.2f%%, top-5 %.2f%% (%zu train, %zu test "
+           "images, %.1fs)\n", PT, epoch, step, top1, top5, ntr, nte, now_s() - t0);
+    fflush(stdout);
+    if (!r->stats) return BT_OK;
+    fprintf(r->stats, "{\"epoch\":%d,\"step\":%ld,\"knn_top1\":%.4f,\"knn_top5\":%.4f}\n", epoch,
+            step, top1, top5);
+    return fflush(r->stats) ? bt_fail(BT_EIO, "cannot write %s: %s", r->statspath, strerror(errno)) : BT_OK;
 }
 
 static int run(pt_run *r, int argc, char **argv) {
@@ -402,9 +450,6 @@ static int run(pt_run *r, int argc, char **argv) {
     char *pretty = cJSON_Print(r->config);
     printf("%s: configuration %s\n", PT, pretty ? pretty : r->config_text);
     free(pretty);
-    if (o->knn_every > 0)
-        printf("%s: note: --knn-every %d accepted, but the kNN monitor is not available yet; "
-               "training continues without it\n", PT, o->knn_every);
 
     const char *sep = o->ckdir[strlen(o->ckdir) - 1] == '/' ? "" : "/";
     snprintf(r->ckpath, sizeof r->ckpath, "%s%scheckpoint.safetensors", o->ckdir, sep);
@@ -608,6 +653,9 @@ static int run(pt_run *r, int argc, char **argv) {
         if (nb >= r->spe) {
             epoch++;
             nb = 0;
+            if (o->knn_every > 0 && epoch % o->knn_every == 0 && rank == 0 &&
+                (rc = knn_monitor(r, epoch, step)) != BT_OK)
+                goto fail;
             if (!saved_at_end && (rc = save_ckpt(r, epoch, nb, step)) != BT_OK) goto fail;
             saved_at_end = 1;
         }
