@@ -56,6 +56,14 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* Process CPU seconds, all threads: less sensitive than wall time to other load on a shared
+ * machine (though spinning OpenMP/OpenBLAS threads count too). */
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
 static double peak_rss_mb(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -149,7 +157,7 @@ static int check_counts(const bt_model *m, const flop_count *f) {
 /* ---- our step -------------------------------------------------------------------------- */
 
 typedef struct {
-    double sec, pairs_s, rss_mb, loss;
+    double sec, cpu, pairs_s, rss_mb, loss; /* median wall and CPU s/step */
     int form;
 } step_result;
 
@@ -181,30 +189,33 @@ static int run_ours(const opts *o, step_result *r, const flop_count *f) {
     bt_lars_cfg lc;
     bt_lars_default(&lc);
     int n = o->warmup + o->iters;
-    double *t = malloc((size_t)n * sizeof *t);
-    if (!t) {
+    double *t = malloc((size_t)n * sizeof *t), *c = malloc((size_t)n * sizeof *c);
+    if (!t || !c) {
         rc = bt_fail(BT_ENOMEM, "out of memory");
         goto done;
     }
     long step0 = (long)WARMUP_EPOCHS * STEPS_PER_EPOCH;
     for (int k = 0; k < n; k++) {
         bt_loss_result res;
-        double t0 = now();
+        double t0 = now(), c0 = cpu_seconds();
         bt_lr_schedule(&lc.lr_weights, &lc.lr_biases, step0 + k, STEPS_PER_EPOCH, EPOCHS,
                        WARMUP_EPOCHS, o->batch, 0.2, 0.0048);
         if ((rc = bt_train_grads(m, x1, x2, 0.0051f, BT_LOSS_AUTO, &res)) != BT_OK) goto done;
         bt_lars_step(m->p, m->g, m->mom, &m->params, &lc);
         t[k] = now() - t0;
+        c[k] = cpu_seconds() - c0;
         r->loss = res.loss;
         r->form = res.form_used;
-        fprintf(stderr, "  barlow step %d%s: %.3f s  loss %.6g\n", k + 1,
-                k < o->warmup ? " (warm-up)" : "", t[k], res.loss);
+        fprintf(stderr, "  barlow step %d%s: %.3f s (cpu %.3f s)  loss %.6g\n", k + 1,
+                k < o->warmup ? " (warm-up)" : "", t[k], c[k], res.loss);
     }
     r->sec = median(t + o->warmup, o->iters);
+    r->cpu = median(c + o->warmup, o->iters);
     r->pairs_s = o->batch / r->sec;
     r->rss_mb = peak_rss_mb();
 done:
     free(t);
+    free(c);
     bt_free(x1);
     bt_free(x2);
     bt_model_free(m);
@@ -263,9 +274,10 @@ static int run_torch(const opts *o, step_result *r) {
         cJSON *j = cJSON_Parse(line);
         if (!j) continue;
         cJSON *s = cJSON_GetObjectItem(j, "sec_per_step"), *m = cJSON_GetObjectItem(j, "peak_rss_mb"),
-              *l = cJSON_GetObjectItem(j, "loss");
-        if (cJSON_IsNumber(s) && cJSON_IsNumber(m) && cJSON_IsNumber(l)) {
+              *l = cJSON_GetObjectItem(j, "loss"), *c = cJSON_GetObjectItem(j, "cpu_per_step");
+        if (cJSON_IsNumber(s) && cJSON_IsNumber(m) && cJSON_IsNumber(l) && cJSON_IsNumber(c)) {
             r->sec = s->valuedouble;
+            r->cpu = c->valuedouble;
             r->pairs_s = o->batch / r->sec;
             r->rss_mb = m->valuedouble;
             r->loss = l->valuedouble;
@@ -338,8 +350,8 @@ int main(int argc, char **argv) {
         }
         double gemm1 = sgemm_gflops();
         gemm = gemm0 > gemm1 ? gemm0 : gemm1;
-        printf("barlow : %.3f s/step (median of %d), %.2f pairs/s, %.1f GFLOP/s useful, "
-               "peak RSS %.0f MiB, loss %.6g (%s form)\n", ours.sec, o.iters, ours.pairs_s,
+        printf("barlow : %.3f s/step (median of %d; cpu %.3f s), %.2f pairs/s, %.1f GFLOP/s useful, "
+               "peak RSS %.0f MiB, loss %.6g (%s form)\n", ours.sec, o.iters, ours.cpu, ours.pairs_s,
                flops / ours.sec / 1e9, ours.rss_mb, ours.loss,
                ours.form == BT_LOSS_GRAM ? "gram" : "direct");
         printf("sgemm  : OpenBLAS 1024^3 %.1f GFLOP/s on %d thread(s) (best of 7; %.1f before "
@@ -355,25 +367,26 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_step: %s\n", bt_error());
             return 1;
         }
-        printf("pytorch: %.3f s/step (median of %d), %.2f pairs/s, %.1f GFLOP/s useful, "
-               "peak RSS %.0f MiB, loss %.6g\n", torch.sec, o.iters, torch.pairs_s,
+        printf("pytorch: %.3f s/step (median of %d; cpu %.3f s), %.2f pairs/s, %.1f GFLOP/s useful, "
+               "peak RSS %.0f MiB, loss %.6g\n", torch.sec, o.iters, torch.cpu, torch.pairs_s,
                flops / torch.sec / 1e9, torch.rss_mb, torch.loss);
     }
 
-    printf("\n%-8s %12s %12s %14s %14s %12s\n", "", "s/step", "pairs/s", "useful GF/s",
-           "peak RSS MiB", "efficiency");
+    printf("\n%-8s %10s %10s %10s %12s %14s %12s\n", "", "s/step", "cpu s/step", "pairs/s",
+           "useful GF/s", "peak RSS MiB", "efficiency");
     if (!o.torch_only)
-        printf("%-8s %12.3f %12.2f %14.1f %14.0f %11.1f%%\n", "barlow", ours.sec, ours.pairs_s,
+        printf("%-8s %10.3f %10.3f %10.2f %12.1f %14.0f %11.1f%%\n", "barlow", ours.sec, ours.cpu, ours.pairs_s,
                flops / ours.sec / 1e9, ours.rss_mb, 100 * flops / ours.sec / 1e9 / gemm);
     if (!o.no_torch) {
-        printf("%-8s %12.3f %12.2f %14.1f %14.0f ", "pytorch", torch.sec, torch.pairs_s,
+        printf("%-8s %10.3f %10.3f %10.2f %12.1f %14.0f ", "pytorch", torch.sec, torch.cpu, torch.pairs_s,
                flops / torch.sec / 1e9, torch.rss_mb);
         if (gemm > 0) printf("%11.1f%%\n", 100 * flops / torch.sec / 1e9 / gemm);
         else printf("%12s\n", "-");
     }
     if (!o.torch_only && !o.no_torch)
-        printf("speed ratio barlow/pytorch: %.2fx   memory ratio barlow/pytorch: %.2fx\n",
-               ours.pairs_s / torch.pairs_s, ours.rss_mb / torch.rss_mb);
+        printf("speed ratio barlow/pytorch: %.2fx (by CPU time: %.2fx)   memory ratio "
+               "barlow/pytorch: %.2fx\n", ours.pairs_s / torch.pairs_s, torch.cpu / ours.cpu,
+               ours.rss_mb / torch.rss_mb);
     if (gemm > 0)
         printf("efficiency = useful GFLOP/s / sgemm 1024^3 GFLOP/s (%.1f)\n", gemm);
     return 0;

@@ -1,8 +1,9 @@
 """The reference's training step (facebookresearch/barlowtwins main.py: adjust_learning_rate,
 zero_grad, loss = model(y1, y2), backward, LARS step; fp32 on the CPU, no AMP) timed on random
 inputs, for bench/bench_step.c. Prints one JSON line:
-  {"sec_per_step": median s, "pairs_per_s": ..., "peak_rss_mb": this process's peak RSS,
-   "loss": last loss, "times": [...]}
+  {"sec_per_step": median s, "cpu_per_step": median CPU s (all threads),
+   "pairs_per_s": ..., "peak_rss_mb": this process's peak RSS, "loss": last loss,
+   "times": [...]}
 
   bench_step_torch.py --arch resnet18-cifar --projector 2048-2048-2048 --batch 256 --size 32
                       --threads 2 --warmup 1 --iters 3
@@ -48,21 +49,23 @@ def main():
 
     # Same schedule position as bench_step.c: the end of main.py's 10 warm-up epochs (peak lr).
     step0 = 10 * a.steps_per_epoch
-    times, loss = [], float("nan")
+    times, cpus, loss = [], [], float("nan")
     for k in range(a.warmup + a.iters):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         adjust_learning_rate(optimizer, step0 + k, a.steps_per_epoch, a.epochs, a.batch)
         optimizer.zero_grad()
         out = model.forward(y1, y2)
         out.backward()
         optimizer.step()
-        dt = time.perf_counter() - t
+        dt, dc = time.perf_counter() - t, time.process_time() - c
         loss = out.item()
         if k >= a.warmup:
             times.append(dt)
+            cpus.append(dc)
     med = statistics.median(times)
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"sec_per_step": med, "pairs_per_s": a.batch / med,
+    print(json.dumps({"sec_per_step": med, "cpu_per_step": statistics.median(cpus),
+                      "pairs_per_s": a.batch / med,
                       "peak_rss_mb": rss_kb / 1024.0, "loss": loss, "times": times}))
 
 

@@ -27,4 +27,11 @@ fi
 if ! /usr/bin/python3 -c "import onnxruntime" 2>/dev/null; then
   /usr/bin/python3 -m pip install -q --break-system-packages --no-deps onnxruntime
 fi
+# tensorboard (PyPI) reads the event files back in the TensorBoard test, with its own reader.
+# --no-deps and pinned: newer releases and their declared protobuf would replace Debian's
+# python3-protobuf 3.21 (python3-onnx needs it), and recent releases (2.21 tried) ship code that needs
+# protobuf 5 (google.protobuf.runtime_version). The event reader needs only absl-py (pure Python, no deps), numpy and protobuf.
+if ! /usr/bin/python3 -c "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator" 2>/dev/null; then
+  /usr/bin/python3 -m pip install -q --break-system-packages --no-deps 'tensorboard==2.18.0' 'absl-py>=1.0'
+fi
 echo "install-deps: ok"
