@@ -404,6 +404,42 @@ static void test_knn_monitor(void) {
     free(txt);
 }
 
+/* TensorBoard's own reader lists the scalars and the image of C that a run wrote under tb/. */
+static void test_tensorboard(void) {
+    if (!setup()) {
+        CHECK(0, "setup failed");
+        return;
+    }
+    const char *T = dir("TB");
+    CHECK(run("", SMALL " --checkpoint-dir '%s' --max-steps 8 --knn-every 1 --tb-image-every 4", T) == 0,
+          "run T: %s", errtext);
+    char cmd[2400], out[1200];
+    snprintf(out, sizeof out, "%s/tags.json", T);
+    snprintf(cmd, sizeof cmd, "%s tests/py/tb_tags.py '%s/tb' > '%s'", tu_python(), T, out);
+    CHECK(system(cmd) == 0, "tensorboard reader failed: %s", cmd);
+    size_t n = 0;
+    char *js = slurp(out, &n);
+    cJSON *j = js ? cJSON_Parse(js) : NULL;
+    CHECK(j != NULL, "no JSON from the reader");
+    if (j) {
+        cJSON *sc = cJSON_GetObjectItem(j, "scalars"), *im = cJSON_GetObjectItem(j, "images");
+        const char *want[] = {"loss/total", "loss/on_diag", "loss/off_diag", "lr/weights",
+                              "lr/biases", "throughput/images_per_s", "knn/top1", "knn/top5"};
+        for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+            CHECK(cJSON_GetObjectItem(sc, want[i]) != NULL, "scalar %s missing", want[i]);
+        cJSON *loss = cJSON_GetObjectItem(sc, "loss/total");
+        CHECK(cJSON_GetArraySize(loss) == 8, "loss/total has %d points, want 8", cJSON_GetArraySize(loss));
+        cJSON *img = cJSON_GetObjectItem(im, "cross_correlation/C_corner");
+        CHECK(cJSON_GetArraySize(img) == 2, "C image at steps 0 and 4 expected, got %d", cJSON_GetArraySize(img));
+        cJSON *first = cJSON_GetArrayItem(img, 0);
+        CHECK(first && cJSON_GetArrayItem(first, 1)->valueint == 256 &&
+                  cJSON_GetArrayItem(first, 2)->valueint == 256,
+              "C image is not 256x256 (64x64 corner, 4-pixel cells)");
+        cJSON_Delete(j);
+    }
+    free(js);
+}
+
 static void test_loss_falls(void) {
     if (!setup()) {
         CHECK(0, "setup failed");
@@ -445,6 +481,7 @@ int main(void) {
     TEST_RUN(test_refusals);
     TEST_RUN(test_nan);
     TEST_RUN(test_knn_monitor);
+    TEST_RUN(test_tensorboard);
     TEST_RUN(test_loss_falls);
     return tu_finish();
 }

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include "barlow/comm.h"
 #include "barlow/eval.h"
+#include "barlow/tb.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,7 @@
 #define PT "barlow pretrain"
 
 typedef struct {
-    int epochs, batch, print_freq, workers, threads, warmup, knn_every, help;
+    int epochs, batch, print_freq, workers, threads, warmup, knn_every, help, tb_image_every;
     double lrw, lrb, wd, lambd;
     long seed, max_steps, train_limit, save_every;
     const char *projector, *ckdir, *arch, *preset, *loss_form;
@@ -177,6 +178,8 @@ typedef struct {
     bt_dataset *ds;
     bt_dataset *ds_test;     /* --knn-every: the evaluation split */
     float *knn_train, *knn_test; /* (n, feat_dim) features */
+    bt_tb *tb;               /* TensorBoard events under CHECKPOINT_DIR/tb (rank 0) */
+    float *corner;           /* (64, 64) corner of C for the TensorBoard image */
     int32_t *knn_ltrain, *knn_ltest;
     bt_loader *ld;
     bt_model *m;
@@ -230,6 +233,19 @@ static int stats_line(pt_run *r, int epoch, long step, double lrw, double lrb,
     cJSON_Delete(j);
     if (!s) return bt_fail(BT_ENOMEM, "out of memory");
     int bad = fprintf(r->stats, "%s\n", s) < 0 || fflush(r->stats) != 0;
+    if (r->tb) {
+        int t = bt_tb_scalar(r->tb, "loss/total", step, res->loss);
+        if (!t) t = bt_tb_scalar(r->tb, "loss/on_diag", step, res->on_diag);
+        if (!t) t = bt_tb_scalar(r->tb, "loss/off_diag", step, res->off_diag);
+        if (!t) t = bt_tb_scalar(r->tb, "lr/weights", step, lrw);
+        if (!t) t = bt_tb_scalar(r->tb, "lr/biases", step, lrb);
+        if (!t) t = bt_tb_scalar(r->tb, "throughput/images_per_s", step, ips);
+        if (!t) t = bt_tb_flush(r->tb);
+        if (t) {
+            free(s);
+            return t;
+        }
+    }
     if (!r->live) fprintf(stderr, "%s\n", s);
     free(s);
     return bad ? bt_fail(BT_EIO, "cannot write %s: %s", r->statspath, strerror(errno)) : BT_OK;
@@ -282,6 +298,8 @@ static int setup(pt_run *r, int argc, char **argv, const char **data, int *form)
          "also checkpoint every N steps (0 = only after each epoch)", 0},
         {"loss-form", BT_ARG_CHOICE, &o->loss_form, "auto", 1, 0, "auto|direct|gram",
          "loss computation (auto: gram when the projector is wider than the batch)", 0},
+        {"tb-image-every", BT_ARG_INT, &o->tb_image_every, "500", 0, INT_MAX, NULL,
+         "TensorBoard image of the cross-correlation matrix every N steps (0 = never)", 0},
         {"knn-every", BT_ARG_INT, &o->knn_every, "0", 0, INT_MAX, NULL,
          "kNN monitor every E epochs (0 = off)", 0},
         {"help", BT_ARG_FLAG, &o->help, NULL, 1, 0, NULL, "show this help", 0},
@@ -372,6 +390,8 @@ static void free_run(pt_run *r) {
     bt_model_free(r->m);
     bt_dataset_close(r->ds);
     bt_dataset_close(r->ds_test);
+    bt_tb_close(r->tb);
+    free(r->corner);
     free(r->knn_train);
     free(r->knn_test);
     free(r->knn_ltrain);
@@ -380,6 +400,42 @@ static void free_run(pt_run *r) {
     free(r->config_text);
     free(r->o.aug.v);
     bt_scratch_release();
+}
+
+/* The top-left corner (at most 64 x 64) of this step's cross-correlation matrix C, from the
+ * two views' projector outputs (each dimension batch-normalised without affine, as the
+ * loss does), as a TensorBoard heatmap on [-1, 1]. With several ranks it covers rank 0's
+ * share of the batch. */
+static int tb_corr_image(pt_run *r, long step) {
+    const bt_model *m = r->m;
+    int N = m->N, D = bt_model_out_dim(m), k = D < 64 ? D : 64;
+    if (!r->corner && !(r->corner = malloc((size_t)64 * 64 * sizeof(float))))
+        return bt_fail(BT_ENOMEM, "out of memory");
+    const float *z1 = bt_model_output(m, 0), *z2 = bt_model_output(m, 1);
+    double mu[2][64], sd[2][64];
+    for (int v = 0; v < 2; v++) {
+        const float *z = v ? z2 : z1;
+        for (int j = 0; j < k; j++) {
+            double s = 0, q = 0;
+            for (int n = 0; n < N; n++) s += z[(size_t)n * D + j];
+            mu[v][j] = s / N;
+            for (int n = 0; n < N; n++) {
+                double d = z[(size_t)n * D + j] - mu[v][j];
+                q += d * d;
+            }
+            sd[v][j] = sqrt(q / N + 1e-5);
+        }
+    }
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++) {
+            double c = 0;
+            for (int n = 0; n < N; n++)
+                c += (z1[(size_t)n * D + i] - mu[0][i]) / sd[0][i] * ((z2[(size_t)n * D + j] - mu[1][j]) / sd[1][j]);
+            r->corner[i * k + j] = (float)(c / N);
+        }
+    int rc = bt_tb_heatmap(r->tb, "cross_correlation/C_corner", step, r->corner, k, k, -1.0f, 1.0f,
+                           k <= 32 ? 8 : 4);
+    return rc ? rc : bt_tb_flush(r->tb);
 }
 
 /* The online kNN monitor (k = 200, T = 0.1 as InstDisc / solo-learn): backbone features of
@@ -411,6 +467,10 @@ static int knn_monitor(pt_run *r, int epoch, long step) {
     printf("%s: kNN after epoch %d (step %ld): top-1 %.2f%%, top-5 %.2f%% (%zu train, %zu test "
            "images, %.1fs)\n", PT, epoch, step, top1, top5, ntr, nte, now_s() - t0);
     fflush(stdout);
+    if (r->tb && (rc = bt_tb_scalar(r->tb, "knn/top1", step, top1)) == BT_OK &&
+        (rc = bt_tb_scalar(r->tb, "knn/top5", step, top5)) == BT_OK)
+        rc = bt_tb_flush(r->tb);
+    if (rc) return rc;
     if (!r->stats) return BT_OK;
     fprintf(r->stats, "{\"epoch\":%d,\"step\":%ld,\"knn_top1\":%.4f,\"knn_top5\":%.4f}\n", epoch,
             step, top1, top5);
@@ -541,6 +601,9 @@ static int run(pt_run *r, int argc, char **argv) {
         return 1;
     }
     if (rank == 0) {
+        char tbdir[4300];
+        snprintf(tbdir, sizeof tbdir, "%s%stb", o->ckdir, sep);
+        if ((rc = bt_tb_open(&r->tb, tbdir)) != BT_OK) goto fail;
         /* As the reference: print(' '.join(sys.argv)) at every start. */
         fputs("barlow", r->stats);
         for (int i = 0; i < argc; i++) fprintf(r->stats, " %s", argv[i]);
@@ -620,6 +683,9 @@ static int run(pt_run *r, int argc, char **argv) {
             }
             if (rc != BT_OK) goto fail;
             bt_lars_step(r->m->p, r->m->g, r->m->mom, &r->m->params, &lars);
+            if (r->tb && o->tb_image_every > 0 && step % o->tb_image_every == 0 &&
+                (rc = tb_corr_image(r, step)) != BT_OK)
+                goto fail;
             skipped += b->skipped;
             long done = step;
             step++;
