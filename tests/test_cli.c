@@ -1,0 +1,77 @@
+/* The barlow program's front door: --help lists every command, help COMMAND prints options
+ * with defaults, --version, suggestions for mistyped commands and options, and
+ * augment-preview writes a valid PNG grid of the stated size. */
+#include "testutil.h"
+#include <png.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char bin[600], out[65536];
+
+/* Runs `bin args`, output (stdout+stderr) in out; returns the exit status. */
+static int run(const char *args) {
+    char cmd[2048], path[700];
+    snprintf(path, sizeof path, "%s/out.txt", tu_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s %s > %s 2>&1", bin, args, path);
+    int st = system(cmd);
+    out[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(out, 1, sizeof out - 1, f);
+        out[n] = 0;
+        fclose(f);
+    }
+    return WEXITSTATUS(st);
+}
+
+static void help_and_version(void) {
+    CHECK(run("--help") == 0, "--help failed");
+    const char *cmds[] = {"pretrain", "knn", "linear", "finetune", "export", "embed", "report", "augment-preview"};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        CHECK(strstr(out, cmds[i]) != NULL, "--help does not list %s", cmds[i]);
+    CHECK(run("--version") == 0 && strstr(out, "barlow 0."), "--version: %s", out);
+    CHECK(run("help pretrain") == 0 && strstr(out, "--batch-size") && strstr(out, "(default: 2048)"),
+          "help pretrain lacks options with defaults: %.200s", out);
+    CHECK(run("") == 2, "no command should exit 2");
+}
+
+static void suggestions(void) {
+    CHECK(run("pretrian x") == 2 && strstr(out, "did you mean 'pretrain'"), "command suggestion: %s", out);
+    CHECK(run("pretrain builtin:shapes --batchsize 8") == 2 && strstr(out, "--batch-size"),
+          "option suggestion: %s", out);
+}
+
+static void augment_preview_png(void) {
+    char args[1024], path[700];
+    snprintf(path, sizeof path, "%s/views.png", tu_tmpdir());
+    snprintf(args, sizeof args, "augment-preview builtin:shapes --preset cifar --count 4 --out %s", path);
+    CHECK(run(args) == 0, "augment-preview failed: %s", out);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL, "no %s", path);
+    if (!f) return;
+    png_structp p = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(p);
+    if (setjmp(png_jmpbuf(p))) {
+        CHECK(0, "invalid PNG");
+    } else {
+        png_init_io(p, f);
+        png_read_info(p, info);
+        int w = (int)png_get_image_width(p, info), h = (int)png_get_image_height(p, info);
+        /* 4 rows of (original, view 1, view 2): three columns, four rows */
+        CHECK(w > 0 && h > 0 && w < h * 2 && h > w, "unexpected grid size %dx%d", w, h);
+        printf("  augment-preview grid: %dx%d\n", w, h);
+    }
+    png_destroy_read_struct(&p, &info, NULL);
+    fclose(f);
+    CHECK(run("augment-preview /nonexistent --out x.png") != 0 && strstr(out, "/nonexistent"),
+          "a missing DATA is not named: %s", out);
+}
+
+int main(void) {
+    const char *b = getenv("BUILD");
+    snprintf(bin, sizeof bin, "%s/barlow", b ? b : "build");
+    TEST_RUN(help_and_version);
+    TEST_RUN(suggestions);
+    TEST_RUN(augment_preview_png);
+    return tu_finish();
+}
