@@ -7,7 +7,12 @@
  *
  * The forward pass is a list of nodes over an activation arena sized once per batch shape
  * (bt_model_prepare); each of the two views has its own arena, so view 1 and view 2 are
- * normalised with their own batch statistics exactly as the reference's two backbone calls. */
+ * normalised with their own batch statistics exactly as the reference's two backbone calls.
+ * As in PyTorch's in-place ReLU and `out += identity`, a ReLU or residual add whose input
+ * nothing else reads overwrites that input: several activation ids then share storage (same
+ * act_off), and only the last value written there is available afterwards. Gradients live in
+ * one smaller arena planned by liveness: a gradient occupies memory only from the backward of
+ * its last consumer to that of its producer. */
 #ifndef BARLOW_MODEL_H
 #define BARLOW_MODEL_H
 #include "barlow/ops.h"
@@ -55,11 +60,14 @@ typedef struct {
 
     /* arenas, sized by bt_model_prepare */
     int N, H, W;
-    size_t *act_off;         /* per activation, offset in floats in an arena */
-    size_t act_total, stat_total;
+    size_t *act_off;         /* per activation, offset in floats in an arena (shared when in place) */
+    size_t *grad_off;        /* per activation, offset in floats of its gradient in dact */
+    int *grad_birth;         /* per activation: the node before whose backward its gradient
+                                buffer is zeroed (-1: shares the buffer of another activation) */
+    size_t act_total, stat_total, grad_total;
     float *act[2];           /* (act_total) per view */
     float *stat[2];          /* (stat_total) per view: BN mean/rstd, max-pool argmax */
-    float *dact;             /* (act_total) gradient arena, shared by the views */
+    float *dact;             /* (grad_total) gradient arena, shared by the views */
     float *dz[2];            /* (N, out_dim) loss gradients per view */
     int training[2];         /* mode of each view's last forward (the backward follows it) */
     const struct bt_comm *comm; /* data-parallel ranks: BN statistics span them (NULL: one) */

@@ -3,6 +3,7 @@
 #include "barlow/model.h"
 #include "barlow/error.h"
 #include "barlow/rng.h"
+#include "barlow/scratch.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,7 +288,10 @@ static void free_arenas(bt_model *m) {
     bt_free(m->dact);
     m->dact = NULL;
     free(m->act_off);
-    m->act_off = NULL;
+    free(m->grad_off);
+    free(m->grad_birth);
+    m->act_off = m->grad_off = NULL;
+    m->grad_birth = NULL;
     m->N = m->H = m->W = 0;
 }
 
@@ -356,6 +360,107 @@ void bt_model_init(bt_model *m, uint64_t seed) {
 
 /* ---- arenas ---------------------------------------------------------------------------- */
 
+/* Places buffers (roots a with size[a] > 0, lifetime [lo[a], hi[a]] in node indices) in one
+ * arena, largest first, each at the first offset (from 0, bumped past each conflict) clear of
+ * every placed buffer whose lifetime intersects its own; then gives every id its root's
+ * offset. Greedy, not optimal, but a ResNet's gradients then need about three of the largest
+ * activation. Returns the arena size. */
+static size_t place(int n, const int *root, const size_t *size, const int *lo, const int *hi,
+                    size_t *off, int *ord) {
+    int k = 0;
+    for (int a = 0; a < n; a++)
+        if (root[a] == a && size[a]) ord[k++] = a;
+    for (int i = 1; i < k; i++) /* insertion sort: size descending, then id (deterministic) */
+        for (int j = i; j > 0 && size[ord[j]] > size[ord[j - 1]]; j--) {
+            int t = ord[j]; ord[j] = ord[j - 1]; ord[j - 1] = t;
+        }
+    size_t total = 0;
+    for (int i = 0; i < k; i++) {
+        int a = ord[i];
+        size_t o = 0;
+        for (int moved = 1; moved;) {
+            moved = 0;
+            for (int j = 0; j < i; j++) {
+                int b = ord[j];
+                if (lo[b] <= hi[a] && lo[a] <= hi[b] && off[b] < o + size[a] && o < off[b] + size[b]) {
+                    o = off[b] + size[b];
+                    moved = 1;
+                }
+            }
+        }
+        off[a] = o;
+        if (o + size[a] > total) total = o + size[a];
+    }
+    for (int a = 0; a < n; a++) off[a] = size[root[a]] ? off[root[a]] : 0;
+    return total;
+}
+
+/* Plans storage. Activations: a ReLU or add whose input is read by nothing else, and whose
+ * input's producer does not need its own output in the backward (only ReLU does), writes in
+ * place (PyTorch's inplace ReLU and `out += identity`). Gradients: a ReLU's or add's input
+ * gradient shares its output gradient's buffer when that input has no other consumer (the
+ * ReLU masks in place; the add passes dy through untouched); every gradient buffer then lives
+ * from the backward of its group's last consumer (where it is zeroed) down to its first
+ * producer, and buffers with disjoint lifetimes share memory. */
+static int plan_storage(bt_model *m, int N) {
+    const int A = m->nacts, NN = m->nnodes;
+    int *iw = calloc((size_t)A * 8, sizeof(int));
+    size_t *sz = calloc((size_t)A, sizeof(size_t));
+    m->act_off = malloc((size_t)A * sizeof(size_t));
+    m->grad_off = malloc((size_t)A * sizeof(size_t));
+    m->grad_birth = malloc((size_t)A * sizeof(int));
+    if (!iw || !sz || !m->act_off || !m->grad_off || !m->grad_birth) {
+        free(iw);
+        free(sz);
+        return bt_fail(BT_ENOMEM, "out of memory");
+    }
+    int *prod = iw, *ncons = iw + A, *lastc = iw + 2 * A, *root = iw + 3 * A, *groot = iw + 4 * A;
+    int *lo = iw + 5 * A, *hi = iw + 6 * A, *ord = iw + 7 * A;
+    for (int a = 0; a < A; a++) {
+        prod[a] = lastc[a] = -1;
+        ncons[a] = 0;
+        root[a] = groot[a] = a;
+        sz[a] = ((size_t)N * m->act_c[a] * m->act_h[a] * m->act_w[a] + 15) & ~(size_t)15;
+    }
+    for (int i = 0; i < NN; i++) {
+        const bt_node *n = &m->nodes[i];
+        prod[n->out] = i;
+        ncons[n->in]++;
+        lastc[n->in] = i;
+        if (n->in2 >= 0) ncons[n->in2]++, lastc[n->in2] = i;
+    }
+    for (int i = 0; i < NN; i++) {
+        const bt_node *n = &m->nodes[i];
+        int a = n->in;
+        if ((n->type == N_RELU || n->type == N_ADD) && a != 0 && ncons[a] == 1 && prod[a] >= 0 &&
+            m->nodes[prod[a]].type != N_RELU && a != m->feat_act && a != m->out_act)
+            root[n->out] = root[a];
+    }
+    /* Every activation stays live through the backward: lifetimes all intersect. */
+    for (int a = 0; a < A; a++) lo[a] = 0, hi[a] = NN;
+    m->act_total = place(A, root, sz, lo, hi, m->act_off, ord);
+
+    for (int i = NN - 1; i >= 0; i--) { /* reverse: an output's group is final before its input joins */
+        const bt_node *n = &m->nodes[i];
+        if (n->type != N_RELU && n->type != N_ADD) continue;
+        if (n->in != 0 && ncons[n->in] == 1) groot[n->in] = groot[n->out];
+        if (n->type == N_ADD && n->in2 != 0 && ncons[n->in2] == 1) groot[n->in2] = groot[n->out];
+    }
+    for (int a = 0; a < A; a++) lo[a] = NN, hi[a] = -1;
+    for (int a = 1; a < A; a++) { /* the input (a = 0) never gets a gradient */
+        int r = groot[a], h = a == m->out_act ? NN : lastc[a];
+        if (prod[a] < lo[r]) lo[r] = prod[a];
+        if (h > hi[r]) hi[r] = h;
+        if (prod[a] > hi[r]) hi[r] = prod[a];
+    }
+    sz[0] = 0;
+    m->grad_total = place(A, groot, sz, lo, hi, m->grad_off, ord);
+    for (int a = 0; a < A; a++) m->grad_birth[a] = a != 0 && groot[a] == a ? hi[a] : -1;
+    free(iw);
+    free(sz);
+    return BT_OK;
+}
+
 int bt_model_prepare(bt_model *m, int N, int H, int W) {
     if (N == m->N && H == m->H && W == m->W) return BT_OK;
     if (N < 1 || H < 1 || W < 1) return bt_fail(BT_EINVAL, "bad batch shape %dx3x%dx%d", N, H, W);
@@ -372,13 +477,8 @@ int bt_model_prepare(bt_model *m, int N, int H, int W) {
     m->params = keep_p;
     m->bufs = keep_b;
     if (rc != BT_OK) return rc;
-    m->act_off = malloc(m->nacts * sizeof(size_t));
-    if (!m->act_off) return bt_fail(BT_ENOMEM, "out of memory");
-    size_t off = 0, soff = 0;
-    for (int a = 0; a < m->nacts; a++) {
-        m->act_off[a] = off;
-        off += ((size_t)N * m->act_c[a] * m->act_h[a] * m->act_w[a] + 15) & ~(size_t)15;
-    }
+    if ((rc = plan_storage(m, N)) != BT_OK) { free_arenas(m); return rc; }
+    size_t soff = 0;
     for (int i = 0; i < m->nnodes; i++) {
         bt_node *n = &m->nodes[i];
         n->stat_off = soff;
@@ -386,16 +486,15 @@ int bt_model_prepare(bt_model *m, int N, int H, int W) {
         if (n->type == N_MAXPOOL)
             soff += ((size_t)N * m->act_c[n->out] * m->act_h[n->out] * m->act_w[n->out] + 15) & ~(size_t)15;
     }
-    m->act_total = off;
     m->stat_total = soff ? soff : 16;
     size_t od = (size_t)N * bt_model_out_dim(m);
     for (int v = 0; v < 2; v++) {
-        m->act[v] = bt_alloc(off * sizeof(float));
+        m->act[v] = bt_alloc(m->act_total * sizeof(float));
         m->stat[v] = bt_calloc(m->stat_total * sizeof(float));
         m->dz[v] = bt_alloc(od * sizeof(float));
         if (!m->act[v] || !m->stat[v] || !m->dz[v]) { free_arenas(m); return BT_ENOMEM; }
     }
-    m->dact = bt_alloc(off * sizeof(float));
+    m->dact = bt_alloc((m->grad_total ? m->grad_total : 16) * sizeof(float));
     if (!m->dact) { free_arenas(m); return BT_ENOMEM; }
     m->N = N;
     m->H = H;
@@ -471,22 +570,33 @@ const float *bt_model_output(const bt_model *m, int view) {
     return m->act[view] + m->act_off[m->out_act];
 }
 
+/* ReLU backward done in place on the output gradient: d = y <= 0 ? 0 : d (d (n), y (n)). */
+static void relu_backward_inplace(float *d, const float *y, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= ((size_t)1 << 15)) num_threads(bt_threads())
+    for (size_t i = 0; i < n; i++) d[i] = y[i] <= 0 ? 0.0f : d[i];
+}
+
 int bt_model_backward(bt_model *m, int view, const float *dout, int from_features) {
     if (view < 0 || view > 1 || !m->act[view]) return bt_fail(BT_EINVAL, "model not prepared for view %d", view);
     const float *A = m->act[view], *S = m->stat[view];
     float *D = m->dact;
+    const size_t *G = m->grad_off;
     int N = m->N, top = from_features ? m->feat_act : m->out_act;
-    /* Only activations written by a node at or below `top` get gradients; the input's
-     * gradient is never needed. */
-    memset(D + m->act_off[1], 0, (m->act_total - m->act_off[1]) * sizeof(float));
-    memcpy(D + m->act_off[top], dout, act_size(m, top) * sizeof(float));
     int last = m->nnodes - 1;
     while (last >= 0 && m->nodes[last].out != top) last--;
+    /* Gradients no node at or below `last` writes (consumers past `top`) read as zero; then
+     * dout, whose buffer none of them can share (their lifetimes include top's producer). */
+    for (int a = 1; a < m->nacts; a++)
+        if (m->grad_birth[a] > last && a != top)
+            memset(D + G[a], 0, act_size(m, a) * sizeof(float));
+    memcpy(D + G[top], dout, act_size(m, top) * sizeof(float));
     for (int i = last; i >= 0; i--) {
         const bt_node *n = &m->nodes[i];
+        for (int a = 1; a < m->nacts; a++) /* buffers whose first writer is node i */
+            if (m->grad_birth[a] == i) memset(D + G[a], 0, act_size(m, a) * sizeof(float));
         const float *in = A + m->act_off[n->in], *out = A + m->act_off[n->out];
-        const float *dy = D + m->act_off[n->out];
-        float *dx = n->in == 0 ? NULL : D + m->act_off[n->in];
+        float *dy = D + G[n->out];
+        float *dx = n->in == 0 ? NULL : D + G[n->in];
         int rc = BT_OK;
         switch (n->type) {
         case N_CONV: {
@@ -506,8 +616,16 @@ int bt_model_backward(bt_model *m, int view, const float *dout, int from_feature
                                             m->comm);
             break;
         }
-        case N_RELU: bt_relu_backward(dx, dy, out, act_size(m, n->in)); break;
-        case N_ADD: bt_add_backward(dx, D + m->act_off[n->in2], dy, act_size(m, n->in)); break;
+        case N_RELU:
+            if (dx == dy) relu_backward_inplace(dy, out, act_size(m, n->in));
+            else bt_relu_backward(dx, dy, out, act_size(m, n->in));
+            break;
+        case N_ADD: {
+            float *da = dx == dy ? NULL : dx, *db = D + G[n->in2];
+            if (db == dy) db = NULL;
+            if (da || db) bt_add_backward(da, db, dy, act_size(m, n->in));
+            break;
+        }
         case N_MAXPOOL:
             bt_maxpool2d_backward(dx, dy, (const int32_t *)(S + n->stat_off), N, m->act_c[n->in],
                                   m->act_h[n->in], m->act_w[n->in], m->act_h[n->out], m->act_w[n->out]);
