@@ -19,13 +19,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The safetensors package (PyPI) checks interop in the tests; Debian 12 does not package it.
 if ! /usr/bin/python3 -c "import safetensors" 2>/dev/null; then
-  /usr/bin/python3 -m pip install -q --break-system-packages safetensors
+  /usr/bin/python3 -m pip install -q --break-system-packages 'safetensors==0.8.0'
 fi
 # onnxruntime (PyPI) runs the ONNX export in the interop test. --no-deps: its declared
 # protobuf>=4 would replace Debian's python3-protobuf 3.21 that python3-onnx is built against;
 # inference needs only numpy, which Debian provides.
 if ! /usr/bin/python3 -c "import onnxruntime" 2>/dev/null; then
-  /usr/bin/python3 -m pip install -q --break-system-packages --no-deps onnxruntime
+  /usr/bin/python3 -m pip install -q --break-system-packages --no-deps 'onnxruntime==1.32.0'
 fi
 # tensorboard (PyPI) reads the event files back in the TensorBoard test, with its own reader.
 # --no-deps and pinned: newer releases and their declared protobuf would replace Debian's
