@@ -14,6 +14,11 @@ struct bt_comm {
     int (*allreduce_f32)(const bt_comm *c, float *buf, size_t n);
     /* recv (world * n) = concatenation of every rank's send (n), in rank order. */
     int (*allgather_f32)(const bt_comm *c, const float *send, float *recv, size_t n);
+    /* Non-blocking in-place sum over ranks: starts it and returns a request, which
+     * test (nonzero when done; it also drives MPI's progress) and wait complete. */
+    int (*iallreduce_f32)(const bt_comm *c, float *buf, size_t n, void **req);
+    int (*test)(const bt_comm *c, void *req, int *done);
+    int (*wait)(const bt_comm *c, void *req);
     /* Broadcast bytes from rank `root`. */
     int (*bcast)(const bt_comm *c, void *buf, size_t bytes, int root);
     /* Ends every rank of the job with exit status `code` (never returns). */

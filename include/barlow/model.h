@@ -71,6 +71,11 @@ typedef struct {
     float *dz[2];            /* (N, out_dim) loss gradients per view */
     int training[2];         /* mode of each view's last forward (the backward follows it) */
     const struct bt_comm *comm; /* data-parallel ranks: BN statistics span them (NULL: one) */
+    /* Called by bt_model_backward, when set, after each node with parameters: every gradient
+     * at offsets >= `lo` of m->g is final for this backward (lets the gradient all-reduce
+     * start while the rest of the backward runs). A non-zero return aborts the backward. */
+    int (*grad_ready)(void *ctx, size_t lo);
+    void *grad_ready_ctx;
 } bt_model;
 
 int bt_model_new(bt_model **m, const char *arch, const char *projector);

@@ -32,6 +32,30 @@ static int ar32(const bt_comm *c, float *b, size_t n) {
     }
     return BT_OK;
 }
+static int iar32(const bt_comm *c, float *b, size_t n, void **req) {
+    (void)c;
+    *req = NULL;
+    if (n > (size_t)1 << 30) return bt_fail(BT_EINVAL, "all-reduce bucket of %zu floats too large", n);
+    MPI_Request *r = malloc(sizeof *r);
+    if (!r) return bt_fail(BT_ENOMEM, "out of memory");
+    int rc = check(MPI_Iallreduce(MPI_IN_PLACE, b, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r),
+                   "iallreduce");
+    if (rc) free(r);
+    else *req = r;
+    return rc;
+}
+static int tst(const bt_comm *c, void *req, int *done) {
+    (void)c;
+    *done = 0;
+    int rc = check(MPI_Test((MPI_Request *)req, done, MPI_STATUS_IGNORE), "test");
+    return rc;
+}
+static int wt(const bt_comm *c, void *req) {
+    (void)c;
+    int rc = check(MPI_Wait((MPI_Request *)req, MPI_STATUS_IGNORE), "wait");
+    free(req);
+    return rc;
+}
 static int ag32(const bt_comm *c, const float *s, float *r, size_t n) {
     (void)c;
     if (n > (size_t)1 << 30) return bt_fail(BT_EINVAL, "allgather of %zu floats too large", n);
@@ -69,6 +93,9 @@ bt_comm *bt_comm_init(int *argc, char ***argv) {
     c->allreduce_f64 = ar64;
     c->allreduce_f32 = ar32;
     c->allgather_f32 = ag32;
+    c->iallreduce_f32 = iar32;
+    c->test = tst;
+    c->wait = wt;
     c->bcast = bc;
     c->abort = ab;
     if (c->world == 1) {

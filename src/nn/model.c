@@ -639,6 +639,11 @@ int bt_model_backward(bt_model *m, int view, const float *dout, int from_feature
             break;
         }
         if (rc != BT_OK) return rc;
+        /* Parameters are laid out in node order and the backward runs in reverse, so after
+         * node i every gradient from its first parameter on is final for this view. */
+        if (m->grad_ready && n->w >= 0 &&
+            (rc = m->grad_ready(m->grad_ready_ctx, m->params.t[n->w].offset)) != BT_OK)
+            return rc;
     }
     return BT_OK;
 }
