@@ -440,6 +440,49 @@ static void test_tensorboard(void) {
     free(js);
 }
 
+/* --init-from: a fresh run starts its backbone from torchvision-format weights (checked in the
+ * untrained checkpoint-first), linear takes them too, and a file of another architecture is
+ * refused naming the tensor. */
+static void test_init_from(void) {
+    if (!setup()) {
+        CHECK(0, "setup failed");
+        return;
+    }
+    const char *P = dir("P1"), *Q = dir("P2"), *W = dir("P3");
+    CHECK(run("", SMALL " --checkpoint-dir '%s' --max-steps 2", P) == 0, "run P1: %s", errtext);
+    char bb[1200], first[1200];
+    snprintf(bb, sizeof bb, "%s/backbone.safetensors", P);
+    snprintf(first, sizeof first, "%s/checkpoint-first.safetensors", Q);
+    CHECK(run("", SMALL " --checkpoint-dir '%s' --max-steps 1 --seed 7 --init-from '%s'", Q, bb) == 0,
+          "run P2: %s", errtext);
+    bt_st_file *a = NULL, *b = NULL;
+    CHECK(bt_st_open(&a, bb) == BT_OK && bt_st_open(&b, first) == BT_OK, "%s", bt_error());
+    int compared = 0, equal = 1;
+    for (int i = 0; a && b && i < bt_st_count(a); i++) {
+        const bt_st_tensor *t = bt_st_at(a, i), *u = bt_st_find(b, t->name);
+        if (t->dtype != BT_ST_F32) continue;
+        CHECK(u != NULL, "%s missing from %s", t->name, first);
+        if (!u) continue;
+        compared++;
+        if (u->nbytes != t->nbytes || memcmp(u->data, t->data, t->nbytes)) equal = 0;
+    }
+    CHECK(compared > 20 && equal, "backbone not taken from --init-from (%d tensors compared)", compared);
+    bt_st_close(a);
+    bt_st_close(b);
+    /* another architecture: refused before training, naming a tensor */
+    int rc = run("", "--arch resnet18-cifar:w=0.25 --projector 64-64 --preset cifar --batch-size 16 "
+                 "--train-limit 64 --threads 1 --workers 1 --checkpoint-dir '%s' --init-from '%s'", W, bb);
+    CHECK(rc == 2 && strstr(errtext, "--init-from") && strstr(errtext, "conv1.weight"),
+          "mismatched --init-from: exit %d: %s", rc, errtext);
+    /* linear takes the same weights */
+    char cmd[8192], errf[1200];
+    snprintf(errf, sizeof errf, "%s/linear-err.txt", tu_tmpdir());
+    snprintf(cmd, sizeof cmd, "'%s' linear '%s' --init-from '%s' --arch resnet18-cifar:w=0.125 "
+             "--preset cifar --epochs 1 --cached-features --threads 1 --workers 1 > /dev/null 2> '%s'",
+             bin, data, bb, errf);
+    CHECK(system(cmd) == 0, "linear --init-from failed (%s)", errf);
+}
+
 static void test_loss_falls(void) {
     if (!setup()) {
         CHECK(0, "setup failed");
@@ -482,6 +525,7 @@ int main(void) {
     TEST_RUN(test_nan);
     TEST_RUN(test_knn_monitor);
     TEST_RUN(test_tensorboard);
+    TEST_RUN(test_init_from);
     TEST_RUN(test_loss_falls);
     return tu_finish();
 }

@@ -15,6 +15,7 @@
 #include "barlow/dataset.h"
 #include "barlow/error.h"
 #include "barlow/eval.h"
+#include "barlow/interop.h"
 #include "barlow/loader.h"
 #include "barlow/model.h"
 #include "barlow/rng.h"
@@ -28,7 +29,7 @@ typedef struct {
     int cmd;
     const char *name;           /* "barlow knn" ... */
     /* common */
-    const char *weights, *arch, *preset;
+    const char *weights, *init_from, *arch, *preset;
     int batch, threads, workers, help;
     /* knn */
     int k;
@@ -89,6 +90,8 @@ static int setup(ev_run *r, int argc, char **argv) {
     bt_arg all[] = {
         {"weights", BT_ARG_STRING, &r->weights, NULL, 1, 0, NULL,
          "pretrained weights (checkpoint, backbone or torchvision safetensors)", 0},
+        {"init-from", BT_ARG_STRING, &r->init_from, NULL, 1, 0, NULL,
+         "start from torchvision-format backbone weights (safetensors; strict) instead of --weights", 0},
         {"arch", BT_ARG_STRING, &r->arch, "resnet50", 1, 0, NULL,
          "backbone architecture, when the file does not record it", 0},
         {"preset", BT_ARG_CHOICE, &r->preset, "imagenet", 1, 0, "imagenet|cifar",
@@ -122,10 +125,10 @@ static int setup(ev_run *r, int argc, char **argv) {
     /* Each command's options, by name in the table above. */
     static const char *const knn_opts[] = {"weights", "arch", "preset", "batch-size", "threads",
                                            "workers", "k", "temperature", "help", NULL};
-    static const char *const lin_opts[] = {"weights", "arch", "preset", "batch-size", "threads",
+    static const char *const lin_opts[] = {"weights", "init-from", "arch", "preset", "batch-size", "threads",
                                            "workers", "epochs", "lr-classifier", "weight-decay",
                                            "cached-features", "seed", "stats", "help", NULL};
-    static const char *const ft_opts[] = {"weights", "arch", "preset", "batch-size", "threads",
+    static const char *const ft_opts[] = {"weights", "init-from", "arch", "preset", "batch-size", "threads",
                                           "workers", "epochs", "lr-classifier", "lr-backbone",
                                           "weight-decay", "seed", "stats", "train-percent",
                                           "train-files", "subset-out", "help", NULL};
@@ -149,8 +152,12 @@ static int setup(ev_run *r, int argc, char **argv) {
         goto bad;
     }
     r->data = pos[0];
-    if (!r->weights) {
+    if (!r->weights && !r->init_from) {
         rc = bt_fail(BT_EINVAL, "--weights FILE is required; see --help");
+        goto bad;
+    }
+    if (r->weights && r->init_from) {
+        rc = bt_fail(BT_EINVAL, "--weights and --init-from exclude each other");
         goto bad;
     }
     if (r->cmd == CMD_FINETUNE && r->train_files && bt_args_find(opts, n, "train-percent")->seen) {
@@ -176,7 +183,15 @@ static int setup(ev_run *r, int argc, char **argv) {
     int threads = r->threads > 0 ? r->threads : omp_get_num_procs();
     bt_set_threads(threads);
 
-    if ((rc = bt_eval_load_backbone(&r->m, r->weights, r->arch, arch_given)) != BT_OK) {
+    if (r->init_from) {
+        /* torchvision-format weights for --arch, loaded strictly */
+        if ((rc = bt_model_new(&r->m, r->arch, NULL)) != BT_OK) goto bad;
+        bt_model_init(r->m, (uint64_t)r->seed);
+        if ((rc = bt_model_init_from(r->m, r->init_from)) != BT_OK) {
+            fprintf(stderr, "%s: --init-from: %s\n", r->name, bt_error());
+            return 1;
+        }
+    } else if ((rc = bt_eval_load_backbone(&r->m, r->weights, r->arch, arch_given)) != BT_OK) {
         fprintf(stderr, "%s: %s\n", r->name, bt_error());
         return 1;
     }

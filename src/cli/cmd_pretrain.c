@@ -14,6 +14,7 @@
 #include <signal.h>
 #include "barlow/comm.h"
 #include "barlow/eval.h"
+#include "barlow/interop.h"
 #include "barlow/tb.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@
 
 typedef struct {
     int epochs, batch, print_freq, workers, threads, warmup, knn_every, help, tb_image_every;
+    const char *init_from;
     double lrw, lrb, wd, lambd;
     long seed, max_steps, train_limit, save_every;
     const char *projector, *ckdir, *arch, *preset, *loss_form;
@@ -298,6 +300,8 @@ static int setup(pt_run *r, int argc, char **argv, const char **data, int *form)
          "also checkpoint every N steps (0 = only after each epoch)", 0},
         {"loss-form", BT_ARG_CHOICE, &o->loss_form, "auto", 1, 0, "auto|direct|gram",
          "loss computation (auto: gram when the projector is wider than the batch)", 0},
+        {"init-from", BT_ARG_STRING, &o->init_from, NULL, 1, 0, NULL,
+         "start the backbone from torchvision-format weights (safetensors; strict; fresh runs only)", 0},
         {"tb-image-every", BT_ARG_INT, &o->tb_image_every, "500", 0, INT_MAX, NULL,
          "TensorBoard image of the cross-correlation matrix every N steps (0 = never)", 0},
         {"knn-every", BT_ARG_INT, &o->knn_every, "0", 0, INT_MAX, NULL,
@@ -528,6 +532,13 @@ static int run(pt_run *r, int argc, char **argv) {
     int S = bt_loader_image_size(r->ld, 0);
     if ((rc = bt_model_prepare(r->m, o->batch / world, S, S)) != BT_OK) goto fail;
     bt_model_init(r->m, (uint64_t)o->seed);
+    if (o->init_from && access(r->ckpath, F_OK) != 0) {
+        if ((rc = bt_model_init_from(r->m, o->init_from)) != BT_OK) {
+            fprintf(stderr, "%s: --init-from: %s\n", PT, bt_error());
+            return 2;
+        }
+        printf("%s: backbone initialised from %s\n", PT, o->init_from);
+    }
     int D = bt_model_out_dim(r->m);
     int used = form == BT_LOSS_AUTO ? bt_bt_loss_choose(o->batch, D) : form;
     printf("%s: loss form %s (%s; projector output D=%d, batch N=%d)\n", PT,
