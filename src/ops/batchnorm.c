@@ -5,6 +5,7 @@
  * float sums would lose digits, and the backward's dx is a difference of such sums. */
 #include "barlow/ops.h"
 #include "barlow/scratch.h"
+#include "batchnorm_internal.h"
 #include "norm_pool_check.h"
 #include <math.h>
 
@@ -72,15 +73,8 @@ void bt_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
         const float m = mean[c], r = rstd[c];
-        double sdy = 0, sdyx = 0;
-        for (int n = 0; n < N; n++) {
-            const float *xc = x + n * cs + (size_t)c * HW, *dyc = dy + n * cs + (size_t)c * HW;
-#pragma omp simd reduction(+ : sdy, sdyx)
-            for (int i = 0; i < HW; i++) {
-                sdy += dyc[i];
-                sdyx += (double)dyc[i] * ((xc[i] - m) * r);
-            }
-        }
+        double sdy, sdyx;
+        bn_channel_sums(&sdy, &sdyx, dy, x, m, r, c, N, C, HW);
         if (dgamma) dgamma[c] += (float)sdyx;
         if (dbeta) dbeta[c] += (float)sdy;
         const float k = (gamma ? gamma[c] : 1.0f) * r;
@@ -94,15 +88,6 @@ void bt_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
             }
             continue;
         }
-        /* training: dx = k*(dy - mean(dy) - xhat*mean(dy*xhat)); the two subtracted terms are
-         * the gradient through the batch mean and variance */
-        const float mdy = (float)(sdy / cnt), mdyx = (float)(sdyx / cnt);
-        for (int n = 0; n < N; n++) {
-            const float *xc = x + n * cs + (size_t)c * HW, *dyc = dy + n * cs + (size_t)c * HW;
-            float *dxc = dx + n * cs + (size_t)c * HW;
-#pragma omp simd
-            for (int i = 0; i < HW; i++)
-                dxc[i] += k * (dyc[i] - mdy - (xc[i] - m) * r * mdyx);
-        }
+        bn_channel_dx(dx, dy, x, m, r, k, (float)(sdy / cnt), (float)(sdyx / cnt), c, N, C, HW);
     }
 }

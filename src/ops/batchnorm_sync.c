@@ -6,6 +6,7 @@
 #include "barlow/error.h"
 #include "barlow/ops.h"
 #include "barlow/scratch.h"
+#include "batchnorm_internal.h"
 #include <math.h>
 #include <string.h>
 
@@ -84,19 +85,10 @@ int bt_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const flo
     }
     double *g = bt_scratch((2 * (size_t)C + 1) * sizeof(double));
     if (!g) return BT_ENOMEM;
-    const size_t cs = (size_t)C * HW;
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
-        const float m = mean[c], r = rstd[c];
-        double sdy = 0, sdyx = 0;
-        for (int n = 0; n < N; n++) {
-            const float *xc = x + n * cs + (size_t)c * HW, *dyc = dy + n * cs + (size_t)c * HW;
-#pragma omp simd reduction(+ : sdy, sdyx)
-            for (int i = 0; i < HW; i++) {
-                sdy += dyc[i];
-                sdyx += (double)dyc[i] * ((xc[i] - m) * r);
-            }
-        }
+        double sdy, sdyx;
+        bn_channel_sums(&sdy, &sdyx, dy, x, mean[c], rstd[c], c, N, C, HW);
         /* this rank's share of dgamma/dbeta: the gradient all-reduce sums the shares */
         if (dgamma) dgamma[c] += (float)sdyx;
         if (dbeta) dbeta[c] += (float)sdy;
@@ -109,14 +101,9 @@ int bt_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const flo
     const double cnt = g[2 * C];
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
-        const float m = mean[c], r = rstd[c], k = (gamma ? gamma[c] : 1.0f) * r;
-        const float mdy = (float)(g[c] / cnt), mdyx = (float)(g[C + c] / cnt);
-        for (int n = 0; n < N; n++) {
-            const float *xc = x + n * cs + (size_t)c * HW, *dyc = dy + n * cs + (size_t)c * HW;
-            float *dxc = dx + n * cs + (size_t)c * HW;
-#pragma omp simd
-            for (int i = 0; i < HW; i++) dxc[i] += k * (dyc[i] - mdy - (xc[i] - m) * r * mdyx);
-        }
+        const float r = rstd[c], k = (gamma ? gamma[c] : 1.0f) * r;
+        bn_channel_dx(dx, dy, x, mean[c], r, k, (float)(g[c] / cnt), (float)(g[C + c] / cnt), c,
+                      N, C, HW);
     }
     return BT_OK;
 }
