@@ -177,6 +177,71 @@ static void test_stripe_orientation(void) {
     bt_dataset_close(d);
 }
 
+/* Rough pixels: a second difference along the row above 12 in any channel. A linear gradient
+ * has none (up to rounding), so with clutter=0 only the shape (outline, stripes) is rough;
+ * with the default clutter the sensor noise (up to 8% of full scale) and the lines add many
+ * more (measured: 12.5% of pixels against 2.7 times as many). The same items with clutter=0
+ * and =1 also differ. */
+static void test_clutter_option(void) {
+    bt_dataset *q = open_ok("builtin:shapes:train=40,clutter=0", "train");
+    bt_dataset *c = open_ok("builtin:shapes:train=40", "train");
+    if (!q || !c) goto out;
+    bt_image a = {0}, b = {0};
+    long rough[2] = {0, 0};
+    int same = 0;
+    for (size_t i = 0; i < 40; i++) {
+        if (bt_dataset_load(q, i, &a) || bt_dataset_load(c, i, &b)) break;
+        same += same_px(&a, &b);
+        for (int v = 0; v < 2; v++) {
+            const uint8_t *px = v ? b.px : a.px;
+            for (int y = 0; y < 32; y++)
+                for (int x = 1; x + 1 < 32; x++)
+                    for (int k = 0; k < 3; k++) {
+                        int d = 2 * px[3 * (y * 32 + x) + k] - px[3 * (y * 32 + x - 1) + k] -
+                                px[3 * (y * 32 + x + 1) + k];
+                        rough[v] += abs(d) > 12;
+                    }
+        }
+    }
+    const double total = 40.0 * 32 * 30 * 3;
+    CHECK(same == 0, "clutter=0 and clutter=1 agree on %d of 40 items", same);
+    CHECK(rough[0] < 0.15 * total, "clutter=0: %.1f%% rough pixels", 100.0 * rough[0] / total);
+    CHECK(rough[1] > 2 * rough[0], "clutter=1: %ld rough pixels vs %ld with clutter=0", rough[1],
+          rough[0]);
+    bt_image_free(&a);
+    bt_image_free(&b);
+out:
+    bt_dataset_close(q);
+    bt_dataset_close(c);
+}
+
+/* colour=F scales every colour's saturation: colour=0 (without the per-channel noise of
+ * clutter) gives grey pixels only; the mean channel spread max-min grows with F. */
+static void test_colour_option(void) {
+    const char *specs[3] = {"builtin:shapes:train=30,clutter=0,colour=0",
+                            "builtin:shapes:train=30,clutter=0",
+                            "builtin:shapes:train=30,clutter=0,colour=1"};
+    double spread[3] = {0, 0, 0};
+    for (int v = 0; v < 3; v++) {
+        bt_dataset *d = open_ok(specs[v], "train");
+        if (!d) return;
+        bt_image im = {0};
+        for (size_t i = 0; i < 30 && !bt_dataset_load(d, i, &im); i++)
+            for (int k = 0; k < 32 * 32; k++) {
+                const uint8_t *p = im.px + 3 * k;
+                int hi = p[0] > p[1] ? p[0] : p[1], lo = p[0] < p[1] ? p[0] : p[1];
+                hi = p[2] > hi ? p[2] : hi;
+                lo = p[2] < lo ? p[2] : lo;
+                spread[v] += (hi - lo) / (30.0 * 32 * 32);
+            }
+        bt_image_free(&im);
+        bt_dataset_close(d);
+    }
+    CHECK(spread[0] == 0, "colour=0: mean channel spread %.2f, want 0 (grey)", spread[0]);
+    CHECK(spread[1] > 5 && spread[2] > 2.5 * spread[1],
+          "channel spread: default (0.3) %.1f, colour=1 %.1f", spread[1], spread[2]);
+}
+
 static void expect_error(const char *spec, const char *split, const char *needle) {
     bt_dataset *d = NULL;
     int rc = bt_dataset_open(&d, spec, split);
@@ -190,12 +255,15 @@ static void test_bad_options(void) {
     expect_error("builtin:shapez", "train", "unknown built-in dataset 'shapez'");
     expect_error("builtin:shapes:seed=x", "train", "bad value 'x' for seed");
     expect_error("builtin:shapes:seed=-1", "train", "bad value '-1' for seed");
-    expect_error("builtin:shapes:colour=1", "train", "unknown option 'colour'");
+    expect_error("builtin:shapes:color=1", "train", "unknown option 'color'");
+    expect_error("builtin:shapes:colour=1.5", "train", "bad value '1.5' for colour");
+    expect_error("builtin:shapes:colour=x", "train", "bad value 'x' for colour");
     expect_error("builtin:shapes:seed", "train", "is not KEY=VALUE");
     expect_error("builtin:shapes:train=0", "train", "split is empty");
     expect_error("builtin:shapes:train=10,", "train", "trailing ','");
     expect_error("builtin:shapes:", "train", "empty option list");
     expect_error("builtin:shapes:clean=2", "train", "out of range");
+    expect_error("builtin:shapes:clutter=2", "train", "out of range");
     expect_error("builtin:shapes:train=", "train", "bad value for train");
 }
 
@@ -289,6 +357,8 @@ int main(void) {
     TEST_RUN(test_balance);
     TEST_RUN(test_classes_differ);
     TEST_RUN(test_stripe_orientation);
+    TEST_RUN(test_clutter_option);
+    TEST_RUN(test_colour_option);
     TEST_RUN(test_bad_options);
     TEST_RUN(test_loader);
     TEST_RUN(test_sample_png);

@@ -243,7 +243,7 @@ static void test_lars_torch(void) {
     snprintf(path, sizeof path, "%s/grads.bin", dir);
     CHECK(write_f32(path, g, n * STEPS) == 0, "write %s", path);
     /* weight decay 0.05 rather than 1e-6 so that its effect is visible at float precision */
-    const double wd = 0.05, mom = 0.9, eta = 0.001, lrw = 0.2, lrb = 0.0048;
+    const double wd = 0.05, mom = 0.9, eta = 0.02, lrw = 0.2, lrb = 0.0048;
     snprintf(cmd, sizeof cmd, "%s tests/py/parity_loss_lars.py lars '%s' %d 2 3 1 512 %.17g %.17g %.17g %.17g %.17g",
              tu_python(), dir, STEPS, lrw, lrb, wd, mom, eta);
     int rc = system(cmd);

@@ -334,6 +334,8 @@ static void test_refusals(void) {
     expect_refusal("other seed", "--seed", a);
     snprintf(a, sizeof a, SMALL " --checkpoint-dir '%s' --max-steps 8 --lambd 0.01", A);
     expect_refusal("other lambd", "--lambd", a);
+    snprintf(a, sizeof a, SMALL " --checkpoint-dir '%s' --max-steps 8 --lars-eta 0.02", A);
+    expect_refusal("other lars-eta", "--lars-eta", a);
     char *after = slurp(ckpt(A), &n1);
     CHECK(before && after && n0 == n1 && !memcmp(before, after, n0), "a refused run changed the checkpoint");
 

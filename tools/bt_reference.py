@@ -1,13 +1,16 @@
-"""The PyTorch reference for barlow: the model, loss, LARS and schedule of
+"""The PyTorch reference for barlow: the model, loss, LARS, schedule and augmentations of
 facebookresearch/barlowtwins main.py, plus the arch-string parsing barlow uses
 ("resnet18-cifar:w=0.25"), so tests and benchmarks build the same network in both.
 
 Run with Debian's /usr/bin/python3 (python3-torch, python3-torchvision).
 """
 import math
+import random
 
 import torch
 import torchvision
+import torchvision.transforms as transforms
+from PIL import ImageFilter, ImageOps
 from torch import nn, optim
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
@@ -211,3 +214,61 @@ def load_from_barlow(model, tensors):
         src = k[len("backbone."):] if k.startswith("backbone.") else k
         sd[k] = tensors[src].to(sd[k].dtype).reshape(sd[k].shape)
     model.load_state_dict(sd)
+
+
+class GaussianBlur(object):
+    """main.py's GaussianBlur (PIL, sigma uniform in [0.1, 2.0])."""
+
+    def __init__(self, p):
+        self.p = p
+
+    def __call__(self, img):
+        if random.random() < self.p:
+            sigma = random.random() * 1.9 + 0.1
+            return img.filter(ImageFilter.GaussianBlur(sigma))
+        return img
+
+
+class Solarization(object):
+    """main.py's Solarization (PIL's default threshold 128)."""
+
+    def __init__(self, p):
+        self.p = p
+
+    def __call__(self, img):
+        if random.random() < self.p:
+            return ImageOps.solarize(img)
+        return img
+
+
+class Transform:
+    """main.py's two-view Transform for barlow's presets: "imagenet" is main.py's (224 px,
+    bicubic, blur p 1.0 / 0.1, solarization p 0.0 / 0.2); "cifar" is 32 px, bilinear, no blur,
+    solarization p 0.0 / 0.2 and CIFAR-10 normalisation."""
+
+    def __init__(self, preset):
+        cifar = preset == "cifar"
+        size = 32 if cifar else 224
+        mode = transforms.InterpolationMode
+        interp = mode.BILINEAR if cifar else mode.BICUBIC
+        if cifar:
+            norm = transforms.Normalize(mean=[0.4914, 0.4822, 0.4465], std=[0.2470, 0.2435, 0.2616])
+        else:
+            norm = transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+
+        def view(blur_p, sol_p):
+            t = [transforms.RandomResizedCrop(size, interpolation=interp),
+                 transforms.RandomHorizontalFlip(p=0.5),
+                 transforms.RandomApply([transforms.ColorJitter(brightness=0.4, contrast=0.4,
+                                                                saturation=0.2, hue=0.1)], p=0.8),
+                 transforms.RandomGrayscale(p=0.2)]
+            if not cifar:
+                t.append(GaussianBlur(p=blur_p))
+            t += [Solarization(p=sol_p), transforms.ToTensor(), norm]
+            return transforms.Compose(t)
+
+        self.transform = view(1.0, 0.0)
+        self.transform_prime = view(0.1, 0.2)
+
+    def __call__(self, x):
+        return self.transform(x), self.transform_prime(x)

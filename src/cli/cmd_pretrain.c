@@ -40,7 +40,7 @@
 typedef struct {
     int epochs, batch, print_freq, workers, threads, warmup, knn_every, help, tb_image_every;
     const char *init_from;
-    double lrw, lrb, wd, lambd;
+    double lrw, lrb, wd, lambd, eta;
     long seed, max_steps, train_limit, save_every;
     const char *projector, *ckdir, *arch, *preset, *loss_form;
     bt_arg_list aug;
@@ -51,7 +51,7 @@ typedef struct {
 static const char *const locked[] = {
     "arch", "projector", "batch-size", "seed", "preset", "aug", "lambd",
     "learning-rate-weights", "learning-rate-biases", "weight-decay", "warmup-epochs",
-    "train-limit", "loss-form",
+    "train-limit", "loss-form", "lars-eta",
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -132,6 +132,7 @@ static cJSON *make_config(const pt_opts *o, const char *data, int threads) {
     cJSON_AddNumberToObject(c, "learning-rate-biases", o->lrb);
     cJSON_AddNumberToObject(c, "weight-decay", o->wd);
     cJSON_AddNumberToObject(c, "lambd", o->lambd);
+    cJSON_AddNumberToObject(c, "lars-eta", o->eta);
     cJSON_AddStringToObject(c, "projector", o->projector);
     cJSON_AddNumberToObject(c, "print-freq", o->print_freq);
     cJSON_AddStringToObject(c, "checkpoint-dir", o->ckdir);
@@ -163,6 +164,9 @@ static int check_compatible(const cJSON *mine, const char *stored, const char *p
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(mine, locked[i]);
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(old, locked[i]);
         if (b && cJSON_Compare(a, b, 1)) continue;
+        /* Checkpoints made before --lars-eta existed used the reference's 0.001. */
+        if (!b && !strcmp(locked[i], "lars-eta") && cJSON_IsNumber(a) && a->valuedouble == 0.001)
+            continue;
         char *sa = cJSON_PrintUnformatted(a), *sb = b ? cJSON_PrintUnformatted(b) : NULL;
         rc = bt_fail(BT_EINVAL, "--%s %s contradicts the checkpoint %s (made with --%s %s); use "
                      "the same value or another --checkpoint-dir", locked[i], sa ? sa : "?",
@@ -276,6 +280,8 @@ static int setup(pt_run *r, int argc, char **argv, const char **data, int *form)
         {"weight-decay", BT_ARG_DOUBLE, &o->wd, "1e-6", 0, 1e300, NULL, "weight decay", 0},
         {"lambd", BT_ARG_DOUBLE, &o->lambd, "0.0051", 0, 1e300, NULL,
          "weight on off-diagonal terms", 0},
+        {"lars-eta", BT_ARG_DOUBLE, &o->eta, "0.001", 0, 1e300, NULL,
+         "LARS trust coefficient (the reference's 0.001; solo-learn uses 0.02 on CIFAR)", 0},
         {"projector", BT_ARG_STRING, &o->projector, "8192-8192-8192", 1, 0, NULL,
          "projector MLP", 0},
         {"print-freq", BT_ARG_INT, &o->print_freq, "100", 1, INT_MAX, NULL, "print frequency (steps)", 0},
@@ -640,6 +646,7 @@ static int run(pt_run *r, int argc, char **argv) {
     bt_lars_cfg lars;
     bt_lars_default(&lars);
     lars.weight_decay = o->wd;
+    lars.eta = o->eta;
     double t0 = now_s(), t_log = t0, t_live = 0;
     long step0 = step, log_step = step, skipped = 0;
     int saved_at_end = 0, stopped = 0;
