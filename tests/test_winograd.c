@@ -140,17 +140,25 @@ static void test_wino_random_shapes(void) {
     }
 }
 
-/* The batch is cut into chunks of images: one image per chunk, and an uneven split (2 + 1). */
+/* The work is cut into chunks: whole images, or bands of tile rows when an image has more
+ * tiles than a chunk. This map (7x9) has 4 rows of 5 tiles. */
 static void test_wino_chunks(void) {
     tu_rng rng = {103};
     const wshape s = {3, 6, 7, 9, 5, 1};
-    const size_t per_img = sizeof(float) * 16 * (6 + 5) * 4 * 5; /* (C+K) * 4x5 tiles */
-    bt_wino_set_chunk_bytes(1);
-    wino_vs_ref(&s, &rng);
-    bt_wino_set_chunk_bytes(2 * per_img);
-    wino_vs_ref(&s, &rng);
-    bt_wino_set_chunk_bytes(0);
-    wino_vs_ref(&s, &rng);
+    static const size_t tiles[] = {1,  /* bands of one tile row (a chunk holds a row at least) */
+                                   15, /* bands of 3 tile rows: 3 + 1, the last one partial */
+                                   40, /* 2 images per chunk: 2 + 1 */
+                                   0}; /* the default rule: everything in one chunk */
+    int saved = bt_threads();
+    for (int th = 1; th <= 3; th += 2) {
+        bt_set_threads(th);
+        for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
+            bt_wino_set_chunk_tiles(tiles[i]);
+            wino_vs_ref(&s, &rng);
+        }
+    }
+    bt_wino_set_chunk_tiles(0);
+    bt_set_threads(saved);
 }
 
 /* bt_conv2d_* take the Winograd path on an applicable shape (bit-identical results), and the

@@ -4,7 +4,7 @@
  *   Y = A^T [ (G g G^T) .* (B^T d B) ] A
  * so a tile costs 16 products per (input, output) channel pair instead of 36. Summed over
  * input channels, the 16 positions xi of the 4x4 transformed tile become 16 independent GEMMs
- *   M[xi] (Ko, T) = U[xi] (Ko, Ci) * V[xi] (Ci, T)
+ *   M[xi] (T, Ko) = V[xi] (T, Ci) * U[xi] (Ci, Ko)
  * with U the transformed weights, V the transformed input tiles and T the number of tiles;
  * the output transform then folds each M tile (4x4) back into 2x2 outputs.
  *
@@ -13,14 +13,22 @@
  * directions share one driver: "Ci/Ko" below are the channels read and written (C/K forward,
  * K/C backward).
  *
- * Memory: U (16, Ko, Ci) lives for the whole call; V (16, Ci, T) and M (16, Ko, T) cover a
- * chunk of images whose size keeps them under a fixed budget, so the scratch arena stays small
- * whatever the batch. Transforms work on whole rows of tiles, deinterleaved into even and odd
- * columns so every inner loop is unit-stride and vectorises; they are spread over OpenMP
- * threads by (image, channel) plane. The 16 GEMMs run in an OpenMP loop with single-threaded
- * BLAS (see bench_conv for the measurement that chose this over threaded BLAS).
- * Tiles of a map with odd H or W overhang it: the missing inputs read as zero (as padding
- * does) and the outputs that fall outside are not written. */
+ * Layout: V and M keep a tile's channels contiguous, so the transforms work on 8 channels at
+ * once with unit-stride loads and stores whatever the map size (ResNet's last stage has 4x4
+ * maps: 2 tiles per row, too few to vectorise across). For that the input of a chunk is first
+ * copied channels-last (X, (nb, rows, W, Cp)). Channel counts are padded to multiples of 8
+ * (Cp, Kp) with zeros, so no vector is partial.
+ *
+ * Work is split into chunks of whole images (or, for a map larger than the budget, bands of
+ * tile rows of one image). Each OpenMP thread takes whole chunks and runs the four steps on
+ * its own buffers with single-threaded BLAS, so a chunk stays in that core's cache and the
+ * threads never wait for each other until the end. Measured on 2 threads against one shared
+ * chunk at a time (transforms split over threads, then the 16 GEMMs either in an OpenMP loop
+ * or each using BLAS's threads), this was the fastest on every ResNet-18/CIFAR layer, by 1.2x
+ * to 3x, and by far the least hurt by a busy machine. A chunk's V + M is kept to a budget,
+ * which bounds the scratch memory whatever the batch; results do not depend on the thread
+ * count or the schedule. Tiles of a map with odd H or W overhang it: missing inputs read as
+ * zero (as padding does) and outputs that fall outside are not written. */
 #include "barlow/error.h"
 #include "barlow/scratch.h"
 #include "winograd_internal.h"
@@ -29,17 +37,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Tiles per block along a tile row: bounds the transforms' stack buffers for any width. */
-#define WINO_TB 32
+/* Tiles per block of a tile row in the output transform (bounds its stack buffer). */
+#define WINO_TB 16
 
-/* V + M of one chunk, in bytes: large enough that each GEMM has hundreds of columns, small
- * enough that the arena stays far below the activations (chosen with bench_conv). */
-#define WINO_CHUNK_DEFAULT ((size_t)16 << 20)
-static size_t wino_chunk_bytes = WINO_CHUNK_DEFAULT;
+/* Tiles per chunk: as many as keep the chunk's V + M within WINO_CHUNK_BYTES (per thread),
+ * so that it stays near the core, but at least WINO_TMIN (rows of each GEMM), so that packing
+ * U, which on wide layers comes from memory (1 MB per GEMM at 512 x 512), is amortised: 8 MB
+ * at 512 channels. Both chosen with a one-thread profile of the ResNet-18/CIFAR layers. */
+#define WINO_CHUNK_BYTES ((size_t)2 << 20)
+#define WINO_TMIN 128
+static size_t wino_chunk_tiles; /* 0: the rule above */
 
-void bt_wino_set_chunk_bytes(size_t bytes) {
-    wino_chunk_bytes = bytes ? bytes : WINO_CHUNK_DEFAULT;
-}
+void bt_wino_set_chunk_tiles(size_t tiles) { wino_chunk_tiles = tiles; }
 
 static int wino_on = -1; /* -1: not decided yet (read BT_CONV_WINOGRAD on first use) */
 
@@ -79,207 +88,294 @@ static int wino_check(const bt_conv2d_desc *d, const char *fn) {
     return BT_OK;
 }
 
-static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+static size_t round8(size_t n) { return (n + 7) & ~(size_t)7; }
+/* Plane strides get 16 floats more than needed: the 16 planes a tile touches then do not all
+ * fall in the same L1 set when the plane size is a power of two. */
+static size_t plane_stride(size_t n) { return ((n + 15) & ~(size_t)15) + 16; }
 
 /* ---- weight transform: U = G g G^T, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1] ------------ */
 
-/* u[16] (row-major 4x4) from one 3x3 kernel g (row-major), rotated by 180 degrees if flip. */
-static void weight_tile(float u[16], const float *g, int flip) {
-    float k[9], t[4][3];
-    for (int i = 0; i < 9; i++) k[i] = g[flip ? 8 - i : i];
-    for (int j = 0; j < 3; j++) { /* t = G g, column j */
-        float a = k[j], b = k[3 + j], c = k[6 + j];
-        t[0][j] = a;
-        t[1][j] = 0.5f * (a + b + c);
-        t[2][j] = 0.5f * (a - b + c);
-        t[3][j] = c;
-    }
-    for (int i = 0; i < 4; i++) { /* u = t G^T, row i */
-        float a = t[i][0], b = t[i][1], c = t[i][2];
-        u[4 * i + 0] = a;
-        u[4 * i + 1] = 0.5f * (a + b + c);
-        u[4 * i + 2] = 0.5f * (a - b + c);
-        u[4 * i + 3] = c;
+/* u[xi][l] (4x4 row-major per lane) from 8 kernels g[rs][l] (3x3 row-major per lane). */
+static void weight_tile8(float u[16][8], const float g[9][8]) {
+    for (int l = 0; l < 8; l++) {
+        float t[4][3];
+        for (int j = 0; j < 3; j++) { /* t = G g, column j */
+            float a = g[j][l], b = g[3 + j][l], c = g[6 + j][l];
+            t[0][j] = a;
+            t[1][j] = 0.5f * (a + b + c);
+            t[2][j] = 0.5f * (a - b + c);
+            t[3][j] = c;
+        }
+        for (int i = 0; i < 4; i++) { /* u = t G^T, row i */
+            float a = t[i][0], b = t[i][1], c = t[i][2];
+            u[4 * i + 0][l] = a;
+            u[4 * i + 1][l] = 0.5f * (a + b + c);
+            u[4 * i + 2][l] = 0.5f * (a - b + c);
+            u[4 * i + 3][l] = c;
+        }
     }
 }
 
-/* U (16, Ko, Ci) from w (K, C, 3, 3). Forward (flip 0): Ko = K, Ci = C, kernel (o, i) is
- * w[o][i]. Backward (flip 1): Ko = C, Ci = K, kernel (o, i) is w[i][o] rotated. */
-static void weight_transform(float *U, const float *w, int Ko, int Ci, int flip, int nt) {
-    const size_t plane = (size_t)Ko * Ci;
+/* U (16 planes of stride up, each (Cp, Kp)) from w (K, C, 3, 3), zero in the padding.
+ * Forward (flip 0): Ko = K, Ci = C, kernel (o, i) is w[o][i]. Backward (flip 1): Ko = C,
+ * Ci = K, kernel (o, i) is w[i][o] rotated by 180 degrees. Threads own rows i of every plane,
+ * which they write front to back: U is too big for the cache on wide layers (16 MB at
+ * 512 x 512), so each line is best written once, whole. */
+static void weight_transform(float *U, size_t up, const float *w, int Ko, int Ci, int Kp,
+                             int Cp, int flip, int nt) {
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int o = 0; o < Ko; o++)
-        for (int i = 0; i < Ci; i++) {
-            const float *g = w + 9 * (flip ? (size_t)i * Ko + o : (size_t)o * Ci + i);
-            float u[16];
-            weight_tile(u, g, flip);
-            for (int xi = 0; xi < 16; xi++) U[xi * plane + (size_t)o * Ci + i] = u[xi];
+    for (int i = 0; i < Cp; i++)
+        for (int o0 = 0; o0 < Kp; o0 += 8) {
+            float g[9][8], u[16][8];
+            for (int l = 0; l < 8; l++) {
+                const int o = o0 + l;
+                if (o >= Ko || i >= Ci) {
+                    for (int rs = 0; rs < 9; rs++) g[rs][l] = 0.0f;
+                } else if (flip) {
+                    const float *k = w + 9 * ((size_t)i * Ko + o);
+                    for (int rs = 0; rs < 9; rs++) g[rs][l] = k[8 - rs];
+                } else {
+                    const float *k = w + 9 * ((size_t)o * Ci + i);
+                    for (int rs = 0; rs < 9; rs++) g[rs][l] = k[rs];
+                }
+            }
+            weight_tile8(u, g);
+            for (int xi = 0; xi < 16; xi++)
+                memcpy(U + xi * up + (size_t)i * Kp + o0, u[xi], sizeof u[xi]);
         }
+}
+
+/* ---- chunks ---------------------------------------------------------------------------- */
+
+/* Shapes and buffers shared by every chunk of one call. */
+typedef struct {
+    int N, Ci, Ko, Cp, Kp, H, W, TH, TW;
+    const float *src;   /* (N, Ci, H, W) */
+    float *dst;         /* (N, Ko, H, W) */
+    const float *bias;  /* (Ko) or NULL */
+    int acc;            /* dst += result (bias ignored) instead of dst = result + bias */
+    const float *U;     /* 16 planes (Cp, Kp), stride up */
+    const float *zero;  /* (Cp) zeros: what a pixel outside the map reads */
+    size_t up;
+    int whole;          /* chunks of nb whole images, or bands of R tile rows of one image */
+    int nb, R, bands;   /* bands: chunks per image when !whole */
+} wino_plan;
+
+/* The tiles of chunk q: images [*img0, *img0 + *nb), tile rows [*th0, *th1) of each. */
+static void chunk_range(const wino_plan *pl, int q, int *img0, int *nb, int *th0, int *th1) {
+    if (pl->whole) {
+        *img0 = q * pl->nb;
+        *nb = pl->N - *img0 < pl->nb ? pl->N - *img0 : pl->nb;
+        *th0 = 0, *th1 = pl->TH;
+    } else {
+        *img0 = q / pl->bands, *nb = 1;
+        *th0 = q % pl->bands * pl->R;
+        *th1 = *th0 + pl->R < pl->TH ? *th0 + pl->R : pl->TH;
+    }
 }
 
 /* ---- input transform: V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] ------- */
 
-/* Columns of the input row seen by tiles j0 .. j0+nj-1 of a tile row, split by parity:
- * e[j] = x(2(j0+j) - 1), o[j] = x(2(j0+j)), j = 0 .. nj (tile j spans e[j] o[j] e[j+1]
- * o[j+1]); x(col) is row[col] inside [0, W) and 0 outside; row NULL is a padding row. */
-static void load_row(float *e, float *o, const float *row, int W, int j0, int nj) {
-    if (!row) {
-        memset(e, 0, sizeof(float) * (nj + 1));
-        memset(o, 0, sizeof(float) * (nj + 1));
-        return;
-    }
-    /* Interior [lo, hi): both columns inside the map, no tests in the loop. */
-    int lo = j0 == 0 ? 1 : 0, hi = (W - 1) / 2 - j0 + 1;
-    if (hi > nj + 1) hi = nj + 1;
-    if (hi < lo) hi = lo;
-    for (int j = 0; j < lo; j++) {
-        int x = 2 * (j0 + j) - 1;
-        e[j] = x >= 0 && x < W ? row[x] : 0.0f;
-        o[j] = x + 1 < W ? row[x + 1] : 0.0f;
-    }
-    const float *p = row + 2 * (j0 + lo) - 1;
-    for (int j = lo; j < hi; j++) {
-        e[j] = p[2 * (j - lo)];
-        o[j] = p[2 * (j - lo) + 1];
-    }
-    for (int j = hi; j <= nj; j++) {
-        int x = 2 * (j0 + j) - 1;
-        e[j] = x >= 0 && x < W ? row[x] : 0.0f;
-        o[j] = x + 1 < W ? row[x + 1] : 0.0f;
+/* X (nb, yb - ya, W, Cp) = rows [ya, yb) of images [img0, img0 + nb) of src, channels last,
+ * channels Ci .. Cp-1 zero. Moves 8 x 8 blocks (8 channels of 8 pixels) so that both the
+ * loads and the stores are whole vectors. */
+static void to_channels_last(float *X, const wino_plan *pl, int img0, int nb, int ya, int yb) {
+    const int W = pl->W, Ci = pl->Ci, Cp = pl->Cp;
+    const size_t HW = (size_t)pl->H * W, P = (size_t)(yb - ya) * W; /* pixels per image */
+    for (int i = 0; i < nb; i++) {
+        const float *im = pl->src + ((size_t)(img0 + i) * Ci) * HW + (size_t)ya * W;
+        float *xi = X + (size_t)i * P * Cp;
+        for (int c0 = 0; c0 < Cp; c0 += 8) {
+            const float *pc[8];
+            for (int l = 0; l < 8; l++) pc[l] = c0 + l < Ci ? im + (size_t)(c0 + l) * HW : NULL;
+            size_t p = 0;
+            if (c0 + 8 <= Ci)
+                for (; p + 8 <= P; p += 8) {
+                    float a[8][8]; /* (channel, pixel) */
+                    for (int l = 0; l < 8; l++) memcpy(a[l], pc[l] + p, sizeof a[l]);
+                    for (int j = 0; j < 8; j++) {
+                        float *xp = xi + (p + j) * Cp + c0;
+                        for (int l = 0; l < 8; l++) xp[l] = a[l][j];
+                    }
+                }
+            for (; p < P; p++) {
+                float *xp = xi + p * Cp + c0;
+                for (int l = 0; l < 8; l++) xp[l] = pc[l] ? pc[l][p] : 0.0f;
+            }
+        }
     }
 }
 
-/* V (16, Ci, T) columns [i*TP, (i+1)*TP) for each image i of a chunk of nb images,
- * src (nb, Ci, H, W); TP = TH*TW tiles per image, tile (th, tw) at column th*TW + tw. */
-static void input_transform(float *V, const float *src, int nb, int Ci, int H, int W, size_t T,
-                            int par, int nt) {
-    const int TH = (H + 1) / 2, TW = (W + 1) / 2;
-    const size_t TP = (size_t)TH * TW, vplane = (size_t)Ci * T; /* one xi of V */
-#pragma omp parallel for if (par) num_threads(nt) schedule(static)
-    for (int p = 0; p < nb * Ci; p++) {
-        const int img = p / Ci, c = p % Ci;
-        const float *plane = src + (size_t)p * H * W;
-        float *v0 = V + (size_t)c * T + img * TP;
-        float e[4][WINO_TB + 1], o[4][WINO_TB + 1];
-        for (int th = 0; th < TH; th++)
-            for (int j0 = 0; j0 < TW; j0 += WINO_TB) {
-                const int nj = TW - j0 < WINO_TB ? TW - j0 : WINO_TB;
-                for (int r = 0; r < 4; r++) {
-                    int y = 2 * th - 1 + r;
-                    load_row(e[r], o[r], y >= 0 && y < H ? plane + (size_t)y * W : NULL, W, j0,
-                             nj);
-                }
-                /* B^T along the tile's rows, in place. */
-                for (int j = 0; j <= nj; j++) {
-                    float a0 = e[0][j], a1 = e[1][j], a2 = e[2][j], a3 = e[3][j];
-                    e[0][j] = a0 - a2, e[1][j] = a1 + a2, e[2][j] = a2 - a1, e[3][j] = a1 - a3;
-                    float b0 = o[0][j], b1 = o[1][j], b2 = o[2][j], b3 = o[3][j];
-                    o[0][j] = b0 - b2, o[1][j] = b1 + b2, o[2][j] = b2 - b1, o[3][j] = b1 - b3;
-                }
-                /* B along its columns: tile columns are e[j], o[j], e[j+1], o[j+1]. */
-                float *vt = v0 + (size_t)th * TW + j0;
-                for (int i = 0; i < 4; i++) {
-                    const float *ei = e[i], *oi = o[i];
-                    float *q0 = vt + (4 * i + 0) * vplane, *q1 = vt + (4 * i + 1) * vplane;
-                    float *q2 = vt + (4 * i + 2) * vplane, *q3 = vt + (4 * i + 3) * vplane;
-                    for (int j = 0; j < nj; j++) {
-                        q0[j] = ei[j] - ei[j + 1];
-                        q1[j] = oi[j] + ei[j + 1];
-                        q2[j] = ei[j + 1] - oi[j];
-                        q3[j] = oi[j] - oi[j + 1];
+/* v[xi][l] = (B^T d B)[xi] for 8 lanes of 4x4 tiles d[rs][l]. */
+static void input_tile8(float v[16][8], const float d[16][8]) {
+    for (int l = 0; l < 8; l++) {
+        float t[4][4];
+        for (int s = 0; s < 4; s++) { /* B^T down column s */
+            float a0 = d[s][l], a1 = d[4 + s][l], a2 = d[8 + s][l], a3 = d[12 + s][l];
+            t[0][s] = a0 - a2, t[1][s] = a1 + a2, t[2][s] = a2 - a1, t[3][s] = a1 - a3;
+        }
+        for (int r = 0; r < 4; r++) { /* B along row r */
+            float a0 = t[r][0], a1 = t[r][1], a2 = t[r][2], a3 = t[r][3];
+            v[4 * r + 0][l] = a0 - a2, v[4 * r + 1][l] = a1 + a2;
+            v[4 * r + 2][l] = a2 - a1, v[4 * r + 3][l] = a1 - a3;
+        }
+    }
+}
+
+/* V (16 planes (T, Cp), stride vp) for the chunk's tiles in (image, th, tw) order, from X
+ * holding rows [ya, yb) of each image channels-last. */
+static void input_transform(float *V, size_t vp, const float *X, const wino_plan *pl, int nb,
+                            int th0, int th1, int ya, int yb) {
+    const int H = pl->H, W = pl->W, TW = pl->TW, Cp = pl->Cp, rows = yb - ya;
+    size_t t = 0;
+    for (int i = 0; i < nb; i++)
+        for (int th = th0; th < th1; th++)
+            for (int tw = 0; tw < TW; tw++, t++) {
+                const float *p[16]; /* the tile's 16 pixels, channels contiguous */
+                for (int r = 0; r < 4; r++)
+                    for (int s = 0; s < 4; s++) {
+                        int y = 2 * th - 1 + r, x = 2 * tw - 1 + s;
+                        p[4 * r + s] = y >= 0 && y < H && x >= 0 && x < W
+                                           ? X + (((size_t)i * rows + (y - ya)) * W + x) * Cp
+                                           : pl->zero;
                     }
+                float *vt = V + t * Cp;
+                for (int c = 0; c < Cp; c += 8) {
+                    float d[16][8], v[16][8];
+                    for (int rs = 0; rs < 16; rs++) memcpy(d[rs], p[rs] + c, sizeof d[rs]);
+                    input_tile8(v, d);
+                    for (int xi = 0; xi < 16; xi++) memcpy(vt + xi * vp + c, v[xi], sizeof v[xi]);
                 }
             }
-    }
 }
 
 /* ---- output transform: Y = A^T m A, A^T = [1 1 1 0; 0 1 -1 -1] --------------------------- */
 
-/* dst[0 .. ncols) of an output row from the tiles' left (a) and right (b) columns:
- * dst[2j] = a[j], dst[2j+1] = b[j]; overwritten with bias added, or accumulated. */
-static void store_row(float *dst, const float *a, const float *b, int ncols, float bias,
-                      int acc) {
-    const int np = ncols / 2;
-    if (acc) {
-        for (int j = 0; j < np; j++) {
-            dst[2 * j] += a[j];
-            dst[2 * j + 1] += b[j];
+/* y[q][l] (2x2 row-major per lane) from 8 lanes of 4x4 tiles m[xi][l]. */
+static void output_tile8(float y[4][8], const float m[16][8]) {
+    for (int l = 0; l < 8; l++) {
+        float s[4], d[4]; /* A^T down each column: top (s) and bottom (d) output rows */
+        for (int j = 0; j < 4; j++) {
+            s[j] = m[j][l] + m[4 + j][l] + m[8 + j][l];
+            d[j] = m[4 + j][l] - m[8 + j][l] - m[12 + j][l];
         }
-        if (ncols & 1) dst[2 * np] += a[np];
-    } else {
-        for (int j = 0; j < np; j++) {
-            dst[2 * j] = a[j] + bias;
-            dst[2 * j + 1] = b[j] + bias;
-        }
-        if (ncols & 1) dst[2 * np] = a[np] + bias;
+        y[0][l] = s[0] + s[1] + s[2], y[1][l] = s[1] - s[2] - s[3];
+        y[2][l] = d[0] + d[1] + d[2], y[3][l] = d[1] - d[2] - d[3];
     }
 }
 
-/* dst (nb, Ko, H, W) from M (16, Ko, T) laid out as V is; bias (Ko) or NULL; acc: += instead
- * of = (then bias is ignored). */
-static void output_transform(float *dst, const float *M, const float *bias, int nb, int Ko,
-                             int H, int W, size_t T, int acc, int par, int nt) {
-    const int TH = (H + 1) / 2, TW = (W + 1) / 2;
-    const size_t TP = (size_t)TH * TW, mplane = (size_t)Ko * T;
-#pragma omp parallel for if (par) num_threads(nt) schedule(static)
-    for (int p = 0; p < nb * Ko; p++) {
-        const int img = p / Ko, k = p % Ko;
-        float *plane = dst + (size_t)p * H * W;
-        const float *m0 = M + (size_t)k * T + img * TP;
-        const float bk = bias && !acc ? bias[k] : 0.0f;
-        float y00[WINO_TB], y01[WINO_TB], y10[WINO_TB], y11[WINO_TB];
-        for (int th = 0; th < TH; th++)
+/* Writes rows y0 (and y0 + 1 if ny == 2) of planes k0 .. k0+nl-1 of img, columns [x0, x0+nx),
+ * from y[a][x][l] (output row a, column x - x0, lane l): whole row segments per plane, so the
+ * stores are unit-stride. */
+static void store_rows(float *img, size_t HW, int W, int y0, int ny, int x0, int nx, int k0,
+                       int nl, const float (*y)[2 * WINO_TB][8], const float *bias, int acc) {
+    for (int l = 0; l < nl; l++) {
+        const float bk = bias && !acc ? bias[k0 + l] : 0.0f;
+        for (int a = 0; a < ny; a++) {
+            float *o = img + (size_t)(k0 + l) * HW + (size_t)(y0 + a) * W + x0;
+            const float(*ya)[8] = y[a];
+            if (acc)
+                for (int x = 0; x < nx; x++) o[x] += ya[x][l];
+            else
+                for (int x = 0; x < nx; x++) o[x] = ya[x][l] + bk;
+        }
+    }
+}
+
+/* dst images [img0, img0 + nb), output rows of tile rows [th0, th1), from M (16 planes
+ * (T, Kp), stride mp) in the order input_transform wrote the tiles. Tile rows are done in
+ * blocks of WINO_TB tiles, 8 channels at a time. */
+static void output_transform(const float *M, size_t mp, const wino_plan *pl, int img0, int nb,
+                             int th0, int th1) {
+    const int H = pl->H, W = pl->W, TW = pl->TW, Ko = pl->Ko, Kp = pl->Kp;
+    const size_t HW = (size_t)H * W;
+    size_t t = 0; /* first tile of the current tile row */
+    for (int i = 0; i < nb; i++) {
+        float *img = pl->dst + (size_t)(img0 + i) * Ko * HW;
+        for (int th = th0; th < th1; th++, t += TW) {
+            const int y0 = 2 * th, ny = H - y0 < 2 ? 1 : 2;
             for (int j0 = 0; j0 < TW; j0 += WINO_TB) {
                 const int nj = TW - j0 < WINO_TB ? TW - j0 : WINO_TB;
-                const float *mt = m0 + (size_t)th * TW + j0;
-                const float *m[16];
-                for (int xi = 0; xi < 16; xi++) m[xi] = mt + xi * mplane;
-                for (int j = 0; j < nj; j++) {
-                    /* A^T down each column (s: top output row, d: bottom), then A across. */
-                    float s0 = m[0][j] + m[4][j] + m[8][j], d0 = m[4][j] - m[8][j] - m[12][j];
-                    float s1 = m[1][j] + m[5][j] + m[9][j], d1 = m[5][j] - m[9][j] - m[13][j];
-                    float s2 = m[2][j] + m[6][j] + m[10][j], d2 = m[6][j] - m[10][j] - m[14][j];
-                    float s3 = m[3][j] + m[7][j] + m[11][j], d3 = m[7][j] - m[11][j] - m[15][j];
-                    y00[j] = s0 + s1 + s2, y01[j] = s1 - s2 - s3;
-                    y10[j] = d0 + d1 + d2, y11[j] = d1 - d2 - d3;
+                const int x0 = 2 * j0, nx = W - x0 < 2 * nj ? W - x0 : 2 * nj;
+                for (int k0 = 0; k0 < Kp; k0 += 8) {
+                    float y[2][2 * WINO_TB][8]; /* (output row, column, lane) */
+                    for (int j = 0; j < nj; j++) {
+                        const float *mt = M + (t + j0 + j) * Kp + k0;
+                        float m[16][8], q[4][8];
+                        for (int xi = 0; xi < 16; xi++) memcpy(m[xi], mt + xi * mp, sizeof m[xi]);
+                        output_tile8(q, m);
+                        memcpy(y[0][2 * j], q[0], sizeof q[0]);
+                        memcpy(y[0][2 * j + 1], q[1], sizeof q[1]);
+                        memcpy(y[1][2 * j], q[2], sizeof q[2]);
+                        memcpy(y[1][2 * j + 1], q[3], sizeof q[3]);
+                    }
+                    store_rows(img, HW, W, y0, ny, x0, nx, k0, Ko - k0 < 8 ? Ko - k0 : 8,
+                               (const float(*)[2 * WINO_TB][8])y, pl->bias, pl->acc);
                 }
-                const int x0 = 2 * j0, ncols = W - x0 < 2 * nj ? W - x0 : 2 * nj;
-                float *row = plane + (size_t)(2 * th) * W + x0;
-                store_row(row, y00, y01, ncols, bk, acc);
-                if (2 * th + 1 < H) store_row(row + W, y10, y11, ncols, bk, acc);
             }
+        }
     }
 }
 
-/* ---- driver ---------------------------------------------------------------------------- */
+/* One chunk, start to finish, on this thread's buffers: V (16 planes (Tmax, Cp)) and XM,
+ * which holds first the channels-last input and then M (16 planes (Tmax, Kp)). */
+static void run_chunk(const wino_plan *pl, int q, float *V, size_t vp, float *XM, size_t mp) {
+    int img0, nb, th0, th1;
+    chunk_range(pl, q, &img0, &nb, &th0, &th1);
+    const int ya = 2 * th0 - 1 < 0 ? 0 : 2 * th0 - 1;
+    const int yb = 2 * th1 + 1 > pl->H ? pl->H : 2 * th1 + 1;
+    const int T = nb * (th1 - th0) * pl->TW;
+    to_channels_last(XM, pl, img0, nb, ya, yb);
+    input_transform(V, vp, XM, pl, nb, th0, th1, ya, yb);
+    for (int xi = 0; xi < 16; xi++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, pl->Kp, pl->Cp, 1.0f, V + xi * vp,
+                    pl->Cp, pl->U + xi * pl->up, pl->Kp, 0.0f, XM + xi * mp, pl->Kp);
+    output_transform(XM, mp, pl, img0, nb, th0, th1);
+}
 
-/* dst (N, Ko, H, W) (+)= Winograd conv of src (N, Ci, H, W) with U (16, Ko, Ci). */
+/* dst (N, Ko, H, W) = (or +=) the Winograd conv of src (N, Ci, H, W) with w. */
 static int wino_run(float *dst, const float *src, const float *w, const float *bias, int N,
                     int Ci, int Ko, int H, int W, int flip, int acc) {
+    wino_plan pl = {.N = N, .Ci = Ci, .Ko = Ko, .Cp = (int)round8(Ci), .Kp = (int)round8(Ko),
+                    .H = H, .W = W, .TH = (H + 1) / 2, .TW = (W + 1) / 2, .src = src,
+                    .dst = dst, .bias = bias, .acc = acc};
     int nt = bt_threads();
-    const size_t TP = (size_t)((H + 1) / 2) * ((W + 1) / 2);
-    const size_t per_img = sizeof(float) * 16 * ((size_t)Ci + Ko) * TP;
-    size_t nb = wino_chunk_bytes / per_img;
-    if (nb < 1) nb = 1;
-    if (nb > (size_t)N) nb = N;
-    const size_t u_n = round16((size_t)16 * Ko * Ci), v_n = round16((size_t)16 * Ci * nb * TP);
-    const size_t m_n = round16((size_t)16 * Ko * nb * TP);
-    float *U = bt_scratch(sizeof(float) * (u_n + v_n + m_n));
-    if (!U) return BT_ENOMEM;
-    float *V = U + u_n, *M = V + v_n; /* (16, Ci, T), (16, Ko, T) */
-    weight_transform(U, w, Ko, Ci, flip, nt);
-    const size_t in_img = (size_t)Ci * H * W, out_img = (size_t)Ko * H * W;
-    for (int n0 = 0; n0 < N; n0 += (int)nb) {
-        const int g = N - n0 < (int)nb ? N - n0 : (int)nb;
-        const int T = g * (int)TP;
-        input_transform(V, src + n0 * in_img, g, Ci, H, W, T, 1, nt);
-        /* Each thread owns whole GEMMs; OpenBLAS runs serially inside the parallel region. */
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int xi = 0; xi < 16; xi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Ko, T, Ci, 1.0f,
-                        U + (size_t)xi * Ko * Ci, Ci, V + (size_t)xi * Ci * T, T, 0.0f,
-                        M + (size_t)xi * Ko * T, T);
-        output_transform(dst + n0 * out_img, M, bias, g, Ko, H, W, T, acc, 1, nt);
+    /* Tiles per chunk: the rule above, but small enough that every thread gets a chunk, and
+     * at least one tile row. */
+    const size_t TP = (size_t)pl.TH * pl.TW, total = (size_t)N * TP;
+    size_t tmax = WINO_CHUNK_BYTES / (sizeof(float) * 16 * ((size_t)pl.Cp + pl.Kp));
+    if (tmax < WINO_TMIN) tmax = WINO_TMIN;
+    if (wino_chunk_tiles) tmax = wino_chunk_tiles;
+    if (tmax > (total + nt - 1) / nt) tmax = (total + nt - 1) / nt;
+    if (tmax < (size_t)pl.TW) tmax = pl.TW;
+    if (tmax >= TP) {
+        pl.whole = 1, pl.nb = (int)(tmax / TP), pl.R = pl.TH, pl.bands = 1;
+    } else {
+        pl.whole = 0, pl.nb = 1, pl.R = (int)(tmax / pl.TW);
+        pl.bands = (pl.TH + pl.R - 1) / pl.R;
+    }
+    const int nchunks = pl.whole ? (N + pl.nb - 1) / pl.nb : N * pl.bands;
+    const size_t T = pl.whole ? (size_t)pl.nb * TP : (size_t)pl.R * pl.TW; /* tiles, at most */
+    const int xrows = pl.whole ? pl.nb * H : (2 * pl.R + 2 < H ? 2 * pl.R + 2 : H);
+    const size_t x_n = (size_t)xrows * W * pl.Cp;
+    const size_t vp = plane_stride(T * pl.Cp), mp = plane_stride(T * pl.Kp);
+    const size_t xm_n = plane_stride(16 * mp > x_n ? 16 * mp : x_n), v_n = 16 * vp;
+    pl.up = plane_stride((size_t)pl.Cp * pl.Kp);
+    if (nt > nchunks) nt = nchunks;
+    float *scr = bt_scratch(sizeof(float) * (16 * pl.up + plane_stride(pl.Cp) +
+                                             (size_t)nt * (v_n + xm_n)));
+    if (!scr) return BT_ENOMEM;
+    float *U = scr, *zero = U + 16 * pl.up, *bufs = zero + plane_stride(pl.Cp);
+    memset(zero, 0, sizeof(float) * pl.Cp);
+    weight_transform(U, pl.up, w, Ko, Ci, pl.Kp, pl.Cp, flip, bt_threads());
+    pl.U = U, pl.zero = zero;
+    /* Chunks are independent and computed the same way on any thread: dynamic scheduling
+     * balances a busy machine without changing the result. */
+#pragma omp parallel num_threads(nt)
+    {
+        float *V = bufs + (size_t)omp_get_thread_num() * (v_n + xm_n), *XM = V + v_n;
+#pragma omp for schedule(dynamic, 1)
+        for (int q = 0; q < nchunks; q++) run_chunk(&pl, q, V, vp, XM, mp);
     }
     return BT_OK;
 }

@@ -15,10 +15,11 @@ int bt_wino_applicable(const bt_conv2d_desc *d);
 int bt_wino_enabled(void);
 void bt_wino_set_enabled(int on);
 
-/* Budget in bytes for one chunk's transformed input and GEMM output (V + M); the batch is
- * processed in chunks of as many images as fit (at least one). 0 restores the default.
- * Tests make it tiny to exercise the chunk loop; bench_conv measures its effect. */
-void bt_wino_set_chunk_bytes(size_t bytes);
+/* Tiles per chunk of work (a chunk's transformed input and GEMM output take
+ * 64 * (C + K) bytes per tile, channels rounded up to 8); 0 restores the default rule
+ * (conv_winograd.c). Chunks are whole images, or bands of tile rows of one image when an image
+ * has more tiles. Tests use it to exercise both; bench_conv to measure its effect. */
+void bt_wino_set_chunk_tiles(size_t tiles);
 
 /* Same contract as bt_conv2d_forward: out (N,K,H,W) = conv(in (N,C,H,W), w (K,C,3,3)) + b (K),
  * b may be NULL; out is overwritten. Fails with BT_EINVAL when d is not applicable in shape
