@@ -95,54 +95,44 @@ static size_t plane_stride(size_t n) { return ((n + 15) & ~(size_t)15) + 16; }
 
 /* ---- weight transform: U = G g G^T, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1] ------------ */
 
-/* u[xi][l] (4x4 row-major per lane) from 8 kernels g[rs][l] (3x3 row-major per lane). */
-static void weight_tile8(float u[16][8], const float g[9][8]) {
-    for (int l = 0; l < 8; l++) {
-        float t[4][3];
-        for (int j = 0; j < 3; j++) { /* t = G g, column j */
-            float a = g[j][l], b = g[3 + j][l], c = g[6 + j][l];
-            t[0][j] = a;
-            t[1][j] = 0.5f * (a + b + c);
-            t[2][j] = 0.5f * (a - b + c);
-            t[3][j] = c;
-        }
-        for (int i = 0; i < 4; i++) { /* u = t G^T, row i */
-            float a = t[i][0], b = t[i][1], c = t[i][2];
-            u[4 * i + 0][l] = a;
-            u[4 * i + 1][l] = 0.5f * (a + b + c);
-            u[4 * i + 2][l] = 0.5f * (a - b + c);
-            u[4 * i + 3][l] = c;
-        }
+/* u[xi * stride] (4x4 row-major) from one 3x3 kernel g (row-major), rotated by 180 degrees
+ * if flip. */
+static void weight_tile(float *u, size_t stride, const float *g, int flip) {
+    float k[9], t[4][3];
+    for (int i = 0; i < 9; i++) k[i] = g[flip ? 8 - i : i];
+    for (int j = 0; j < 3; j++) { /* t = G g, column j */
+        float a = k[j], b = k[3 + j], c = k[6 + j];
+        t[0][j] = a;
+        t[1][j] = 0.5f * (a + b + c);
+        t[2][j] = 0.5f * (a - b + c);
+        t[3][j] = c;
+    }
+    for (int i = 0; i < 4; i++) { /* u = t G^T, row i */
+        float a = t[i][0], b = t[i][1], c = t[i][2];
+        u[(4 * i + 0) * stride] = a;
+        u[(4 * i + 1) * stride] = 0.5f * (a + b + c);
+        u[(4 * i + 2) * stride] = 0.5f * (a - b + c);
+        u[(4 * i + 3) * stride] = c;
     }
 }
 
-/* U (16 planes of stride up, each (Cp, Kp)) from w (K, C, 3, 3), zero in the padding.
- * Forward (flip 0): Ko = K, Ci = C, kernel (o, i) is w[o][i]. Backward (flip 1): Ko = C,
- * Ci = K, kernel (o, i) is w[i][o] rotated by 180 degrees. Threads own rows i of every plane,
- * which they write front to back: U is too big for the cache on wide layers (16 MB at
- * 512 x 512), so each line is best written once, whole. */
-static void weight_transform(float *U, size_t up, const float *w, int Ko, int Ci, int Kp,
-                             int Cp, int flip, int nt) {
+/* U (16 planes of stride up, each (K8, C8), the channel counts rounded up to 8) from
+ * w (K, C, 3, 3), kernels rotated by 180 degrees if flip, zero in the padding. U keeps w's
+ * order, so both are streamed front to back (U is 16 MB at 512 x 512, too big for the cache
+ * to absorb a scattered write): the forward GEMM uses U transposed, the backward as is. */
+static void weight_transform(float *U, size_t up, const float *w, int K, int C, int flip,
+                             int nt) {
+    const int K8 = (int)round8(K), C8 = (int)round8(C);
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int i = 0; i < Cp; i++)
-        for (int o0 = 0; o0 < Kp; o0 += 8) {
-            float g[9][8], u[16][8];
-            for (int l = 0; l < 8; l++) {
-                const int o = o0 + l;
-                if (o >= Ko || i >= Ci) {
-                    for (int rs = 0; rs < 9; rs++) g[rs][l] = 0.0f;
-                } else if (flip) {
-                    const float *k = w + 9 * ((size_t)i * Ko + o);
-                    for (int rs = 0; rs < 9; rs++) g[rs][l] = k[8 - rs];
-                } else {
-                    const float *k = w + 9 * ((size_t)o * Ci + i);
-                    for (int rs = 0; rs < 9; rs++) g[rs][l] = k[rs];
-                }
-            }
-            weight_tile8(u, g);
-            for (int xi = 0; xi < 16; xi++)
-                memcpy(U + xi * up + (size_t)i * Kp + o0, u[xi], sizeof u[xi]);
+    for (int k = 0; k < K8; k++) {
+        float *row = U + (size_t)k * C8; /* row k of plane 0 */
+        if (k >= K) {
+            for (int xi = 0; xi < 16; xi++) memset(row + xi * up, 0, sizeof(float) * C8);
+            continue;
         }
+        for (int c = 0; c < C; c++) weight_tile(row + c, up, w + 9 * ((size_t)k * C + c), flip);
+        for (int xi = 0; xi < 16; xi++) memset(row + xi * up + C, 0, sizeof(float) * (C8 - C));
+    }
 }
 
 /* ---- chunks ---------------------------------------------------------------------------- */
@@ -154,7 +144,9 @@ typedef struct {
     float *dst;         /* (N, Ko, H, W) */
     const float *bias;  /* (Ko) or NULL */
     int acc;            /* dst += result (bias ignored) instead of dst = result + bias */
-    const float *U;     /* 16 planes (Cp, Kp), stride up */
+    const float *U;     /* 16 planes, stride up: (Kp, Cp) forward (used transposed), (Cp, Kp)
+                           backward; see weight_transform */
+    int flip;
     const float *zero;  /* (Cp) zeros: what a pixel outside the map reads */
     size_t up;
     int whole;          /* chunks of nb whole images, or bands of R tile rows of one image */
@@ -206,8 +198,10 @@ static void to_channels_last(float *X, const wino_plan *pl, int img0, int nb, in
     }
 }
 
-/* v[xi][l] = (B^T d B)[xi] for 8 lanes of 4x4 tiles d[rs][l]. */
-static void input_tile8(float v[16][8], const float d[16][8]) {
+/* v[xi][l] = (B^T d B)[xi] for 8 channels: d[rs] + l is channel l of the tile's pixel rs.
+ * Reads straight from the pixels (a copy into a local array would be stored in pieces and read
+ * back whole, which the CPU cannot forward). */
+static void input_tile8(float v[16][8], const float *const d[16]) {
     for (int l = 0; l < 8; l++) {
         float t[4][4];
         for (int s = 0; s < 4; s++) { /* B^T down column s */
@@ -241,8 +235,9 @@ static void input_transform(float *V, size_t vp, const float *X, const wino_plan
                     }
                 float *vt = V + t * Cp;
                 for (int c = 0; c < Cp; c += 8) {
-                    float d[16][8], v[16][8];
-                    for (int rs = 0; rs < 16; rs++) memcpy(d[rs], p[rs] + c, sizeof d[rs]);
+                    const float *d[16];
+                    float v[16][8];
+                    for (int rs = 0; rs < 16; rs++) d[rs] = p[rs] + c;
                     input_tile8(v, d);
                     for (int xi = 0; xi < 16; xi++) memcpy(vt + xi * vp + c, v[xi], sizeof v[xi]);
                 }
@@ -251,8 +246,8 @@ static void input_transform(float *V, size_t vp, const float *X, const wino_plan
 
 /* ---- output transform: Y = A^T m A, A^T = [1 1 1 0; 0 1 -1 -1] --------------------------- */
 
-/* y[q][l] (2x2 row-major per lane) from 8 lanes of 4x4 tiles m[xi][l]. */
-static void output_tile8(float y[4][8], const float m[16][8]) {
+/* y[q][l] (2x2 row-major per lane) from 8 channels of a 4x4 tile: m[xi] + l. */
+static void output_tile8(float y[4][8], const float *const m[16]) {
     for (int l = 0; l < 8; l++) {
         float s[4], d[4]; /* A^T down each column: top (s) and bottom (d) output rows */
         for (int j = 0; j < 4; j++) {
@@ -264,27 +259,10 @@ static void output_tile8(float y[4][8], const float m[16][8]) {
     }
 }
 
-/* Writes rows y0 (and y0 + 1 if ny == 2) of planes k0 .. k0+nl-1 of img, columns [x0, x0+nx),
- * from y[a][x][l] (output row a, column x - x0, lane l): whole row segments per plane, so the
- * stores are unit-stride. */
-static void store_rows(float *img, size_t HW, int W, int y0, int ny, int x0, int nx, int k0,
-                       int nl, const float (*y)[2 * WINO_TB][8], const float *bias, int acc) {
-    for (int l = 0; l < nl; l++) {
-        const float bk = bias && !acc ? bias[k0 + l] : 0.0f;
-        for (int a = 0; a < ny; a++) {
-            float *o = img + (size_t)(k0 + l) * HW + (size_t)(y0 + a) * W + x0;
-            const float(*ya)[8] = y[a];
-            if (acc)
-                for (int x = 0; x < nx; x++) o[x] += ya[x][l];
-            else
-                for (int x = 0; x < nx; x++) o[x] = ya[x][l] + bk;
-        }
-    }
-}
-
 /* dst images [img0, img0 + nb), output rows of tile rows [th0, th1), from M (16 planes
- * (T, Kp), stride mp) in the order input_transform wrote the tiles. Tile rows are done in
- * blocks of WINO_TB tiles, 8 channels at a time. */
+ * (T, Kp), stride mp) in the order input_transform wrote the tiles. A block of up to WINO_TB
+ * tiles of a tile row is transformed 8 channels at a time into y (2 rows of each channel),
+ * then written out as whole row segments, so the stores to dst are unit-stride. */
 static void output_transform(const float *M, size_t mp, const wino_plan *pl, int img0, int nb,
                              int th0, int th1) {
     const int H = pl->H, W = pl->W, TW = pl->TW, Ko = pl->Ko, Kp = pl->Kp;
@@ -298,19 +276,29 @@ static void output_transform(const float *M, size_t mp, const wino_plan *pl, int
                 const int nj = TW - j0 < WINO_TB ? TW - j0 : WINO_TB;
                 const int x0 = 2 * j0, nx = W - x0 < 2 * nj ? W - x0 : 2 * nj;
                 for (int k0 = 0; k0 < Kp; k0 += 8) {
-                    float y[2][2 * WINO_TB][8]; /* (output row, column, lane) */
+                    float y[8][2][2 * WINO_TB]; /* (channel, output row, column) */
                     for (int j = 0; j < nj; j++) {
-                        const float *mt = M + (t + j0 + j) * Kp + k0;
-                        float m[16][8], q[4][8];
-                        for (int xi = 0; xi < 16; xi++) memcpy(m[xi], mt + xi * mp, sizeof m[xi]);
+                        const float *mt = M + (t + j0 + j) * Kp + k0, *m[16];
+                        float q[4][8];
+                        for (int xi = 0; xi < 16; xi++) m[xi] = mt + xi * mp;
                         output_tile8(q, m);
-                        memcpy(y[0][2 * j], q[0], sizeof q[0]);
-                        memcpy(y[0][2 * j + 1], q[1], sizeof q[1]);
-                        memcpy(y[1][2 * j], q[2], sizeof q[2]);
-                        memcpy(y[1][2 * j + 1], q[3], sizeof q[3]);
+                        for (int l = 0; l < 8; l++) {
+                            y[l][0][2 * j] = q[0][l], y[l][0][2 * j + 1] = q[1][l];
+                            y[l][1][2 * j] = q[2][l], y[l][1][2 * j + 1] = q[3][l];
+                        }
                     }
-                    store_rows(img, HW, W, y0, ny, x0, nx, k0, Ko - k0 < 8 ? Ko - k0 : 8,
-                               (const float(*)[2 * WINO_TB][8])y, pl->bias, pl->acc);
+                    const int nl = Ko - k0 < 8 ? Ko - k0 : 8;
+                    for (int l = 0; l < nl; l++)
+                        for (int a = 0; a < ny; a++) {
+                            float *o = img + (size_t)(k0 + l) * HW + (size_t)(y0 + a) * W + x0;
+                            const float *ya = y[l][a];
+                            if (pl->acc) {
+                                for (int x = 0; x < nx; x++) o[x] += ya[x];
+                            } else {
+                                const float bk = pl->bias ? pl->bias[k0 + l] : 0.0f;
+                                for (int x = 0; x < nx; x++) o[x] = ya[x] + bk;
+                            }
+                        }
                 }
             }
         }
@@ -328,8 +316,9 @@ static void run_chunk(const wino_plan *pl, int q, float *V, size_t vp, float *XM
     to_channels_last(XM, pl, img0, nb, ya, yb);
     input_transform(V, vp, XM, pl, nb, th0, th1, ya, yb);
     for (int xi = 0; xi < 16; xi++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, pl->Kp, pl->Cp, 1.0f, V + xi * vp,
-                    pl->Cp, pl->U + xi * pl->up, pl->Kp, 0.0f, XM + xi * mp, pl->Kp);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, pl->flip ? CblasNoTrans : CblasTrans, T, pl->Kp,
+                    pl->Cp, 1.0f, V + xi * vp, pl->Cp, pl->U + xi * pl->up,
+                    pl->flip ? pl->Kp : pl->Cp, 0.0f, XM + xi * mp, pl->Kp);
     output_transform(XM, mp, pl, img0, nb, th0, th1);
 }
 
@@ -338,7 +327,7 @@ static int wino_run(float *dst, const float *src, const float *w, const float *b
                     int Ci, int Ko, int H, int W, int flip, int acc) {
     wino_plan pl = {.N = N, .Ci = Ci, .Ko = Ko, .Cp = (int)round8(Ci), .Kp = (int)round8(Ko),
                     .H = H, .W = W, .TH = (H + 1) / 2, .TW = (W + 1) / 2, .src = src,
-                    .dst = dst, .bias = bias, .acc = acc};
+                    .dst = dst, .bias = bias, .acc = acc, .flip = flip};
     int nt = bt_threads();
     /* Tiles per chunk: the rule above, but small enough that every thread gets a chunk, and
      * at least one tile row. */
@@ -367,7 +356,7 @@ static int wino_run(float *dst, const float *src, const float *w, const float *b
     if (!scr) return BT_ENOMEM;
     float *U = scr, *zero = U + 16 * pl.up, *bufs = zero + plane_stride(pl.Cp);
     memset(zero, 0, sizeof(float) * pl.Cp);
-    weight_transform(U, pl.up, w, Ko, Ci, pl.Kp, pl.Cp, flip, bt_threads());
+    weight_transform(U, pl.up, w, flip ? Ci : Ko, flip ? Ko : Ci, flip, bt_threads());
     pl.U = U, pl.zero = zero;
     /* Chunks are independent and computed the same way on any thread: dynamic scheduling
      * balances a busy machine without changing the result. */
