@@ -23,11 +23,13 @@
  * tile rows of one image). Each OpenMP thread takes whole chunks and runs the four steps on
  * its own buffers with single-threaded BLAS, so a chunk stays in that core's cache and the
  * threads never wait for each other until the end. Measured on 2 threads against one shared
- * chunk at a time (transforms split over threads, then the 16 GEMMs either in an OpenMP loop
- * or each using BLAS's threads), this was the fastest on every ResNet-18/CIFAR layer, by 1.2x
- * to 3x, and by far the least hurt by a busy machine. A chunk's V + M is kept to a budget,
- * which bounds the scratch memory whatever the batch; results do not depend on the thread
- * count or the schedule. Tiles of a map with odd H or W overhang it: missing inputs read as
+ * chunk at a time (transforms split over threads, then the 16 GEMMs in an OpenMP loop, or
+ * each GEMM using BLAS's threads), this was the fastest on every ResNet-18/CIFAR layer, by
+ * 1.3x to 2.5x and 3x to 9x respectively, on a machine that other jobs kept busy (which
+ * punishes every barrier). A chunk's V + M is kept to a budget,
+ * which bounds the scratch memory whatever the batch. A chunk's result does not depend on
+ * which thread computes it, so for a given thread count (which sets the chunk sizes) results
+ * are reproducible. Tiles of a map with odd H or W overhang it: missing inputs read as
  * zero (as padding does) and outputs that fall outside are not written. */
 #include "barlow/error.h"
 #include "barlow/scratch.h"
