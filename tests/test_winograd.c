@@ -166,22 +166,24 @@ static void test_wino_chunks(void) {
 static void test_wino_dispatch(void) {
     tu_rng rng = {104};
     bt_conv2d_desc d;
-    CHECK(bt_conv2d_desc_init(&d, 2, 8, 5, 6, 9, 3, 3, 1, 1) == BT_OK, "%s", bt_error());
-    CHECK(bt_wino_applicable(&d), "8->9 channels 3x3 s1 p1 should be applicable");
-    const size_t ni = (size_t)2 * 8 * 5 * 6, nw = (size_t)9 * 8 * 9, no = (size_t)2 * 9 * 5 * 6;
-    float *x = xcalloc(ni, 4), *w = xcalloc(nw, 4), *b = xcalloc(9, 4), *dy = xcalloc(no, 4);
+    CHECK(bt_conv2d_desc_init(&d, 2, 16, 9, 8, 17, 3, 3, 1, 1) == BT_OK, "%s", bt_error());
+    CHECK(bt_wino_applicable(&d), "16->17 channels 3x3 s1 p1 should be applicable");
+    const size_t ni = (size_t)2 * 16 * 9 * 8, nw = (size_t)17 * 16 * 9;
+    const size_t no = (size_t)2 * 17 * 9 * 8;
+    float *x = xcalloc(ni, 4), *w = xcalloc(nw, 4), *b = xcalloc(17, 4), *dy = xcalloc(no, 4);
     float *y = xcalloc(no, 4), *yw = xcalloc(no, 4);
     float *dx = xcalloc(ni, 4), *dxw = xcalloc(ni, 4), *dxr = xcalloc(ni, 4);
-    float *dw = xcalloc(nw, 4), *dwr = xcalloc(nw, 4), *db = xcalloc(9, 4), *dbr = xcalloc(9, 4);
+    float *dw = xcalloc(nw, 4), *dwr = xcalloc(nw, 4), *db = xcalloc(17, 4);
+    float *dbr = xcalloc(17, 4);
     tu_fill_f32(x, ni, &rng, 1.0);
     tu_fill_f32(w, nw, &rng, 0.5);
-    tu_fill_f32(b, 9, &rng, 1.0);
+    tu_fill_f32(b, 17, &rng, 1.0);
     tu_fill_f32(dy, no, &rng, 1.0);
     tu_fill_f32(dx, ni, &rng, 1.0);
     tu_fill_f32(dw, nw, &rng, 1.0);
-    tu_fill_f32(db, 9, &rng, 1.0);
+    tu_fill_f32(db, 17, &rng, 1.0);
     memcpy(dxw, dx, ni * 4), memcpy(dxr, dx, ni * 4), memcpy(dwr, dw, nw * 4);
-    memcpy(dbr, db, 9 * 4);
+    memcpy(dbr, db, 17 * 4);
     CHECK(bt_conv2d_forward(y, x, w, b, &d) == BT_OK, "%s", bt_error());
     CHECK(bt_wino_forward(yw, x, w, b, &d) == BT_OK, "%s", bt_error());
     CHECK(memcmp(y, yw, no * 4) == 0, "bt_conv2d_forward did not take the Winograd path");
@@ -189,7 +191,7 @@ static void test_wino_dispatch(void) {
     CHECK(bt_wino_backward_data(dxw, dy, w, &d) == BT_OK, "%s", bt_error());
     CHECK(memcmp(dx, dxw, ni * 4) == 0, "bt_conv2d_backward dinp did not take the Winograd path");
     bt_conv2d_backward_ref_f32(dxr, dwr, dbr, dy, x, w, &d);
-    double ex = rel32(dx, dxr, ni), ew = rel32(dw, dwr, nw), eb = rel32(db, dbr, 9);
+    double ex = rel32(dx, dxr, ni), ew = rel32(dw, dwr, nw), eb = rel32(db, dbr, 17);
     CHECK(ex < WINO_TOL && ew < 1e-5 && eb < 1e-5, "backward: dx %.2e dw %.2e db %.2e", ex, ew,
           eb);
     /* dinp NULL: weight gradient only, input gradient untouched. */
@@ -208,9 +210,18 @@ static void test_wino_applicable(void) {
     CHECK(bt_conv2d_desc_init(&d, 2, 64, 32, 32, 64, 3, 3, 1, 1) == BT_OK &&
               bt_wino_applicable(&d),
           "ResNet layer1 3x3 rejected");
-    CHECK(bt_conv2d_desc_init(&d, 2, 512, 4, 4, 512, 3, 3, 1, 1) == BT_OK &&
+    CHECK(bt_conv2d_desc_init(&d, 8, 512, 4, 4, 512, 3, 3, 1, 1) == BT_OK &&
               bt_wino_applicable(&d),
-          "ResNet layer4 3x3 rejected");
+          "ResNet layer4 3x3 (N = 8) rejected");
+    CHECK(bt_conv2d_desc_init(&d, 4, 512, 4, 4, 512, 3, 3, 1, 1) == BT_OK &&
+              !bt_wino_applicable(&d),
+          "64 output pixels accepted (the weight transform would not pay)");
+    CHECK(bt_conv2d_desc_init(&d, 64, 8, 32, 32, 64, 3, 3, 1, 1) == BT_OK &&
+              !bt_wino_applicable(&d),
+          "C = 8 accepted");
+    CHECK(bt_conv2d_desc_init(&d, 64, 64, 32, 32, 8, 3, 3, 1, 1) == BT_OK &&
+              !bt_wino_applicable(&d),
+          "K = 8 accepted");
     CHECK(bt_conv2d_desc_init(&d, 2, 64, 32, 32, 128, 3, 3, 2, 1) == BT_OK &&
               !bt_wino_applicable(&d),
           "stride 2 accepted");

@@ -5,8 +5,9 @@
 #define BARLOW_OPS_WINOGRAD_INTERNAL_H
 #include "barlow/ops.h"
 
-/* 1 if d is a shape Winograd handles (3x3, stride 1, pad 1) and is big enough to gain from it;
- * 0 otherwise (also for d NULL). Looks only at the sizes; the conv functions validate d. */
+/* 1 if d is a shape Winograd handles (3x3, stride 1, pad 1) and is big enough to gain from it
+ * (at least 16 channels in and out, 128 output pixels over the batch); 0 otherwise (also for
+ * d NULL). Looks only at the sizes; the conv functions validate d. */
 int bt_wino_applicable(const bt_conv2d_desc *d);
 
 /* Whether conv2d.c takes the Winograd path for applicable shapes: the environment variable
