@@ -26,11 +26,11 @@
  * chunk at a time (transforms split over threads, then the 16 GEMMs in an OpenMP loop, or
  * each GEMM using BLAS's threads), this was the fastest on every ResNet-18/CIFAR layer, by
  * 1.3x to 2.5x and 3x to 9x respectively, on a machine that other jobs kept busy (which
- * punishes every barrier). A chunk's V + M is kept to a budget,
- * which bounds the scratch memory whatever the batch. A chunk's result does not depend on
- * which thread computes it, so for a given thread count (which sets the chunk sizes) results
- * are reproducible. Tiles of a map with odd H or W overhang it: missing inputs read as
- * zero (as padding does) and outputs that fall outside are not written. */
+ * punishes every barrier). A chunk's V + M is kept to a budget, which bounds the scratch
+ * memory whatever the batch. A chunk's result does not depend on which thread computes it, so
+ * for a given thread count (which sets the chunk sizes) results are reproducible.
+ * Tiles of a map with odd H or W overhang it: missing inputs read as zero (as padding does)
+ * and outputs that fall outside are not written. */
 #include "barlow/error.h"
 #include "barlow/scratch.h"
 #include "winograd_internal.h"
@@ -151,9 +151,9 @@ typedef struct {
     float *dst;         /* (N, Ko, H, W) */
     const float *bias;  /* (Ko) or NULL */
     int acc;            /* dst += result (bias ignored) instead of dst = result + bias */
+    int flip;           /* the input gradient: kernels rotated, K and C swapped */
     const float *U;     /* 16 planes, stride up: (Kp, Cp) forward (used transposed), (Cp, Kp)
-                           backward; see weight_transform */
-    int flip;
+                           for the input gradient; see weight_transform */
     const float *zero;  /* (Cp) zeros: what a pixel outside the map reads */
     size_t up;
     int whole;          /* chunks of nb whole images, or bands of R tile rows of one image */
@@ -176,8 +176,8 @@ static void chunk_range(const wino_plan *pl, int q, int *img0, int *nb, int *th0
 /* ---- input transform: V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] ------- */
 
 /* X (nb, yb - ya, W, Cp) = rows [ya, yb) of images [img0, img0 + nb) of src, channels last,
- * channels Ci .. Cp-1 zero. Moves 8 x 8 blocks (8 channels of 8 pixels) so that both the
- * loads and the stores are whole vectors. */
+ * channels Ci .. Cp-1 zero. Moves 8 x 8 blocks (8 channels of 8 pixels) so that loads and
+ * stores are runs of 8 contiguous floats. */
 static void to_channels_last(float *X, const wino_plan *pl, int img0, int nb, int ya, int yb) {
     const int W = pl->W, Ci = pl->Ci, Cp = pl->Cp;
     const size_t HW = (size_t)pl->H * W, P = (size_t)(yb - ya) * W; /* pixels per image */

@@ -19,7 +19,7 @@ void bt_wino_set_enabled(int on);
 /* Tiles per chunk of work (a chunk's transformed input and GEMM output take
  * 64 * (C + K) bytes per tile, channels rounded up to 8); 0 restores the default rule
  * (conv_winograd.c). Chunks are whole images, or bands of tile rows of one image when an image
- * has more tiles. Tests use it to exercise both; bench_conv to measure its effect. */
+ * has more tiles. Tests use it to exercise both. */
 void bt_wino_set_chunk_tiles(size_t tiles);
 
 /* Same contract as bt_conv2d_forward: out (N,K,H,W) = conv(in (N,C,H,W), w (K,C,3,3)) + b (K),
