@@ -1,8 +1,11 @@
 /* Benchmark of the optimised conv2d (forward, backward) on ResNet-18/CIFAR-like layers, with a
- * 1024^3 cblas_sgemm as the machine's attainable rate. Usage: bench_conv [threads] (default 2). */
+ * 1024^3 cblas_sgemm as the machine's attainable rate. 3x3 stride-1 layers are timed with
+ * Winograd on and off in the same run (interleaved, so a neighbour's load hits both alike).
+ * Usage: bench_conv [threads] (default 2). */
 #include "barlow/error.h"
 #include "barlow/ops.h"
 #include "barlow/scratch.h"
+#include "ops/winograd_internal.h"
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +62,27 @@ static void run_sgemm(void *p) {
                 c->n, 0.0f, c->y, c->n);
 }
 
+/* Best times of fn(ctx) with Winograd on (*t_on) and off (*t_off), the two alternating. */
+static void best_on_off(int reps, void (*fn)(void *), void *ctx, double *t_on, double *t_off) {
+    *t_on = *t_off = 1e30;
+    for (int r = 0; r <= reps; r++)
+        for (int on = 1; on >= 0; on--) {
+            bt_wino_set_enabled(on);
+            double t0 = now();
+            fn(ctx);
+            double t = now() - t0;
+            double *best = on ? t_on : t_off;
+            if (r > 0 && t < *best) *best = t; /* r == 0 warms up (and sizes the arena) */
+        }
+    bt_wino_set_enabled(1);
+}
+
+static void run_backward_data(void *p) {
+    bench_ctx *c = p;
+    if (bt_conv2d_backward(c->dx, NULL, NULL, c->dy, c->x, c->w, &c->d))
+        fprintf(stderr, "%s\n", bt_error());
+}
+
 static void bench_layer(int N, int C, int H, int K, int R, int stride, int pad) {
     bench_ctx c = {0};
     if (bt_conv2d_desc_init(&c.d, N, C, H, H, K, R, R, stride, pad)) {
@@ -73,12 +97,28 @@ static void bench_layer(int N, int C, int H, int K, int R, int stride, int pad) 
     c.y = rand_buf(no, &seed), c.dy = rand_buf(no, &seed), c.dx = rand_buf(ni, &seed);
     c.dw = rand_buf(nw, &seed), c.db = rand_buf(K, &seed);
     double flops = 2.0 * N * K * d->OH * d->OW * (double)C * R * R; /* one GEMM's worth */
-    double tf = best_of(5, run_forward, &c);
-    double tb = best_of(3, run_backward, &c);
-    printf("conv N=%d C=%d %dx%d K=%d %dx%d s%d p%d: forward %.2f ms %.1f GFLOP/s, backward "
-           "(dx+dw+db) %.2f ms %.1f GFLOP/s\n",
-           N, C, H, H, K, R, R, stride, pad, tf * 1e3, flops / tf * 1e-9, tb * 1e3,
-           2 * flops / tb * 1e-9);
+    if (!bt_wino_applicable(d)) {
+        double tf = best_of(5, run_forward, &c);
+        double tb = best_of(3, run_backward, &c);
+        printf("conv N=%d C=%d %dx%d K=%d %dx%d s%d p%d: forward %.2f ms %.1f GFLOP/s, backward "
+               "(dx+dw+db) %.2f ms %.1f GFLOP/s\n",
+               N, C, H, H, K, R, R, stride, pad, tf * 1e3, flops / tf * 1e-9, tb * 1e3,
+               2 * flops / tb * 1e-9);
+    } else {
+        /* GFLOP/s are nominal (direct-conv FLOPs) so the two paths compare directly. */
+        double f1, f0, b1, b0, x1, x0;
+        best_on_off(5, run_forward, &c, &f1, &f0);
+        best_on_off(3, run_backward, &c, &b1, &b0);
+        best_on_off(3, run_backward_data, &c, &x1, &x0);
+        printf("conv N=%d C=%d %dx%d K=%d %dx%d s%d p%d (nominal GFLOP/s; Winograd on / off):\n"
+               "  forward          %7.2f / %7.2f ms  %6.1f / %6.1f GFLOP/s  speed-up %.2fx\n"
+               "  backward dx      %7.2f / %7.2f ms  %6.1f / %6.1f GFLOP/s  speed-up %.2fx\n"
+               "  backward dx+dw+db %6.2f / %7.2f ms  %6.1f / %6.1f GFLOP/s  speed-up %.2fx\n",
+               N, C, H, H, K, R, R, stride, pad, f1 * 1e3, f0 * 1e3, flops / f1 * 1e-9,
+               flops / f0 * 1e-9, f0 / f1, x1 * 1e3, x0 * 1e3, flops / x1 * 1e-9,
+               flops / x0 * 1e-9, x0 / x1, b1 * 1e3, b0 * 1e3, 2 * flops / b1 * 1e-9,
+               2 * flops / b0 * 1e-9, b0 / b1);
+    }
     bt_free(c.x), bt_free(c.w), bt_free(c.b), bt_free(c.y), bt_free(c.dy), bt_free(c.dx);
     bt_free(c.dw), bt_free(c.db);
 }
@@ -95,6 +135,8 @@ int main(int argc, char **argv) {
     printf("sgemm %d^3: %.2f ms %.1f GFLOP/s\n", g.n, t * 1e3, 2.0 * nn * g.n / t * 1e-9);
     bt_free(g.x), bt_free(g.w), bt_free(g.y);
     bench_layer(64, 64, 32, 64, 3, 1, 1);   /* layer1 3x3 */
+    bench_layer(64, 128, 16, 128, 3, 1, 1); /* layer2 3x3 */
+    bench_layer(64, 256, 8, 256, 3, 1, 1);  /* layer3 3x3 */
     bench_layer(64, 128, 16, 256, 3, 2, 1); /* layer3 first conv, stride 2 */
     bench_layer(64, 128, 16, 256, 1, 2, 0); /* layer3 downsample 1x1 s2 */
     bench_layer(64, 512, 4, 512, 3, 1, 1);  /* layer4 3x3 on 4x4 maps: batched GEMMs */

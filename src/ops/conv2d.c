@@ -9,10 +9,13 @@
  * a parallel region). With a single group the loop runs outside any parallel region, so BLAS
  * itself uses every thread. The weight gradient is summed into per-thread partials that are
  * reduced at the end, in a fixed order: for a given thread count results are reproducible.
+ * 3x3 stride-1 pad-1 layers go to Winograd F(2x2, 3x3) (conv_winograd.c) for the forward and
+ * the input gradient, unless BT_CONV_WINOGRAD=0; their weight gradient stays here.
  * Shapes: CRS = C*R*S (a column), P = OH*OW (output pixels of one image). */
 #include "barlow/error.h"
 #include "barlow/ops.h"
 #include "barlow/scratch.h"
+#include "winograd_internal.h"
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
@@ -192,6 +195,7 @@ int bt_conv2d_forward(float *out, const float *in, const float *w, const float *
     int rc = check_desc(d);
     if (rc) return rc;
     if (!out || !in || !w) return bt_fail(BT_EINVAL, "conv2d_forward: NULL buffer");
+    if (bt_wino_applicable(d) && bt_wino_enabled()) return bt_wino_forward(out, in, w, b, d);
     const int N = d->N, P = d->OH * d->OW, CRS = d->C * d->R * d->S;
     int nt = bt_threads();
     const int G = group_size(d, nt);
@@ -272,6 +276,11 @@ int bt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, con
             }
             db[k] += (float)s;
         }
+    }
+    if (dinp && bt_wino_applicable(d) && bt_wino_enabled()) {
+        rc = bt_wino_backward_data(dinp, dout, w, d);
+        if (rc) return rc;
+        dinp = NULL; /* done: the loop below computes only dw */
     }
     if (!dinp && !dw) return BT_OK;
     const int G = group_size(d, nt);

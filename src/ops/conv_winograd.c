@@ -1,0 +1,393 @@
+/* Winograd F(2x2, 3x3) convolution (Lavin & Gray 2015) for 3x3 stride-1 pad-1 layers, NCHW.
+ *
+ * Each 2x2 block of outputs ("tile") is computed from the 4x4 input patch around it:
+ *   Y = A^T [ (G g G^T) .* (B^T d B) ] A
+ * so a tile costs 16 products per (input, output) channel pair instead of 36. Summed over
+ * input channels, the 16 positions xi of the 4x4 transformed tile become 16 independent GEMMs
+ *   M[xi] (T, Ko) = V[xi] (T, Ci) * U[xi] (Ci, Ko)
+ * with U the transformed weights, V the transformed input tiles and T the number of tiles;
+ * the output transform then folds each M tile (4x4) back into 2x2 outputs.
+ *
+ * The input gradient of a 3x3 pad-1 stride-1 conv is the same kind of conv applied to dout,
+ * with the kernel rotated by 180 degrees and the two channel dimensions swapped, so both
+ * directions share one driver: "Ci/Ko" below are the channels read and written (C/K forward,
+ * K/C backward).
+ *
+ * Layout: V and M keep a tile's channels contiguous, so the transforms work on 8 channels at
+ * once with unit-stride loads and stores whatever the map size (ResNet's last stage has 4x4
+ * maps: 2 tiles per row, too few to vectorise across). For that the input of a chunk is first
+ * copied channels-last (X, (nb, rows, W, Cp)). Channel counts are padded to multiples of 8
+ * (Cp, Kp) with zeros, so no vector is partial.
+ *
+ * Work is split into chunks of whole images (or, for a map larger than the budget, bands of
+ * tile rows of one image). Each OpenMP thread takes whole chunks and runs the four steps on
+ * its own buffers with single-threaded BLAS, so a chunk stays in that core's cache and the
+ * threads never wait for each other until the end. Measured on 2 threads against one shared
+ * chunk at a time (transforms split over threads, then the 16 GEMMs in an OpenMP loop, or
+ * each GEMM using BLAS's threads), this was the fastest on every ResNet-18/CIFAR layer, by
+ * 1.3x to 2.5x and 3x to 9x respectively, on a machine that other jobs kept busy (which
+ * punishes every barrier). A chunk's V + M is kept to a budget, which bounds the scratch
+ * memory whatever the batch. A chunk's result does not depend on which thread computes it, so
+ * for a given thread count (which sets the chunk sizes) results are reproducible.
+ * Tiles of a map with odd H or W overhang it: missing inputs read as zero (as padding does)
+ * and outputs that fall outside are not written. */
+#include "barlow/error.h"
+#include "barlow/scratch.h"
+#include "winograd_internal.h"
+#include <cblas.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Tiles per block of a tile row in the output transform (bounds its stack buffer). */
+#define WINO_TB 16
+
+/* Tiles per chunk: as many as keep the chunk's V + M within WINO_CHUNK_BYTES (per thread),
+ * so that it stays near the core, but at least WINO_TMIN (rows of each GEMM), so that packing
+ * U, which on wide layers comes from memory (1 MB per GEMM at 512 x 512), is amortised: 8 MB
+ * at 512 channels. Both chosen with a one-thread profile of the ResNet-18/CIFAR layers. */
+#define WINO_CHUNK_BYTES ((size_t)2 << 20)
+#define WINO_TMIN 128
+static size_t wino_chunk_tiles; /* 0: the rule above */
+
+void bt_wino_set_chunk_tiles(size_t tiles) { wino_chunk_tiles = tiles; }
+
+static int wino_on = -1; /* -1: not decided yet (read BT_CONV_WINOGRAD on first use) */
+
+int bt_wino_enabled(void) {
+    if (wino_on < 0) {
+        const char *e = getenv("BT_CONV_WINOGRAD");
+        wino_on = !(e && strcmp(e, "0") == 0);
+    }
+    return wino_on;
+}
+
+void bt_wino_set_enabled(int on) { wino_on = on != 0; }
+
+/* Exact shape requirements, separate from the size heuristic. */
+static int wino_shape_ok(const bt_conv2d_desc *d) {
+    return d->R == 3 && d->S == 3 && d->stride == 1 && d->pad == 1;
+}
+
+int bt_wino_applicable(const bt_conv2d_desc *d) {
+    /* Measured against im2col on one thread (32x32 maps, N = 64): with 8 channels on either
+     * side the GEMMs are too thin for the transforms to pay (0.6x to 1.1x), from 16 on it
+     * gains (1.0x to 1.4x, more with more channels). The weight transform costs about as much
+     * as 50 output pixels' worth of the saved GEMM work, so below 128 output pixels per call
+     * (N = 4 at 4x4, 512 channels: 0.9x) im2col stays. */
+    return d && wino_shape_ok(d) && d->C >= 16 && d->K >= 16 &&
+           (int64_t)d->N * d->H * d->W >= 128;
+}
+
+/* Same checks as conv2d.c: a hand-filled descriptor must agree with what init computes. */
+static int wino_check(const bt_conv2d_desc *d, const char *fn) {
+    if (!d) return bt_fail(BT_EINVAL, "%s: NULL descriptor", fn);
+    bt_conv2d_desc v;
+    int rc = bt_conv2d_desc_init(&v, d->N, d->C, d->H, d->W, d->K, d->R, d->S, d->stride, d->pad);
+    if (rc) return rc;
+    if (v.OH != d->OH || v.OW != d->OW)
+        return bt_fail(BT_EINVAL, "%s: descriptor output size %dx%d does not match the computed "
+                       "%dx%d", fn, d->OH, d->OW, v.OH, v.OW);
+    if (!wino_shape_ok(d))
+        return bt_fail(BT_EINVAL, "%s: needs a 3x3 kernel, stride 1, pad 1 (got %dx%d s%d p%d)",
+                       fn, d->R, d->S, d->stride, d->pad);
+    return BT_OK;
+}
+
+static size_t round8(size_t n) { return (n + 7) & ~(size_t)7; }
+/* Plane strides get 16 floats more than needed: the 16 planes a tile touches then do not all
+ * fall in the same L1 set when the plane size is a power of two. */
+static size_t plane_stride(size_t n) { return ((n + 15) & ~(size_t)15) + 16; }
+
+/* ---- weight transform: U = G g G^T, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1] ------------ */
+
+/* u[xi * stride] (4x4 row-major) from one 3x3 kernel g (row-major), rotated by 180 degrees
+ * if flip. */
+static void weight_tile(float *u, size_t stride, const float *g, int flip) {
+    float k[9], t[4][3];
+    for (int i = 0; i < 9; i++) k[i] = g[flip ? 8 - i : i];
+    for (int j = 0; j < 3; j++) { /* t = G g, column j */
+        float a = k[j], b = k[3 + j], c = k[6 + j];
+        t[0][j] = a;
+        t[1][j] = 0.5f * (a + b + c);
+        t[2][j] = 0.5f * (a - b + c);
+        t[3][j] = c;
+    }
+    for (int i = 0; i < 4; i++) { /* u = t G^T, row i */
+        float a = t[i][0], b = t[i][1], c = t[i][2];
+        u[(4 * i + 0) * stride] = a;
+        u[(4 * i + 1) * stride] = 0.5f * (a + b + c);
+        u[(4 * i + 2) * stride] = 0.5f * (a - b + c);
+        u[(4 * i + 3) * stride] = c;
+    }
+}
+
+/* U (16 planes of stride up, each (K8, C8), the channel counts rounded up to 8) from
+ * w (K, C, 3, 3), kernels rotated by 180 degrees if flip, zero in the padding. U keeps w's
+ * order, so both are streamed front to back (U is 16 MB at 512 x 512, too big for the cache
+ * to absorb a scattered write): the forward GEMM uses U transposed, the backward as is. */
+static void weight_transform(float *U, size_t up, const float *w, int K, int C, int flip,
+                             int nt) {
+    const int K8 = (int)round8(K), C8 = (int)round8(C);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int k = 0; k < K8; k++) {
+        float *row = U + (size_t)k * C8; /* row k of plane 0 */
+        if (k >= K) {
+            for (int xi = 0; xi < 16; xi++) memset(row + xi * up, 0, sizeof(float) * C8);
+            continue;
+        }
+        for (int c = 0; c < C; c++) weight_tile(row + c, up, w + 9 * ((size_t)k * C + c), flip);
+        for (int xi = 0; xi < 16; xi++) memset(row + xi * up + C, 0, sizeof(float) * (C8 - C));
+    }
+}
+
+/* ---- chunks ---------------------------------------------------------------------------- */
+
+/* Shapes and buffers shared by every chunk of one call. */
+typedef struct {
+    int N, Ci, Ko, Cp, Kp, H, W, TH, TW;
+    const float *src;   /* (N, Ci, H, W) */
+    float *dst;         /* (N, Ko, H, W) */
+    const float *bias;  /* (Ko) or NULL */
+    int acc;            /* dst += result (bias ignored) instead of dst = result + bias */
+    int flip;           /* the input gradient: kernels rotated, K and C swapped */
+    const float *U;     /* 16 planes, stride up: (Kp, Cp) forward (used transposed), (Cp, Kp)
+                           for the input gradient; see weight_transform */
+    const float *zero;  /* (Cp) zeros: what a pixel outside the map reads */
+    size_t up;
+    int whole;          /* chunks of nb whole images, or bands of R tile rows of one image */
+    int nb, R, bands;   /* bands: chunks per image when !whole */
+} wino_plan;
+
+/* The tiles of chunk q: images [*img0, *img0 + *nb), tile rows [*th0, *th1) of each. */
+static void chunk_range(const wino_plan *pl, int q, int *img0, int *nb, int *th0, int *th1) {
+    if (pl->whole) {
+        *img0 = q * pl->nb;
+        *nb = pl->N - *img0 < pl->nb ? pl->N - *img0 : pl->nb;
+        *th0 = 0, *th1 = pl->TH;
+    } else {
+        *img0 = q / pl->bands, *nb = 1;
+        *th0 = q % pl->bands * pl->R;
+        *th1 = *th0 + pl->R < pl->TH ? *th0 + pl->R : pl->TH;
+    }
+}
+
+/* ---- input transform: V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] ------- */
+
+/* X (nb, yb - ya, W, Cp) = rows [ya, yb) of images [img0, img0 + nb) of src, channels last,
+ * channels Ci .. Cp-1 zero. Moves 8 x 8 blocks (8 channels of 8 pixels) so that loads and
+ * stores are runs of 8 contiguous floats. */
+static void to_channels_last(float *X, const wino_plan *pl, int img0, int nb, int ya, int yb) {
+    const int W = pl->W, Ci = pl->Ci, Cp = pl->Cp;
+    const size_t HW = (size_t)pl->H * W, P = (size_t)(yb - ya) * W; /* pixels per image */
+    for (int i = 0; i < nb; i++) {
+        const float *im = pl->src + ((size_t)(img0 + i) * Ci) * HW + (size_t)ya * W;
+        float *xi = X + (size_t)i * P * Cp;
+        for (int c0 = 0; c0 < Cp; c0 += 8) {
+            const float *pc[8];
+            for (int l = 0; l < 8; l++) pc[l] = c0 + l < Ci ? im + (size_t)(c0 + l) * HW : NULL;
+            size_t p = 0;
+            if (c0 + 8 <= Ci)
+                for (; p + 8 <= P; p += 8) {
+                    float a[8][8]; /* (channel, pixel) */
+                    for (int l = 0; l < 8; l++) memcpy(a[l], pc[l] + p, sizeof a[l]);
+                    for (int j = 0; j < 8; j++) {
+                        float *xp = xi + (p + j) * Cp + c0;
+                        for (int l = 0; l < 8; l++) xp[l] = a[l][j];
+                    }
+                }
+            for (; p < P; p++) {
+                float *xp = xi + p * Cp + c0;
+                for (int l = 0; l < 8; l++) xp[l] = pc[l] ? pc[l][p] : 0.0f;
+            }
+        }
+    }
+}
+
+/* v[xi][l] = (B^T d B)[xi] for 8 channels: d[rs] + l is channel l of the tile's pixel rs.
+ * Reads straight from the pixels (a copy into a local array would be stored in pieces and read
+ * back whole, which the CPU cannot forward). */
+static void input_tile8(float v[16][8], const float *const d[16]) {
+    for (int l = 0; l < 8; l++) {
+        float t[4][4];
+        for (int s = 0; s < 4; s++) { /* B^T down column s */
+            float a0 = d[s][l], a1 = d[4 + s][l], a2 = d[8 + s][l], a3 = d[12 + s][l];
+            t[0][s] = a0 - a2, t[1][s] = a1 + a2, t[2][s] = a2 - a1, t[3][s] = a1 - a3;
+        }
+        for (int r = 0; r < 4; r++) { /* B along row r */
+            float a0 = t[r][0], a1 = t[r][1], a2 = t[r][2], a3 = t[r][3];
+            v[4 * r + 0][l] = a0 - a2, v[4 * r + 1][l] = a1 + a2;
+            v[4 * r + 2][l] = a2 - a1, v[4 * r + 3][l] = a1 - a3;
+        }
+    }
+}
+
+/* V (16 planes (T, Cp), stride vp) for the chunk's tiles in (image, th, tw) order, from X
+ * holding rows [ya, yb) of each image channels-last. */
+static void input_transform(float *V, size_t vp, const float *X, const wino_plan *pl, int nb,
+                            int th0, int th1, int ya, int yb) {
+    const int H = pl->H, W = pl->W, TW = pl->TW, Cp = pl->Cp, rows = yb - ya;
+    size_t t = 0;
+    for (int i = 0; i < nb; i++)
+        for (int th = th0; th < th1; th++)
+            for (int tw = 0; tw < TW; tw++, t++) {
+                const float *p[16]; /* the tile's 16 pixels, channels contiguous */
+                for (int r = 0; r < 4; r++)
+                    for (int s = 0; s < 4; s++) {
+                        int y = 2 * th - 1 + r, x = 2 * tw - 1 + s;
+                        p[4 * r + s] = y >= 0 && y < H && x >= 0 && x < W
+                                           ? X + (((size_t)i * rows + (y - ya)) * W + x) * Cp
+                                           : pl->zero;
+                    }
+                float *vt = V + t * Cp;
+                for (int c = 0; c < Cp; c += 8) {
+                    const float *d[16];
+                    float v[16][8];
+                    for (int rs = 0; rs < 16; rs++) d[rs] = p[rs] + c;
+                    input_tile8(v, d);
+                    for (int xi = 0; xi < 16; xi++) memcpy(vt + xi * vp + c, v[xi], sizeof v[xi]);
+                }
+            }
+}
+
+/* ---- output transform: Y = A^T m A, A^T = [1 1 1 0; 0 1 -1 -1] --------------------------- */
+
+/* y[q][l] (2x2 row-major per lane) from 8 channels of a 4x4 tile: m[xi] + l. */
+static void output_tile8(float y[4][8], const float *const m[16]) {
+    for (int l = 0; l < 8; l++) {
+        float s[4], d[4]; /* A^T down each column: top (s) and bottom (d) output rows */
+        for (int j = 0; j < 4; j++) {
+            s[j] = m[j][l] + m[4 + j][l] + m[8 + j][l];
+            d[j] = m[4 + j][l] - m[8 + j][l] - m[12 + j][l];
+        }
+        y[0][l] = s[0] + s[1] + s[2], y[1][l] = s[1] - s[2] - s[3];
+        y[2][l] = d[0] + d[1] + d[2], y[3][l] = d[1] - d[2] - d[3];
+    }
+}
+
+/* dst images [img0, img0 + nb), output rows of tile rows [th0, th1), from M (16 planes
+ * (T, Kp), stride mp) in the order input_transform wrote the tiles. A block of up to WINO_TB
+ * tiles of a tile row is transformed 8 channels at a time into y (2 rows of each channel),
+ * then written out as whole row segments, so the stores to dst are unit-stride. */
+static void output_transform(const float *M, size_t mp, const wino_plan *pl, int img0, int nb,
+                             int th0, int th1) {
+    const int H = pl->H, W = pl->W, TW = pl->TW, Ko = pl->Ko, Kp = pl->Kp;
+    const size_t HW = (size_t)H * W;
+    size_t t = 0; /* first tile of the current tile row */
+    for (int i = 0; i < nb; i++) {
+        float *img = pl->dst + (size_t)(img0 + i) * Ko * HW;
+        for (int th = th0; th < th1; th++, t += TW) {
+            const int y0 = 2 * th, ny = H - y0 < 2 ? 1 : 2;
+            for (int j0 = 0; j0 < TW; j0 += WINO_TB) {
+                const int nj = TW - j0 < WINO_TB ? TW - j0 : WINO_TB;
+                const int x0 = 2 * j0, nx = W - x0 < 2 * nj ? W - x0 : 2 * nj;
+                for (int k0 = 0; k0 < Kp; k0 += 8) {
+                    float y[8][2][2 * WINO_TB]; /* (channel, output row, column) */
+                    for (int j = 0; j < nj; j++) {
+                        const float *mt = M + (t + j0 + j) * Kp + k0, *m[16];
+                        float q[4][8];
+                        for (int xi = 0; xi < 16; xi++) m[xi] = mt + xi * mp;
+                        output_tile8(q, m);
+                        for (int l = 0; l < 8; l++) {
+                            y[l][0][2 * j] = q[0][l], y[l][0][2 * j + 1] = q[1][l];
+                            y[l][1][2 * j] = q[2][l], y[l][1][2 * j + 1] = q[3][l];
+                        }
+                    }
+                    const int nl = Ko - k0 < 8 ? Ko - k0 : 8;
+                    for (int l = 0; l < nl; l++)
+                        for (int a = 0; a < ny; a++) {
+                            float *o = img + (size_t)(k0 + l) * HW + (size_t)(y0 + a) * W + x0;
+                            const float *ya = y[l][a];
+                            if (pl->acc) {
+                                for (int x = 0; x < nx; x++) o[x] += ya[x];
+                            } else {
+                                const float bk = pl->bias ? pl->bias[k0 + l] : 0.0f;
+                                for (int x = 0; x < nx; x++) o[x] = ya[x] + bk;
+                            }
+                        }
+                }
+            }
+        }
+    }
+}
+
+/* One chunk, start to finish, on this thread's buffers: V (16 planes (Tmax, Cp)) and XM,
+ * which holds first the channels-last input and then M (16 planes (Tmax, Kp)). */
+static void run_chunk(const wino_plan *pl, int q, float *V, size_t vp, float *XM, size_t mp) {
+    int img0, nb, th0, th1;
+    chunk_range(pl, q, &img0, &nb, &th0, &th1);
+    const int ya = 2 * th0 - 1 < 0 ? 0 : 2 * th0 - 1;
+    const int yb = 2 * th1 + 1 > pl->H ? pl->H : 2 * th1 + 1;
+    const int T = nb * (th1 - th0) * pl->TW;
+    to_channels_last(XM, pl, img0, nb, ya, yb);
+    input_transform(V, vp, XM, pl, nb, th0, th1, ya, yb);
+    for (int xi = 0; xi < 16; xi++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, pl->flip ? CblasNoTrans : CblasTrans, T, pl->Kp,
+                    pl->Cp, 1.0f, V + xi * vp, pl->Cp, pl->U + xi * pl->up,
+                    pl->flip ? pl->Kp : pl->Cp, 0.0f, XM + xi * mp, pl->Kp);
+    output_transform(XM, mp, pl, img0, nb, th0, th1);
+}
+
+/* dst (N, Ko, H, W) = (or +=) the Winograd conv of src (N, Ci, H, W) with w. */
+static int wino_run(float *dst, const float *src, const float *w, const float *bias, int N,
+                    int Ci, int Ko, int H, int W, int flip, int acc) {
+    wino_plan pl = {.N = N, .Ci = Ci, .Ko = Ko, .Cp = (int)round8(Ci), .Kp = (int)round8(Ko),
+                    .H = H, .W = W, .TH = (H + 1) / 2, .TW = (W + 1) / 2, .src = src,
+                    .dst = dst, .bias = bias, .acc = acc, .flip = flip};
+    int nt = bt_threads();
+    /* Tiles per chunk: the rule above, but small enough that every thread gets a chunk, and
+     * at least one tile row. */
+    const size_t TP = (size_t)pl.TH * pl.TW, total = (size_t)N * TP;
+    size_t tmax = WINO_CHUNK_BYTES / (sizeof(float) * 16 * ((size_t)pl.Cp + pl.Kp));
+    if (tmax < WINO_TMIN) tmax = WINO_TMIN;
+    if (wino_chunk_tiles) tmax = wino_chunk_tiles;
+    if (tmax > (total + nt - 1) / nt) tmax = (total + nt - 1) / nt;
+    if (tmax < (size_t)pl.TW) tmax = pl.TW;
+    if (tmax >= TP) {
+        pl.whole = 1, pl.nb = (int)(tmax / TP), pl.R = pl.TH, pl.bands = 1;
+    } else {
+        pl.whole = 0, pl.nb = 1, pl.R = (int)(tmax / pl.TW);
+        pl.bands = (pl.TH + pl.R - 1) / pl.R;
+    }
+    const int nchunks = pl.whole ? (N + pl.nb - 1) / pl.nb : N * pl.bands;
+    const size_t T = pl.whole ? (size_t)pl.nb * TP : (size_t)pl.R * pl.TW; /* tiles, at most */
+    const int xrows = pl.whole ? pl.nb * H : (2 * pl.R + 2 < H ? 2 * pl.R + 2 : H);
+    const size_t x_n = (size_t)xrows * W * pl.Cp;
+    const size_t vp = plane_stride(T * pl.Cp), mp = plane_stride(T * pl.Kp);
+    const size_t xm_n = plane_stride(16 * mp > x_n ? 16 * mp : x_n), v_n = 16 * vp;
+    pl.up = plane_stride((size_t)pl.Cp * pl.Kp);
+    if (nt > nchunks) nt = nchunks;
+    float *scr = bt_scratch(sizeof(float) * (16 * pl.up + plane_stride(pl.Cp) +
+                                             (size_t)nt * (v_n + xm_n)));
+    if (!scr) return BT_ENOMEM;
+    float *U = scr, *zero = U + 16 * pl.up, *bufs = zero + plane_stride(pl.Cp);
+    memset(zero, 0, sizeof(float) * pl.Cp);
+    weight_transform(U, pl.up, w, flip ? Ci : Ko, flip ? Ko : Ci, flip, bt_threads());
+    pl.U = U, pl.zero = zero;
+    /* Chunks are independent and computed the same way on any thread: dynamic scheduling
+     * balances a busy machine without changing the result. */
+#pragma omp parallel num_threads(nt)
+    {
+        float *V = bufs + (size_t)omp_get_thread_num() * (v_n + xm_n), *XM = V + v_n;
+#pragma omp for schedule(dynamic, 1)
+        for (int q = 0; q < nchunks; q++) run_chunk(&pl, q, V, vp, XM, mp);
+    }
+    return BT_OK;
+}
+
+int bt_wino_forward(float *out, const float *in, const float *w, const float *b,
+                    const bt_conv2d_desc *d) {
+    int rc = wino_check(d, "wino_forward");
+    if (rc) return rc;
+    if (!out || !in || !w) return bt_fail(BT_EINVAL, "wino_forward: NULL buffer");
+    return wino_run(out, in, w, b, d->N, d->C, d->K, d->H, d->W, 0, 0);
+}
+
+int bt_wino_backward_data(float *dinp, const float *dout, const float *w,
+                          const bt_conv2d_desc *d) {
+    int rc = wino_check(d, "wino_backward_data");
+    if (rc) return rc;
+    if (!dinp || !dout || !w) return bt_fail(BT_EINVAL, "wino_backward_data: NULL buffer");
+    return wino_run(dinp, dout, w, NULL, d->N, d->K, d->C, d->H, d->W, 1, 1);
+}

@@ -1,0 +1,35 @@
+/* Winograd F(2x2, 3x3) convolution for 3x3 stride-1 pad-1 layers (conv_winograd.c), used by
+ * conv2d.c in place of im2col + GEMM for the forward and the input gradient. Internal to the
+ * library; tests and benchmarks include it to call the two paths side by side. */
+#ifndef BARLOW_OPS_WINOGRAD_INTERNAL_H
+#define BARLOW_OPS_WINOGRAD_INTERNAL_H
+#include "barlow/ops.h"
+
+/* 1 if d is a shape Winograd handles (3x3, stride 1, pad 1) and is big enough to gain from it
+ * (at least 16 channels in and out, 128 output pixels over the batch); 0 otherwise (also for
+ * d NULL). Looks only at the sizes; the conv functions validate d. */
+int bt_wino_applicable(const bt_conv2d_desc *d);
+
+/* Whether conv2d.c takes the Winograd path for applicable shapes: the environment variable
+ * BT_CONV_WINOGRAD, read once ("0" turns it off; default on), unless bt_wino_set_enabled was
+ * called, which overrides it (benchmarks and tests compare both paths in one process). */
+int bt_wino_enabled(void);
+void bt_wino_set_enabled(int on);
+
+/* Tiles per chunk of work (a chunk's transformed input and GEMM output take
+ * 64 * (C + K) bytes per tile, channels rounded up to 8); 0 restores the default rule
+ * (conv_winograd.c). Chunks are whole images, or bands of tile rows of one image when an image
+ * has more tiles. Tests use it to exercise both. */
+void bt_wino_set_chunk_tiles(size_t tiles);
+
+/* Same contract as bt_conv2d_forward: out (N,K,H,W) = conv(in (N,C,H,W), w (K,C,3,3)) + b (K),
+ * b may be NULL; out is overwritten. Fails with BT_EINVAL when d is not applicable in shape
+ * (3x3, stride 1, pad 1; the size threshold of bt_wino_applicable is not enforced). */
+int bt_wino_forward(float *out, const float *in, const float *w, const float *b,
+                    const bt_conv2d_desc *d);
+/* The input-gradient part of bt_conv2d_backward: dinp (N,C,H,W) += the gradient through the
+ * conv of dout (N,K,H,W) with w (K,C,3,3). Accumulates, as bt_conv2d_backward does. */
+int bt_wino_backward_data(float *dinp, const float *dout, const float *w,
+                          const bt_conv2d_desc *d);
+
+#endif

@@ -1,0 +1,282 @@
+/* Tests of the Winograd F(2x2, 3x3) conv (src/ops/conv_winograd.c): forward and input
+ * gradient against the double-precision reference and against the im2col path, on odd and
+ * even maps (partial edge tiles), maps wider than one transform block, C != K, with and
+ * without bias, several thread counts and chunk sizes; the += contract of the input gradient;
+ * the dispatch from bt_conv2d_* (BT_CONV_WINOGRAD); and which shapes it accepts. */
+#include "barlow/error.h"
+#include "barlow/ops.h"
+#include "barlow/ops_ref.h"
+#include "barlow/scratch.h"
+#include "ops/winograd_internal.h"
+#include "testutil.h"
+#include <stdlib.h>
+#include <string.h>
+
+/* F(2,3) in float differs from the exact result by a few ulps of the largest terms (the
+ * transforms add at most 4 terms with weights 1/2): at most 2.4e-7 relative to max|out| on
+ * these shapes. A wrong transform entry, a tile shifted by one pixel, a partial tile or a
+ * transform block handled wrongly give errors of 1e-3 to 1 (tried: each such change fails
+ * this test), so this bound separates the two by orders of magnitude. */
+#define WINO_TOL 2e-6
+
+typedef struct {
+    int N, C, H, W, K, bias;
+} wshape;
+
+static void *xcalloc(size_t n, size_t sz) {
+    void *p = calloc(n ? n : 1, sz);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static double *to_f64(const float *a, size_t n) {
+    double *d = xcalloc(n, sizeof(double));
+    for (size_t i = 0; i < n; i++) d[i] = a[i];
+    return d;
+}
+
+/* max |a - ref| / max |ref| (float result against a double reference). */
+static double rel64(const float *a, const double *ref, size_t n) {
+    double m = 0, e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = ref[i] < 0 ? -ref[i] : ref[i], d = a[i] - ref[i];
+        if (r > m) m = r;
+        if (d < 0) d = -d;
+        if (d > e) e = d;
+    }
+    return e / (m > 1e-30 ? m : 1e-30);
+}
+
+static double rel32(const float *a, const float *ref, size_t n) {
+    double m = tu_maxabs_f32(ref, n);
+    return tu_maxabsdiff_f32(a, ref, n) / (m > 1e-30 ? m : 1e-30);
+}
+
+static double worst; /* largest error seen, printed at the end to justify WINO_TOL */
+
+/* Forward and input gradient of one shape: Winograd against the f64 reference and against
+ * the im2col path (bt_conv2d_* with Winograd switched off). Returns 0 if all matched. */
+static int wino_vs_ref(const wshape *s, tu_rng *rng) {
+    bt_conv2d_desc d;
+    int rc = bt_conv2d_desc_init(&d, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, 1);
+    CHECK(rc == BT_OK, "%s", bt_error());
+    if (rc) return 1;
+    const size_t ni = (size_t)s->N * s->C * s->H * s->W, nw = (size_t)s->K * s->C * 9;
+    const size_t no = (size_t)s->N * s->K * s->H * s->W;
+    float *x = xcalloc(ni, 4), *w = xcalloc(nw, 4), *b = xcalloc(s->K, 4); /* inputs */
+    float *y = xcalloc(no, 4), *y2 = xcalloc(no, 4), *dy = xcalloc(no, 4); /* (N,K,H,W) */
+    float *dx = xcalloc(ni, 4), *dx2 = xcalloc(ni, 4);                       /* (N,C,H,W) */
+    tu_fill_f32(x, ni, rng, 1.0);
+    tu_fill_f32(w, nw, rng, 0.5);
+    tu_fill_f32(b, s->K, rng, 1.0);
+    tu_fill_f32(dy, no, rng, 1.0);
+    tu_fill_f32(dx, ni, rng, 1.0); /* the input gradient must add to this */
+    memcpy(dx2, dx, ni * 4);
+    const float *bb = s->bias ? b : NULL;
+    /* Poison the output: every element must be overwritten, edge tiles included. */
+    for (size_t i = 0; i < no; i++) y[i] = 1e30f;
+
+    double *x64 = to_f64(x, ni), *w64 = to_f64(w, nw), *b64 = to_f64(b, s->K);
+    double *dy64 = to_f64(dy, no), *dx64 = to_f64(dx, ni), *y64 = xcalloc(no, 8);
+    bt_conv2d_forward_ref_f64(y64, x64, w64, s->bias ? b64 : NULL, &d);
+    bt_conv2d_backward_ref_f64(dx64, NULL, NULL, dy64, x64, w64, &d);
+
+    rc = bt_wino_forward(y, x, w, bb, &d);
+    CHECK(rc == BT_OK, "forward: %s", bt_error());
+    rc = bt_wino_backward_data(dx, dy, w, &d);
+    CHECK(rc == BT_OK, "backward: %s", bt_error());
+    bt_wino_set_enabled(0);
+    rc = bt_conv2d_forward(y2, x, w, bb, &d) | bt_conv2d_backward(dx2, NULL, NULL, dy, x, w, &d);
+    CHECK(rc == BT_OK, "im2col: %s", bt_error());
+    bt_wino_set_enabled(1);
+
+    double ey = rel64(y, y64, no), ex = rel64(dx, dx64, ni);
+    double ey2 = rel32(y, y2, no), ex2 = rel32(dx, dx2, ni);
+    double m = ey > ex ? ey : ex;
+    if (m > worst) worst = m;
+    int bad = !(ey < WINO_TOL && ex < WINO_TOL && ey2 < WINO_TOL && ex2 < WINO_TOL);
+    CHECK(!bad,
+          "N%d C%d %dx%d K%d bias%d threads%d: vs f64 y %.2e dx %.2e; vs im2col y %.2e dx %.2e",
+          s->N, s->C, s->H, s->W, s->K, s->bias, bt_threads(), ey, ex, ey2, ex2);
+    free(x), free(w), free(b), free(y), free(y2), free(dy), free(dx), free(dx2);
+    free(x64), free(w64), free(b64), free(dy64), free(dx64), free(y64);
+    return bad;
+}
+
+static const wshape fixed[] = {
+    {1, 8, 1, 1, 8, 1},   /* one partial tile: only its top-left output exists */
+    {2, 3, 3, 3, 5, 0},   /* odd 3x3: a full and a partial tile per row */
+    {3, 5, 5, 7, 4, 1},   /* H != W, both odd */
+    {1, 9, 8, 8, 12, 0},  /* even: whole tiles only */
+    {2, 8, 9, 9, 8, 1},   /* odd, square */
+    {3, 4, 7, 5, 6, 0},   /* C < K */
+    {2, 12, 4, 4, 3, 1},  /* C > K, the late-ResNet 4x4 map */
+    {1, 6, 6, 1, 7, 1},   /* one column */
+    {1, 2, 1, 9, 3, 0},   /* one row */
+    {2, 3, 5, 67, 4, 1},  /* 34 tiles per row: crosses the 32-tile transform block */
+    {1, 4, 3, 130, 5, 0}, /* 65 tiles per row, even width */
+};
+
+static void test_wino_fixed_shapes(void) {
+    tu_rng rng = {101};
+    int saved = bt_threads();
+    static const int threads[] = {1, 2, 3};
+    for (size_t ti = 0; ti < 3; ti++) {
+        bt_set_threads(threads[ti]);
+        for (size_t t = 0; t < sizeof fixed / sizeof fixed[0]; t++) wino_vs_ref(&fixed[t], &rng);
+    }
+    bt_set_threads(saved);
+}
+
+static void test_wino_random_shapes(void) {
+    tu_rng rng = {102};
+    for (int t = 0; t < 30; t++) {
+        wshape s = {1 + (int)(tu_next(&rng) % 3),  1 + (int)(tu_next(&rng) % 20),
+                    1 + (int)(tu_next(&rng) % 13), 1 + (int)(tu_next(&rng) % 13),
+                    1 + (int)(tu_next(&rng) % 20), (int)(tu_next(&rng) % 2)};
+        wino_vs_ref(&s, &rng);
+    }
+}
+
+/* The work is cut into chunks: whole images, or bands of tile rows when an image has more
+ * tiles than a chunk. This map (7x9) has 4 rows of 5 tiles. */
+static void test_wino_chunks(void) {
+    tu_rng rng = {103};
+    const wshape s = {3, 6, 7, 9, 5, 1};
+    static const size_t tiles[] = {1,  /* bands of one tile row (a chunk holds a row at least) */
+                                   15, /* bands of 3 tile rows: 3 + 1, the last one partial */
+                                   40, /* 2 images per chunk: 2 + 1 */
+                                   0}; /* the default rule: everything in one chunk */
+    int saved = bt_threads();
+    for (int th = 1; th <= 3; th += 2) {
+        bt_set_threads(th);
+        for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
+            bt_wino_set_chunk_tiles(tiles[i]);
+            wino_vs_ref(&s, &rng);
+        }
+    }
+    bt_wino_set_chunk_tiles(0);
+    bt_set_threads(saved);
+}
+
+/* bt_conv2d_* take the Winograd path on an applicable shape (bit-identical results), and the
+ * weight and bias gradients computed beside it are still right. */
+static void test_wino_dispatch(void) {
+    tu_rng rng = {104};
+    bt_conv2d_desc d;
+    CHECK(bt_conv2d_desc_init(&d, 2, 16, 9, 8, 17, 3, 3, 1, 1) == BT_OK, "%s", bt_error());
+    CHECK(bt_wino_applicable(&d), "16->17 channels 3x3 s1 p1 should be applicable");
+    const size_t ni = (size_t)2 * 16 * 9 * 8, nw = (size_t)17 * 16 * 9;
+    const size_t no = (size_t)2 * 17 * 9 * 8;
+    float *x = xcalloc(ni, 4), *w = xcalloc(nw, 4), *b = xcalloc(17, 4), *dy = xcalloc(no, 4);
+    float *y = xcalloc(no, 4), *yw = xcalloc(no, 4);
+    float *dx = xcalloc(ni, 4), *dxw = xcalloc(ni, 4), *dxr = xcalloc(ni, 4);
+    float *dw = xcalloc(nw, 4), *dwr = xcalloc(nw, 4), *db = xcalloc(17, 4);
+    float *dbr = xcalloc(17, 4);
+    tu_fill_f32(x, ni, &rng, 1.0);
+    tu_fill_f32(w, nw, &rng, 0.5);
+    tu_fill_f32(b, 17, &rng, 1.0);
+    tu_fill_f32(dy, no, &rng, 1.0);
+    tu_fill_f32(dx, ni, &rng, 1.0);
+    tu_fill_f32(dw, nw, &rng, 1.0);
+    tu_fill_f32(db, 17, &rng, 1.0);
+    memcpy(dxw, dx, ni * 4), memcpy(dxr, dx, ni * 4), memcpy(dwr, dw, nw * 4);
+    memcpy(dbr, db, 17 * 4);
+    CHECK(bt_conv2d_forward(y, x, w, b, &d) == BT_OK, "%s", bt_error());
+    CHECK(bt_wino_forward(yw, x, w, b, &d) == BT_OK, "%s", bt_error());
+    CHECK(memcmp(y, yw, no * 4) == 0, "bt_conv2d_forward did not take the Winograd path");
+    CHECK(bt_conv2d_backward(dx, dw, db, dy, x, w, &d) == BT_OK, "%s", bt_error());
+    CHECK(bt_wino_backward_data(dxw, dy, w, &d) == BT_OK, "%s", bt_error());
+    CHECK(memcmp(dx, dxw, ni * 4) == 0, "bt_conv2d_backward dinp did not take the Winograd path");
+    bt_conv2d_backward_ref_f32(dxr, dwr, dbr, dy, x, w, &d);
+    double ex = rel32(dx, dxr, ni), ew = rel32(dw, dwr, nw), eb = rel32(db, dbr, 17);
+    CHECK(ex < WINO_TOL && ew < 1e-5 && eb < 1e-5, "backward: dx %.2e dw %.2e db %.2e", ex, ew,
+          eb);
+    /* dinp NULL: weight gradient only, input gradient untouched. */
+    memcpy(dxw, dx, ni * 4);
+    CHECK(bt_conv2d_backward(NULL, dw, NULL, dy, x, w, &d) == BT_OK, "%s", bt_error());
+    bt_conv2d_backward_ref_f32(NULL, dwr, NULL, dy, x, w, &d);
+    CHECK(rel32(dw, dwr, nw) < 1e-5, "dw alone: %.2e", rel32(dw, dwr, nw));
+    CHECK(memcmp(dx, dxw, ni * 4) == 0, "dx changed though NULL was passed");
+    free(x), free(w), free(b), free(dy), free(y), free(yw), free(dx), free(dxw), free(dxr);
+    free(dw), free(dwr), free(db), free(dbr);
+}
+
+static void test_wino_applicable(void) {
+    bt_conv2d_desc d;
+    CHECK(!bt_wino_applicable(NULL), "NULL accepted");
+    CHECK(bt_conv2d_desc_init(&d, 2, 64, 32, 32, 64, 3, 3, 1, 1) == BT_OK &&
+              bt_wino_applicable(&d),
+          "ResNet layer1 3x3 rejected");
+    CHECK(bt_conv2d_desc_init(&d, 8, 512, 4, 4, 512, 3, 3, 1, 1) == BT_OK &&
+              bt_wino_applicable(&d),
+          "ResNet layer4 3x3 (N = 8) rejected");
+    CHECK(bt_conv2d_desc_init(&d, 4, 512, 4, 4, 512, 3, 3, 1, 1) == BT_OK &&
+              !bt_wino_applicable(&d),
+          "64 output pixels accepted (the weight transform would not pay)");
+    CHECK(bt_conv2d_desc_init(&d, 64, 8, 32, 32, 64, 3, 3, 1, 1) == BT_OK &&
+              !bt_wino_applicable(&d),
+          "C = 8 accepted");
+    CHECK(bt_conv2d_desc_init(&d, 64, 64, 32, 32, 8, 3, 3, 1, 1) == BT_OK &&
+              !bt_wino_applicable(&d),
+          "K = 8 accepted");
+    CHECK(bt_conv2d_desc_init(&d, 2, 64, 32, 32, 128, 3, 3, 2, 1) == BT_OK &&
+              !bt_wino_applicable(&d),
+          "stride 2 accepted");
+    CHECK(bt_conv2d_desc_init(&d, 2, 64, 32, 32, 128, 1, 1, 1, 0) == BT_OK &&
+              !bt_wino_applicable(&d),
+          "1x1 accepted");
+    CHECK(bt_conv2d_desc_init(&d, 2, 64, 32, 32, 64, 3, 3, 1, 0) == BT_OK &&
+              !bt_wino_applicable(&d),
+          "pad 0 accepted");
+    CHECK(bt_conv2d_desc_init(&d, 2, 64, 32, 32, 64, 5, 5, 1, 2) == BT_OK &&
+              !bt_wino_applicable(&d),
+          "5x5 accepted");
+    CHECK(bt_conv2d_desc_init(&d, 2, 3, 32, 32, 64, 3, 3, 1, 1) == BT_OK &&
+              !bt_wino_applicable(&d),
+          "CIFAR stem (C = 3) accepted");
+    /* The functions themselves refuse shapes they cannot compute, and bad buffers. */
+    float buf[64] = {0};
+    CHECK(bt_conv2d_desc_init(&d, 1, 2, 4, 4, 2, 3, 3, 2, 1) == BT_OK, "%s", bt_error());
+    CHECK(bt_wino_forward(buf, buf, buf, NULL, &d) == BT_EINVAL && strstr(bt_error(), "stride"),
+          "stride 2 forward: '%s'", bt_error());
+    CHECK(bt_conv2d_desc_init(&d, 1, 2, 4, 4, 2, 3, 3, 1, 0) == BT_OK, "%s", bt_error());
+    CHECK(bt_wino_backward_data(buf, buf, buf, &d) == BT_EINVAL, "pad 0 backward accepted");
+    CHECK(bt_conv2d_desc_init(&d, 1, 2, 4, 4, 2, 3, 3, 1, 1) == BT_OK, "%s", bt_error());
+    CHECK(bt_wino_forward(NULL, buf, buf, NULL, &d) == BT_EINVAL, "NULL out accepted");
+    CHECK(bt_wino_backward_data(buf, buf, buf, NULL) == BT_EINVAL, "NULL desc accepted");
+    d.OH = 3;
+    CHECK(bt_wino_forward(buf, buf, buf, NULL, &d) == BT_EINVAL &&
+              strstr(bt_error(), "does not match"),
+          "inconsistent descriptor: '%s'", bt_error());
+    bt_clear_error();
+}
+
+/* What main saw before any conv ran: BT_CONV_WINOGRAD is read once, at the first use. */
+static int env_enabled = -1, forced_enabled = -1;
+
+static void test_wino_env_switch(void) {
+    CHECK(env_enabled == 0, "BT_CONV_WINOGRAD=0 left Winograd on");
+    CHECK(forced_enabled == 1, "bt_wino_set_enabled(1) did not override the environment");
+}
+
+int main(void) {
+    setenv("BT_CONV_WINOGRAD", "0", 1);
+    env_enabled = bt_wino_enabled();
+    unsetenv("BT_CONV_WINOGRAD");
+    bt_wino_set_enabled(1);
+    forced_enabled = bt_wino_enabled();
+    TEST_RUN(test_wino_env_switch);
+    TEST_RUN(test_wino_fixed_shapes);
+    TEST_RUN(test_wino_random_shapes);
+    TEST_RUN(test_wino_chunks);
+    TEST_RUN(test_wino_dispatch);
+    TEST_RUN(test_wino_applicable);
+    printf("largest Winograd error relative to max|out|: %.2e (tolerance %.0e)\n", worst,
+           WINO_TOL);
+    bt_scratch_release();
+    return tu_finish();
+}
