@@ -520,49 +520,60 @@ static void test_cli_end_to_end(void) {
     bt_model_free(m);
 }
 
-/* `barlow pretrain` for a few dozen steps on the 300-image subset, then kNN: the pretrained
- * backbone (read from the training checkpoint) must beat its own random initialisation.
- * Minutes of CPU on a loaded 2-core machine, so it runs only with BARLOW_SLOW_TESTS=1. */
+/* 200 train and 100 test images per class (2,000 / 1,000), unpacked once, for the
+ * pretraining check below. */
+static const char *cifar_mid(void) {
+    static char root[1200];
+    if (root[0]) return root;
+    char dir[1024], cmd[4096];
+    snprintf(dir, sizeof dir, "%s/mid", tu_tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s && tar xzf %s/cifar10-jpeg.tar.gz -C %s --wildcards "
+             "'cifar10/train/*/0[0-1]??.jpg' 'cifar10/test/*/00??.jpg'", dir, tu_shared_data(),
+             dir);
+    if (system(cmd) != 0) return NULL;
+    snprintf(root, sizeof root, "%s/cifar10", dir);
+    return root;
+}
+
+/* `barlow pretrain` for 248 steps (8 epochs of 2,000 CIFAR-10 images, batch 64, the LARS
+ * settings of the README's CIFAR recipe) then `barlow knn`: the pretrained backbone must beat
+ * the same network at its random initialisation (the run's checkpoint-first) by a clear
+ * margin (measured: 27.6% against 22.0%; the run is deterministic for a thread count). About
+ * 1.5 minutes on 2 quiet cores; it checks learning, not memory safety, so the sanitizer build
+ * (several times slower) skips it. */
 static void test_pretrain_beats_random(void) {
-    const char *slow = getenv("BARLOW_SLOW_TESTS");
-    if (!slow || strcmp(slow, "1")) {
-        printf("  NOTE: skipped (set BARLOW_SLOW_TESTS=1 to run; a few minutes)\n");
+    if (TU_SANITIZED) {
+        printf("  NOTE: skipped in the sanitizer build (the plain suite runs it)\n");
         return;
     }
     CHECK(cli_has("pretrain") && cli_has("knn"), "%s pretrain/knn not available", barlow_bin());
-    const char *root = cifar_subset();
+    const char *root = cifar_mid();
     CHECK(root != NULL, "cannot unpack the CIFAR-10 subset");
     if (!root || tu_case_failed) return;
     const char *dir = tu_tmpdir();
-    char c[4096], out[16384], rnd[1024];
+    char c[4096], out[16384];
     snprintf(c, sizeof c, "%s pretrain %s --arch " TINY " --projector 256-256 --preset cifar "
-             "--epochs 20 --batch-size 100 --warmup-epochs 1 --threads 2 --workers 1 "
-             "--checkpoint-dir %s/pt --print-freq 1000", barlow_bin(), root, dir);
+             "--epochs 8 --batch-size 64 --warmup-epochs 1 --learning-rate-weights 0.3 "
+             "--lars-eta 0.02 --threads 2 --workers 2 --checkpoint-dir %s/pt --print-freq 1000",
+             barlow_bin(), root, dir);
     int rc = run_capture(c, out, sizeof out);
     CHECK(rc == 0, "pretrain failed (%d): %s", rc, out);
-    /* The same initialisation as the run's (seed 0, same projector), never trained. */
-    bt_model *m = NULL;
-    CHECK(bt_model_new(&m, TINY, "256-256") == BT_OK, "%s", bt_error());
-    if (!m) return;
-    bt_model_init(m, 0);
-    snprintf(rnd, sizeof rnd, "%s/init_backbone.safetensors", dir);
-    CHECK(bt_ckpt_save_backbone(rnd, m, NULL) == BT_OK, "%s", bt_error());
-    bt_model_free(m);
+    if (rc) return;
+    const char *names[2] = {"checkpoint-first", "backbone"};
     double top1[2] = {-1, -1};
     for (int i = 0; i < 2; i++) {
-        char w[1200];
-        if (i) snprintf(w, sizeof w, "%s/pt/checkpoint.safetensors", dir);
-        else snprintf(w, sizeof w, "%s", rnd);
-        snprintf(c, sizeof c, "%s knn %s --weights %s --preset cifar --k 20 --batch-size 100 "
-                 "--threads 2 --workers 1", barlow_bin(), root, w);
+        snprintf(c, sizeof c, "%s knn %s --weights %s/pt/%s.safetensors --preset cifar --k 20 "
+                 "--threads 2 --workers 2", barlow_bin(), root, dir, names[i]);
         rc = run_capture(c, out, sizeof out);
         const char *t = strstr(out, "top-1 ");
         top1[i] = rc == 0 && t ? atof(t + 6) : -1;
         CHECK(top1[i] >= 0, "knn failed: %s", out);
     }
-    printf("  kNN top-1 (k=20, 300 train / 200 test): random init %.1f%%, after 60 steps of "
+    printf("  kNN top-1 (k=20, 2000 train / 1000 test): random init %.1f%%, after 248 steps of "
            "Barlow Twins %.1f%%\n", top1[0], top1[1]);
-    CHECK(top1[1] > top1[0], "pretraining did not beat random init: %.1f vs %.1f", top1[1], top1[0]);
+    CHECK(top1[1] >= top1[0] + 3.0, "pretraining did not beat random init clearly: %.1f vs %.1f",
+          top1[1], top1[0]);
 }
 
 /* ---- 5. labelled subsets -------------------------------------------------------------------- */

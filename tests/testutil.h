@@ -20,6 +20,19 @@ extern int tu_case_failed;
     } while (0)
 
 #define TEST_RUN(fn) tu_run(#fn, fn)
+
+/* 1 in the AddressSanitizer build: end-to-end runs that check learning, not memory safety,
+ * skip there (several times slower) and run in the plain suite. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_SANITIZED 1
+#endif
+#endif
+#ifndef TU_SANITIZED
+#define TU_SANITIZED 0
+#endif
 void tu_run(const char *name, void (*fn)(void));
 /* Prints "N passed, M failed" for this program and returns its exit status. */
 int tu_finish(void);
