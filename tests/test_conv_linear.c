@@ -14,15 +14,6 @@ typedef struct {
     int N, C, H, W, K, R, S, stride, pad, bias;
 } conv_shape;
 
-static void *xcalloc(size_t n, size_t sz) {
-    void *p = calloc(n ? n : 1, sz);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
 static size_t in_size(const bt_conv2d_desc *d) { return (size_t)d->N * d->C * d->H * d->W; }
 static size_t w_size(const bt_conv2d_desc *d) { return (size_t)d->K * d->C * d->R * d->S; }
 static size_t out_size(const bt_conv2d_desc *d) { return (size_t)d->N * d->K * d->OH * d->OW; }
@@ -72,10 +63,10 @@ static void test_conv_fd_f64(void) {
             bt_conv2d_desc_init(&d, s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad);
         CHECK(rc == BT_OK, "shape %zu: %s", t, bt_error());
         if (rc) continue;
-        double *x = xcalloc(in_size(&d), 8), *w = xcalloc(w_size(&d), 8);
-        double *b = s->bias ? xcalloc(d.K, 8) : NULL, *g = xcalloc(out_size(&d), 8);
-        double *out = xcalloc(out_size(&d), 8), *dx = xcalloc(in_size(&d), 8);
-        double *dw = xcalloc(w_size(&d), 8), *db = xcalloc(d.K, 8);
+        double *x = tu_xcalloc(in_size(&d), 8), *w = tu_xcalloc(w_size(&d), 8);
+        double *b = s->bias ? tu_xcalloc(d.K, 8) : NULL, *g = tu_xcalloc(out_size(&d), 8);
+        double *out = tu_xcalloc(out_size(&d), 8), *dx = tu_xcalloc(in_size(&d), 8);
+        double *dw = tu_xcalloc(w_size(&d), 8), *db = tu_xcalloc(d.K, 8);
         tu_fill_f64(x, in_size(&d), &rng, 1.0);
         tu_fill_f64(w, w_size(&d), &rng, 0.5);
         if (b) tu_fill_f64(b, d.K, &rng, 1.0);
@@ -100,10 +91,10 @@ static void test_linear_fd_f64(void) {
     tu_rng rng = {12};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         int N = shapes[t][0], I = shapes[t][1], O = shapes[t][2], bias = shapes[t][3];
-        double *x = xcalloc((size_t)N * I, 8), *w = xcalloc((size_t)O * I, 8);
-        double *b = bias ? xcalloc(O, 8) : NULL, *g = xcalloc((size_t)N * O, 8);
-        double *out = xcalloc((size_t)N * O, 8), *dx = xcalloc((size_t)N * I, 8);
-        double *dw = xcalloc((size_t)O * I, 8), *db = xcalloc(O, 8);
+        double *x = tu_xcalloc((size_t)N * I, 8), *w = tu_xcalloc((size_t)O * I, 8);
+        double *b = bias ? tu_xcalloc(O, 8) : NULL, *g = tu_xcalloc((size_t)N * O, 8);
+        double *out = tu_xcalloc((size_t)N * O, 8), *dx = tu_xcalloc((size_t)N * I, 8);
+        double *dw = tu_xcalloc((size_t)O * I, 8), *db = tu_xcalloc(O, 8);
         tu_fill_f64(x, (size_t)N * I, &rng, 1.0);
         tu_fill_f64(w, (size_t)O * I, &rng, 0.5);
         if (b) tu_fill_f64(b, O, &rng, 1.0);
@@ -133,10 +124,10 @@ static int conv_vs_ref(const conv_shape *s, int mask, tu_rng *rng) {
     CHECK(rc == BT_OK, "%s", bt_error());
     if (rc) return 1;
     size_t ni = in_size(&d), nw = w_size(&d), no = out_size(&d);
-    float *x = xcalloc(ni, 4), *w = xcalloc(nw, 4), *b = xcalloc(d.K, 4);
-    float *y = xcalloc(no, 4), *yr = xcalloc(no, 4), *dy = xcalloc(no, 4);
-    float *dx = xcalloc(ni, 4), *dxr = xcalloc(ni, 4), *dw = xcalloc(nw, 4);
-    float *dwr = xcalloc(nw, 4), *db = xcalloc(d.K, 4), *dbr = xcalloc(d.K, 4);
+    float *x = tu_xcalloc(ni, 4), *w = tu_xcalloc(nw, 4), *b = tu_xcalloc(d.K, 4);
+    float *y = tu_xcalloc(no, 4), *yr = tu_xcalloc(no, 4), *dy = tu_xcalloc(no, 4);
+    float *dx = tu_xcalloc(ni, 4), *dxr = tu_xcalloc(ni, 4), *dw = tu_xcalloc(nw, 4);
+    float *dwr = tu_xcalloc(nw, 4), *db = tu_xcalloc(d.K, 4), *dbr = tu_xcalloc(d.K, 4);
     tu_fill_f32(x, ni, rng, 1.0);
     tu_fill_f32(w, nw, rng, 0.5);
     tu_fill_f32(b, d.K, rng, 1.0);
@@ -223,10 +214,10 @@ static void test_linear_opt_vs_ref(void) {
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         int N = shapes[t][0], I = shapes[t][1], O = shapes[t][2], bias = shapes[t][3];
         size_t nx = (size_t)N * I, nw = (size_t)O * I, ny = (size_t)N * O;
-        float *x = xcalloc(nx, 4), *w = xcalloc(nw, 4), *b = xcalloc(O, 4);
-        float *y = xcalloc(ny, 4), *yr = xcalloc(ny, 4), *dy = xcalloc(ny, 4);
-        float *dx = xcalloc(nx, 4), *dxr = xcalloc(nx, 4), *dw = xcalloc(nw, 4);
-        float *dwr = xcalloc(nw, 4), *db = xcalloc(O, 4), *dbr = xcalloc(O, 4);
+        float *x = tu_xcalloc(nx, 4), *w = tu_xcalloc(nw, 4), *b = tu_xcalloc(O, 4);
+        float *y = tu_xcalloc(ny, 4), *yr = tu_xcalloc(ny, 4), *dy = tu_xcalloc(ny, 4);
+        float *dx = tu_xcalloc(nx, 4), *dxr = tu_xcalloc(nx, 4), *dw = tu_xcalloc(nw, 4);
+        float *dwr = tu_xcalloc(nw, 4), *db = tu_xcalloc(O, 4), *dbr = tu_xcalloc(O, 4);
         tu_fill_f32(x, nx, &rng, 1.0);
         tu_fill_f32(w, nw, &rng, 0.5);
         tu_fill_f32(b, O, &rng, 1.0);
@@ -292,7 +283,7 @@ static const char *case_dir(int i) {
 /* Compares our result with torch's file `name`; missing/short files fail. */
 static void cmp_file(const char *dir, const char *name, const float *ours, size_t n,
                      const char *what) {
-    float *ref = xcalloc(n, 4);
+    float *ref = tu_xcalloc(n, 4);
     int rc = read_f32(dir, name, ref, n);
     CHECK(rc == 0, "%s: could not read %s/%s (%zu floats)", what, dir, name, n);
     if (rc == 0) {
@@ -330,8 +321,8 @@ static void parity_prepare(parity_case *c, int idx, tu_rng *rng, FILE *manifest)
         snprintf(c->args, sizeof c->args, "conv %d %d %d %d %d %d %d %d %d %d", s->N, s->C, s->H,
                  s->W, s->K, s->R, s->S, s->stride, s->pad, s->bias);
     }
-    c->x = xcalloc(c->nx, 4), c->w = xcalloc(c->nw, 4), c->b = xcalloc(c->nb, 4);
-    c->dy = xcalloc(c->ny, 4);
+    c->x = tu_xcalloc(c->nx, 4), c->w = tu_xcalloc(c->nw, 4), c->b = tu_xcalloc(c->nb, 4);
+    c->dy = tu_xcalloc(c->ny, 4);
     tu_fill_f32(c->x, c->nx, rng, 1.0);
     tu_fill_f32(c->w, c->nw, rng, 0.3);
     tu_fill_f32(c->b, c->nb, rng, 1.0);
@@ -345,8 +336,8 @@ static void parity_prepare(parity_case *c, int idx, tu_rng *rng, FILE *manifest)
 }
 
 static void parity_compare(parity_case *c) {
-    float *y = xcalloc(c->ny, 4), *dx = xcalloc(c->nx, 4), *dw = xcalloc(c->nw, 4);
-    float *db = xcalloc(c->nb, 4);
+    float *y = tu_xcalloc(c->ny, 4), *dx = tu_xcalloc(c->nx, 4), *dw = tu_xcalloc(c->nw, 4);
+    float *db = tu_xcalloc(c->nb, 4);
     const float *b = c->bias ? c->b : NULL;
     if (c->lin) {
         bt_linear_forward(y, c->x, c->w, b, c->N, c->I, c->O);

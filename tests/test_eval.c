@@ -417,18 +417,25 @@ static void test_knn_cifar_subset(void) {
     free(ftr); free(fte); free(fte2); free(ltr); free(lte); free(lte2); free(b0);
 }
 
+/* Unpacks the CIFAR-10 JPEGs matching the two patterns under TMPDIR/sub once; returns the
+ * root (NULL on failure). */
+static const char *cifar_unpack(char *root, size_t cap, const char *sub, const char *train,
+                                const char *test) {
+    if (root[0]) return root;
+    char dir[1024], cmd[4096];
+    snprintf(dir, sizeof dir, "%s/%s", tu_tmpdir(), sub);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && tar xzf %s/cifar10-jpeg.tar.gz -C %s --wildcards "
+             "'cifar10/train/*/%s.jpg' 'cifar10/test/*/%s.jpg'", dir, tu_shared_data(), dir,
+             train, test);
+    if (system(cmd) != 0) return NULL;
+    snprintf(root, cap, "%s/cifar10", dir);
+    return root;
+}
+
 /* A smaller subset for the command-line runs: 10 train and 5 test images per class. */
 static const char *cifar_small(void) {
     static char root[1200];
-    if (root[0]) return root;
-    char dir[1024], cmd[4096];
-    snprintf(dir, sizeof dir, "%s/small", tu_tmpdir());
-    snprintf(cmd, sizeof cmd,
-             "mkdir -p %s && tar xzf %s/cifar10-jpeg.tar.gz -C %s --wildcards "
-             "'cifar10/train/*/000?.jpg' 'cifar10/test/*/000[0-4].jpg'", dir, tu_shared_data(), dir);
-    if (system(cmd) != 0) return NULL;
-    snprintf(root, sizeof root, "%s/cifar10", dir);
-    return root;
+    return cifar_unpack(root, sizeof root, "small", "000?", "000[0-4]");
 }
 
 #define TINY "resnet18-cifar:w=0.125"
@@ -520,20 +527,10 @@ static void test_cli_end_to_end(void) {
     bt_model_free(m);
 }
 
-/* 200 train and 100 test images per class (2,000 / 1,000), unpacked once, for the
- * pretraining check below. */
+/* 200 train and 100 test images per class (2,000 / 1,000), for the pretraining check. */
 static const char *cifar_mid(void) {
     static char root[1200];
-    if (root[0]) return root;
-    char dir[1024], cmd[4096];
-    snprintf(dir, sizeof dir, "%s/mid", tu_tmpdir());
-    snprintf(cmd, sizeof cmd,
-             "mkdir -p %s && tar xzf %s/cifar10-jpeg.tar.gz -C %s --wildcards "
-             "'cifar10/train/*/0[0-1]??.jpg' 'cifar10/test/*/00??.jpg'", dir, tu_shared_data(),
-             dir);
-    if (system(cmd) != 0) return NULL;
-    snprintf(root, sizeof root, "%s/cifar10", dir);
-    return root;
+    return cifar_unpack(root, sizeof root, "mid", "0[0-1]??", "00??");
 }
 
 /* `barlow pretrain` for 248 steps (8 epochs of 2,000 CIFAR-10 images, batch 64, the LARS

@@ -13,17 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *xcalloc(size_t n, size_t sz) {
-    void *p = calloc(n ? n : 1, sz);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-#define DALLOC(n) ((double *)xcalloc((n), sizeof(double)))
-#define FALLOC(n) ((float *)xcalloc((n), sizeof(float)))
-#define IALLOC(n) ((int32_t *)xcalloc((n), sizeof(int32_t)))
+#define DALLOC(n) ((double *)tu_xcalloc((n), sizeof(double)))
+#define FALLOC(n) ((float *)tu_xcalloc((n), sizeof(float)))
+#define IALLOC(n) ((int32_t *)tu_xcalloc((n), sizeof(int32_t)))
 
 static int randint(tu_rng *r, int lo, int hi) { /* [lo, hi] */
     return lo + (int)(tu_next(r) % (uint64_t)(hi - lo + 1));

@@ -23,17 +23,8 @@ typedef struct {
     int N, C, H, W, K, bias;
 } wshape;
 
-static void *xcalloc(size_t n, size_t sz) {
-    void *p = calloc(n ? n : 1, sz);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
 static double *to_f64(const float *a, size_t n) {
-    double *d = xcalloc(n, sizeof(double));
+    double *d = tu_xcalloc(n, sizeof(double));
     for (size_t i = 0; i < n; i++) d[i] = a[i];
     return d;
 }
@@ -66,9 +57,9 @@ static int wino_vs_ref(const wshape *s, tu_rng *rng) {
     if (rc) return 1;
     const size_t ni = (size_t)s->N * s->C * s->H * s->W, nw = (size_t)s->K * s->C * 9;
     const size_t no = (size_t)s->N * s->K * s->H * s->W;
-    float *x = xcalloc(ni, 4), *w = xcalloc(nw, 4), *b = xcalloc(s->K, 4); /* inputs */
-    float *y = xcalloc(no, 4), *y2 = xcalloc(no, 4), *dy = xcalloc(no, 4); /* (N,K,H,W) */
-    float *dx = xcalloc(ni, 4), *dx2 = xcalloc(ni, 4);                       /* (N,C,H,W) */
+    float *x = tu_xcalloc(ni, 4), *w = tu_xcalloc(nw, 4), *b = tu_xcalloc(s->K, 4); /* inputs */
+    float *y = tu_xcalloc(no, 4), *y2 = tu_xcalloc(no, 4), *dy = tu_xcalloc(no, 4); /* (N,K,H,W) */
+    float *dx = tu_xcalloc(ni, 4), *dx2 = tu_xcalloc(ni, 4);                       /* (N,C,H,W) */
     tu_fill_f32(x, ni, rng, 1.0);
     tu_fill_f32(w, nw, rng, 0.5);
     tu_fill_f32(b, s->K, rng, 1.0);
@@ -80,7 +71,7 @@ static int wino_vs_ref(const wshape *s, tu_rng *rng) {
     for (size_t i = 0; i < no; i++) y[i] = 1e30f;
 
     double *x64 = to_f64(x, ni), *w64 = to_f64(w, nw), *b64 = to_f64(b, s->K);
-    double *dy64 = to_f64(dy, no), *dx64 = to_f64(dx, ni), *y64 = xcalloc(no, 8);
+    double *dy64 = to_f64(dy, no), *dx64 = to_f64(dx, ni), *y64 = tu_xcalloc(no, 8);
     bt_conv2d_forward_ref_f64(y64, x64, w64, s->bias ? b64 : NULL, &d);
     bt_conv2d_backward_ref_f64(dx64, NULL, NULL, dy64, x64, w64, &d);
 
@@ -171,11 +162,11 @@ static void test_wino_dispatch(void) {
     CHECK(bt_wino_applicable(&d), "16->17 channels 3x3 s1 p1 should be applicable");
     const size_t ni = (size_t)2 * 16 * 9 * 8, nw = (size_t)17 * 16 * 9;
     const size_t no = (size_t)2 * 17 * 9 * 8;
-    float *x = xcalloc(ni, 4), *w = xcalloc(nw, 4), *b = xcalloc(17, 4), *dy = xcalloc(no, 4);
-    float *y = xcalloc(no, 4), *yw = xcalloc(no, 4);
-    float *dx = xcalloc(ni, 4), *dxw = xcalloc(ni, 4), *dxr = xcalloc(ni, 4);
-    float *dw = xcalloc(nw, 4), *dwr = xcalloc(nw, 4), *db = xcalloc(17, 4);
-    float *dbr = xcalloc(17, 4);
+    float *x = tu_xcalloc(ni, 4), *w = tu_xcalloc(nw, 4), *b = tu_xcalloc(17, 4), *dy = tu_xcalloc(no, 4);
+    float *y = tu_xcalloc(no, 4), *yw = tu_xcalloc(no, 4);
+    float *dx = tu_xcalloc(ni, 4), *dxw = tu_xcalloc(ni, 4), *dxr = tu_xcalloc(ni, 4);
+    float *dw = tu_xcalloc(nw, 4), *dwr = tu_xcalloc(nw, 4), *db = tu_xcalloc(17, 4);
+    float *dbr = tu_xcalloc(17, 4);
     tu_fill_f32(x, ni, &rng, 1.0);
     tu_fill_f32(w, nw, &rng, 0.5);
     tu_fill_f32(b, 17, &rng, 1.0);

@@ -119,3 +119,12 @@ const char *tu_tmpdir(void) {
     }
     return tu_tmp;
 }
+
+void *tu_xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}

@@ -65,5 +65,8 @@ const char *tu_shared_data(void);
 const char *tu_python(void);
 /* A fresh temporary directory (mkdtemp under $TMPDIR or /tmp); removed by tu_finish. */
 const char *tu_tmpdir(void);
+/* calloc that never returns NULL (a test without memory stops at once, exit status 2); n may
+ * be 0. */
+void *tu_xcalloc(size_t n, size_t size);
 
 #endif
