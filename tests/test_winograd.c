@@ -199,36 +199,28 @@ static void test_wino_dispatch(void) {
 static void test_wino_applicable(void) {
     bt_conv2d_desc d;
     CHECK(!bt_wino_applicable(NULL), "NULL accepted");
-    CHECK(bt_conv2d_desc_init(&d, 2, 64, 32, 32, 64, 3, 3, 1, 1) == BT_OK &&
-              bt_wino_applicable(&d),
-          "ResNet layer1 3x3 rejected");
-    CHECK(bt_conv2d_desc_init(&d, 8, 512, 4, 4, 512, 3, 3, 1, 1) == BT_OK &&
-              bt_wino_applicable(&d),
-          "ResNet layer4 3x3 (N = 8) rejected");
-    CHECK(bt_conv2d_desc_init(&d, 4, 512, 4, 4, 512, 3, 3, 1, 1) == BT_OK &&
-              !bt_wino_applicable(&d),
-          "64 output pixels accepted (the weight transform would not pay)");
-    CHECK(bt_conv2d_desc_init(&d, 64, 8, 32, 32, 64, 3, 3, 1, 1) == BT_OK &&
-              !bt_wino_applicable(&d),
-          "C = 8 accepted");
-    CHECK(bt_conv2d_desc_init(&d, 64, 64, 32, 32, 8, 3, 3, 1, 1) == BT_OK &&
-              !bt_wino_applicable(&d),
-          "K = 8 accepted");
-    CHECK(bt_conv2d_desc_init(&d, 2, 64, 32, 32, 128, 3, 3, 2, 1) == BT_OK &&
-              !bt_wino_applicable(&d),
-          "stride 2 accepted");
-    CHECK(bt_conv2d_desc_init(&d, 2, 64, 32, 32, 128, 1, 1, 1, 0) == BT_OK &&
-              !bt_wino_applicable(&d),
-          "1x1 accepted");
-    CHECK(bt_conv2d_desc_init(&d, 2, 64, 32, 32, 64, 3, 3, 1, 0) == BT_OK &&
-              !bt_wino_applicable(&d),
-          "pad 0 accepted");
-    CHECK(bt_conv2d_desc_init(&d, 2, 64, 32, 32, 64, 5, 5, 1, 2) == BT_OK &&
-              !bt_wino_applicable(&d),
-          "5x5 accepted");
-    CHECK(bt_conv2d_desc_init(&d, 2, 3, 32, 32, 64, 3, 3, 1, 1) == BT_OK &&
-              !bt_wino_applicable(&d),
-          "CIFAR stem (C = 3) accepted");
+    static const struct {
+        int N, C, H, W, K, R, stride, pad, want;
+        const char *what;
+    } cases[] = {
+        {2, 64, 32, 32, 64, 3, 1, 1, 1, "ResNet layer1 3x3"},
+        {8, 512, 4, 4, 512, 3, 1, 1, 1, "ResNet layer4 3x3 (N = 8)"},
+        {4, 512, 4, 4, 512, 3, 1, 1, 0, "64 output pixels (the weight transform would not pay)"},
+        {64, 8, 32, 32, 64, 3, 1, 1, 0, "C = 8"},
+        {64, 64, 32, 32, 8, 3, 1, 1, 0, "K = 8"},
+        {2, 64, 32, 32, 128, 3, 2, 1, 0, "stride 2"},
+        {2, 64, 32, 32, 128, 1, 1, 0, 0, "1x1"},
+        {2, 64, 32, 32, 64, 3, 1, 0, 0, "pad 0"},
+        {2, 64, 32, 32, 64, 5, 1, 2, 0, "5x5"},
+        {2, 3, 32, 32, 64, 3, 1, 1, 0, "CIFAR stem (C = 3)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int ok = bt_conv2d_desc_init(&d, cases[i].N, cases[i].C, cases[i].H, cases[i].W,
+                                     cases[i].K, cases[i].R, cases[i].R, cases[i].stride,
+                                     cases[i].pad) == BT_OK;
+        CHECK(ok && bt_wino_applicable(&d) == cases[i].want, "%s %s", cases[i].what,
+              cases[i].want ? "rejected" : "accepted");
+    }
     /* The functions themselves refuse shapes they cannot compute, and bad buffers. */
     float buf[64] = {0};
     CHECK(bt_conv2d_desc_init(&d, 1, 2, 4, 4, 2, 3, 3, 2, 1) == BT_OK, "%s", bt_error());
