@@ -83,6 +83,12 @@ static void run_backward_data(void *p) {
         fprintf(stderr, "%s\n", bt_error());
 }
 
+static void run_backward_weights(void *p) {
+    bench_ctx *c = p;
+    if (bt_conv2d_backward(NULL, c->dw, NULL, c->dy, c->x, c->w, &c->d))
+        fprintf(stderr, "%s\n", bt_error());
+}
+
 static void bench_layer(int N, int C, int H, int K, int R, int stride, int pad) {
     bench_ctx c = {0};
     if (bt_conv2d_desc_init(&c.d, N, C, H, H, K, R, R, stride, pad)) {
@@ -106,17 +112,20 @@ static void bench_layer(int N, int C, int H, int K, int R, int stride, int pad) 
                2 * flops / tb * 1e-9);
     } else {
         /* GFLOP/s are nominal (direct-conv FLOPs) so the two paths compare directly. */
-        double f1, f0, b1, b0, x1, x0;
+        double f1, f0, b1, b0, x1, x0, w1, w0;
         best_on_off(5, run_forward, &c, &f1, &f0);
         best_on_off(3, run_backward, &c, &b1, &b0);
         best_on_off(3, run_backward_data, &c, &x1, &x0);
+        best_on_off(3, run_backward_weights, &c, &w1, &w0);
         printf("conv N=%d C=%d %dx%d K=%d %dx%d s%d p%d (nominal GFLOP/s; Winograd on / off):\n"
                "  forward          %7.2f / %7.2f ms  %6.1f / %6.1f GFLOP/s  speed-up %.2fx\n"
                "  backward dx      %7.2f / %7.2f ms  %6.1f / %6.1f GFLOP/s  speed-up %.2fx\n"
+               "  backward dw      %7.2f / %7.2f ms  %6.1f / %6.1f GFLOP/s  speed-up %.2fx\n"
                "  backward dx+dw+db %6.2f / %7.2f ms  %6.1f / %6.1f GFLOP/s  speed-up %.2fx\n",
                N, C, H, H, K, R, R, stride, pad, f1 * 1e3, f0 * 1e3, flops / f1 * 1e-9,
                flops / f0 * 1e-9, f0 / f1, x1 * 1e3, x0 * 1e3, flops / x1 * 1e-9,
-               flops / x0 * 1e-9, x0 / x1, b1 * 1e3, b0 * 1e3, 2 * flops / b1 * 1e-9,
+               flops / x0 * 1e-9, x0 / x1, w1 * 1e3, w0 * 1e3, flops / w1 * 1e-9,
+               flops / w0 * 1e-9, w0 / w1, b1 * 1e3, b0 * 1e3, 2 * flops / b1 * 1e-9,
                2 * flops / b0 * 1e-9, b0 / b1);
     }
     bt_free(c.x), bt_free(c.w), bt_free(c.b), bt_free(c.y), bt_free(c.dy), bt_free(c.dx);

@@ -60,40 +60,49 @@ static int wino_vs_ref(const wshape *s, tu_rng *rng) {
     float *x = tu_xcalloc(ni, 4), *w = tu_xcalloc(nw, 4), *b = tu_xcalloc(s->K, 4); /* inputs */
     float *y = tu_xcalloc(no, 4), *y2 = tu_xcalloc(no, 4), *dy = tu_xcalloc(no, 4); /* (N,K,H,W) */
     float *dx = tu_xcalloc(ni, 4), *dx2 = tu_xcalloc(ni, 4);                       /* (N,C,H,W) */
+    float *dw = tu_xcalloc(nw, 4), *dw2 = tu_xcalloc(nw, 4);                       /* (K,C,3,3) */
     tu_fill_f32(x, ni, rng, 1.0);
     tu_fill_f32(w, nw, rng, 0.5);
     tu_fill_f32(b, s->K, rng, 1.0);
     tu_fill_f32(dy, no, rng, 1.0);
     tu_fill_f32(dx, ni, rng, 1.0); /* the input gradient must add to this */
     memcpy(dx2, dx, ni * 4);
+    tu_fill_f32(dw, nw, rng, 1.0); /* and the weight gradient to this */
+    memcpy(dw2, dw, nw * 4);
     const float *bb = s->bias ? b : NULL;
     /* Poison the output: every element must be overwritten, edge tiles included. */
     for (size_t i = 0; i < no; i++) y[i] = 1e30f;
 
     double *x64 = to_f64(x, ni), *w64 = to_f64(w, nw), *b64 = to_f64(b, s->K);
     double *dy64 = to_f64(dy, no), *dx64 = to_f64(dx, ni), *y64 = tu_xcalloc(no, 8);
+    double *dw64 = to_f64(dw, nw);
     bt_conv2d_forward_ref_f64(y64, x64, w64, s->bias ? b64 : NULL, &d);
-    bt_conv2d_backward_ref_f64(dx64, NULL, NULL, dy64, x64, w64, &d);
+    bt_conv2d_backward_ref_f64(dx64, dw64, NULL, dy64, x64, w64, &d);
 
     rc = bt_wino_forward(y, x, w, bb, &d);
     CHECK(rc == BT_OK, "forward: %s", bt_error());
     rc = bt_wino_backward_data(dx, dy, w, &d);
     CHECK(rc == BT_OK, "backward: %s", bt_error());
+    rc = bt_wino_backward_weights(dw, dy, x, &d);
+    CHECK(rc == BT_OK, "backward weights: %s", bt_error());
     bt_wino_set_enabled(0);
-    rc = bt_conv2d_forward(y2, x, w, bb, &d) | bt_conv2d_backward(dx2, NULL, NULL, dy, x, w, &d);
+    rc = bt_conv2d_forward(y2, x, w, bb, &d) | bt_conv2d_backward(dx2, dw2, NULL, dy, x, w, &d);
     CHECK(rc == BT_OK, "im2col: %s", bt_error());
     bt_wino_set_enabled(1);
 
-    double ey = rel64(y, y64, no), ex = rel64(dx, dx64, ni);
-    double ey2 = rel32(y, y2, no), ex2 = rel32(dx, dx2, ni);
+    double ey = rel64(y, y64, no), ex = rel64(dx, dx64, ni), ew = rel64(dw, dw64, nw);
+    double ey2 = rel32(y, y2, no), ex2 = rel32(dx, dx2, ni), ew2 = rel32(dw, dw2, nw);
     double m = ey > ex ? ey : ex;
+    if (ew > m) m = ew;
     if (m > worst) worst = m;
-    int bad = !(ey < WINO_TOL && ex < WINO_TOL && ey2 < WINO_TOL && ex2 < WINO_TOL);
+    int bad = !(ey < WINO_TOL && ex < WINO_TOL && ew < WINO_TOL && ey2 < WINO_TOL &&
+                ex2 < WINO_TOL && ew2 < WINO_TOL);
     CHECK(!bad,
-          "N%d C%d %dx%d K%d bias%d threads%d: vs f64 y %.2e dx %.2e; vs im2col y %.2e dx %.2e",
-          s->N, s->C, s->H, s->W, s->K, s->bias, bt_threads(), ey, ex, ey2, ex2);
-    free(x), free(w), free(b), free(y), free(y2), free(dy), free(dx), free(dx2);
-    free(x64), free(w64), free(b64), free(dy64), free(dx64), free(y64);
+          "N%d C%d %dx%d K%d bias%d threads%d: vs f64 y %.2e dx %.2e dw %.2e; vs im2col y %.2e "
+          "dx %.2e dw %.2e",
+          s->N, s->C, s->H, s->W, s->K, s->bias, bt_threads(), ey, ex, ew, ey2, ex2, ew2);
+    free(x), free(w), free(b), free(y), free(y2), free(dy), free(dx), free(dx2), free(dw);
+    free(dw2), free(x64), free(w64), free(b64), free(dy64), free(dx64), free(y64), free(dw64);
     return bad;
 }
 

@@ -277,10 +277,10 @@ int bt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, con
             db[k] += (float)s;
         }
     }
-    if (dinp && bt_wino_applicable(d) && bt_wino_enabled()) {
-        rc = bt_wino_backward_data(dinp, dout, w, d);
-        if (rc) return rc;
-        dinp = NULL; /* done: the loop below computes only dw */
+    if (bt_wino_applicable(d) && bt_wino_enabled()) {
+        if (dinp) rc = bt_wino_backward_data(dinp, dout, w, d);
+        if (!rc && dw) rc = bt_wino_backward_weights(dw, dout, in, d);
+        return rc;
     }
     if (!dinp && !dw) return BT_OK;
     const int G = group_size(d, nt);

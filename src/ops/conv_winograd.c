@@ -49,6 +49,10 @@
  * at 512 channels. Both chosen with a one-thread profile of the ResNet-18/CIFAR layers. */
 #define WINO_CHUNK_BYTES ((size_t)2 << 20)
 #define WINO_TMIN 128
+/* The weight gradient's chunks: at least Cp * Kp / WINO_DW_DIV tiles (512 at 512 x 512
+ * channels), V + D within WINO_DW_MAX_BYTES per thread (see bt_wino_backward_weights). */
+#define WINO_DW_DIV 512
+#define WINO_DW_MAX_BYTES ((size_t)32 << 20)
 static size_t wino_chunk_tiles; /* 0: the rule above */
 
 void bt_wino_set_chunk_tiles(size_t tiles) { wino_chunk_tiles = tiles; }
@@ -175,20 +179,20 @@ static void chunk_range(const wino_plan *pl, int q, int *img0, int *nb, int *th0
 
 /* ---- input transform: V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] ------- */
 
-/* X (nb, yb - ya, W, Cp) = rows [ya, yb) of images [img0, img0 + nb) of src, channels last,
- * channels Ci .. Cp-1 zero. Moves 8 x 8 blocks (8 channels of 8 pixels) so that loads and
- * stores are runs of 8 contiguous floats. */
-static void to_channels_last(float *X, const wino_plan *pl, int img0, int nb, int ya, int yb) {
-    const int W = pl->W, Ci = pl->Ci, Cp = pl->Cp;
-    const size_t HW = (size_t)pl->H * W, P = (size_t)(yb - ya) * W; /* pixels per image */
+/* X (nb, yb - ya, W, Cp) = rows [ya, yb) of images [img0, img0 + nb) of src (N, C, H, W),
+ * channels last, channels C .. Cp-1 zero. Moves 8 x 8 blocks (8 channels of 8 pixels) so
+ * that loads and stores are runs of 8 contiguous floats. */
+static void to_channels_last(float *X, const float *src, int C, int Cp, int H, int W, int img0,
+                             int nb, int ya, int yb) {
+    const size_t HW = (size_t)H * W, P = (size_t)(yb - ya) * W; /* pixels per image */
     for (int i = 0; i < nb; i++) {
-        const float *im = pl->src + ((size_t)(img0 + i) * Ci) * HW + (size_t)ya * W;
+        const float *im = src + ((size_t)(img0 + i) * C) * HW + (size_t)ya * W;
         float *xi = X + (size_t)i * P * Cp;
         for (int c0 = 0; c0 < Cp; c0 += 8) {
             const float *pc[8];
-            for (int l = 0; l < 8; l++) pc[l] = c0 + l < Ci ? im + (size_t)(c0 + l) * HW : NULL;
+            for (int l = 0; l < 8; l++) pc[l] = c0 + l < C ? im + (size_t)(c0 + l) * HW : NULL;
             size_t p = 0;
-            if (c0 + 8 <= Ci)
+            if (c0 + 8 <= C)
                 for (; p + 8 <= P; p += 8) {
                     float a[8][8]; /* (channel, pixel) */
                     for (int l = 0; l < 8; l++) memcpy(a[l], pc[l] + p, sizeof a[l]);
@@ -320,13 +324,32 @@ static void run_chunk(const wino_plan *pl, int q, float *V, size_t vp, float *XM
     const int ya = 2 * th0 - 1 < 0 ? 0 : 2 * th0 - 1;
     const int yb = 2 * th1 + 1 > pl->H ? pl->H : 2 * th1 + 1;
     const int T = nb * (th1 - th0) * pl->TW;
-    to_channels_last(XM, pl, img0, nb, ya, yb);
+    to_channels_last(XM, pl->src, pl->Ci, pl->Cp, pl->H, pl->W, img0, nb, ya, yb);
     input_transform(V, vp, XM, pl, nb, th0, th1, ya, yb);
     for (int xi = 0; xi < 16; xi++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, pl->flip ? CblasNoTrans : CblasTrans, T, pl->Kp,
                     pl->Cp, 1.0f, V + xi * vp, pl->Cp, pl->U + xi * pl->up,
                     pl->flip ? pl->Kp : pl->Cp, 0.0f, XM + xi * mp, pl->Kp);
     output_transform(XM, mp, pl, img0, nb, th0, th1);
+}
+
+/* Cuts the N images of pl into chunks of at most tmax tiles (but at least one tile row, and
+ * no more than an equal share of nt threads): whole images, or bands of tile rows of one
+ * image. Sets pl's chunk fields; returns the number of chunks, *T the tiles of the largest and
+ * *xrows the input rows (pixel rows with the halo) it reads. */
+static int plan_chunks(wino_plan *pl, size_t tmax, int nt, size_t *T, int *xrows) {
+    const size_t TP = (size_t)pl->TH * pl->TW, total = (size_t)pl->N * TP;
+    if (tmax > (total + nt - 1) / nt) tmax = (total + nt - 1) / nt;
+    if (tmax < (size_t)pl->TW) tmax = pl->TW;
+    if (tmax >= TP) {
+        pl->whole = 1, pl->nb = (int)(tmax / TP), pl->R = pl->TH, pl->bands = 1;
+    } else {
+        pl->whole = 0, pl->nb = 1, pl->R = (int)(tmax / pl->TW);
+        pl->bands = (pl->TH + pl->R - 1) / pl->R;
+    }
+    *T = pl->whole ? (size_t)pl->nb * TP : (size_t)pl->R * pl->TW;
+    *xrows = pl->whole ? pl->nb * pl->H : (2 * pl->R + 2 < pl->H ? 2 * pl->R + 2 : pl->H);
+    return pl->whole ? (pl->N + pl->nb - 1) / pl->nb : pl->N * pl->bands;
 }
 
 /* dst (N, Ko, H, W) = (or +=) the Winograd conv of src (N, Ci, H, W) with w. */
@@ -336,23 +359,13 @@ static int wino_run(float *dst, const float *src, const float *w, const float *b
                     .H = H, .W = W, .TH = (H + 1) / 2, .TW = (W + 1) / 2, .src = src,
                     .dst = dst, .bias = bias, .acc = acc, .flip = flip};
     int nt = bt_threads();
-    /* Tiles per chunk: the rule above, but small enough that every thread gets a chunk, and
-     * at least one tile row. */
-    const size_t TP = (size_t)pl.TH * pl.TW, total = (size_t)N * TP;
+    /* Tiles per chunk: the rule above, but small enough that every thread gets a chunk. */
     size_t tmax = WINO_CHUNK_BYTES / (sizeof(float) * 16 * ((size_t)pl.Cp + pl.Kp));
     if (tmax < WINO_TMIN) tmax = WINO_TMIN;
     if (wino_chunk_tiles) tmax = wino_chunk_tiles;
-    if (tmax > (total + nt - 1) / nt) tmax = (total + nt - 1) / nt;
-    if (tmax < (size_t)pl.TW) tmax = pl.TW;
-    if (tmax >= TP) {
-        pl.whole = 1, pl.nb = (int)(tmax / TP), pl.R = pl.TH, pl.bands = 1;
-    } else {
-        pl.whole = 0, pl.nb = 1, pl.R = (int)(tmax / pl.TW);
-        pl.bands = (pl.TH + pl.R - 1) / pl.R;
-    }
-    const int nchunks = pl.whole ? (N + pl.nb - 1) / pl.nb : N * pl.bands;
-    const size_t T = pl.whole ? (size_t)pl.nb * TP : (size_t)pl.R * pl.TW; /* tiles, at most */
-    const int xrows = pl.whole ? pl.nb * H : (2 * pl.R + 2 < H ? 2 * pl.R + 2 : H);
+    size_t T;
+    int xrows;
+    const int nchunks = plan_chunks(&pl, tmax, nt, &T, &xrows);
     const size_t x_n = (size_t)xrows * W * pl.Cp;
     const size_t vp = plane_stride(T * pl.Cp), mp = plane_stride(T * pl.Kp);
     const size_t xm_n = plane_stride(16 * mp > x_n ? 16 * mp : x_n), v_n = 16 * vp;
@@ -373,6 +386,156 @@ static int wino_run(float *dst, const float *src, const float *w, const float *b
 #pragma omp for schedule(dynamic, 1)
         for (int q = 0; q < nchunks; q++) run_chunk(&pl, q, V, vp, XM, mp);
     }
+    return BT_OK;
+}
+
+/* ---- weight gradient: dg = G^T (sum over tiles of (A dy A^T) .* (B^T d B)) G --------------
+ *
+ * With M = U .* V and Y = A^T M A, the gradient reaching M is A dY A^T, and summed over the
+ * tiles and the batch, dU[xi] (Kp, Cp) = D[xi]^T V[xi], with D the transformed output
+ * gradient: 16 GEMMs again, now with the tiles as the inner dimension. Each thread sums its own
+ * chunks into its own dU (a fixed, contiguous share of the chunks, so the sums, and the
+ * result, are the same on every run with the same thread count); the fold adds the threads'
+ * dU in thread order and maps each 4x4 back to 3x3 with G^T . G. */
+
+/* m[xi][l] = (A dy A^T)[xi] for 8 channels, A = [1 0; 1 1; 1 -1; 0 -1]: d[2a + b] + l is
+ * channel l of the tile's output pixel (a, b). */
+static void grad_tile8(float m[16][8], const float *const d[4]) {
+    for (int l = 0; l < 8; l++) {
+        const float a = d[0][l], b = d[1][l], c = d[2][l], e = d[3][l];
+        const float t[4][2] = {{a, b}, {a + c, b + e}, {a - c, b - e}, {-c, -e}}; /* A dy */
+        for (int r = 0; r < 4; r++) { /* row r of (A dy) A^T */
+            const float u = t[r][0], v = t[r][1];
+            m[4 * r + 0][l] = u, m[4 * r + 1][l] = u + v;
+            m[4 * r + 2][l] = u - v, m[4 * r + 3][l] = -v;
+        }
+    }
+}
+
+/* D (16 planes (T, Kp), stride dp) for the chunk's tiles in (image, th, tw) order, from Y
+ * holding output-gradient rows [ya, yb) of each image channels-last (Kp). Output pixels
+ * outside the map (odd H or W) read as zero: the forward pass did not write them. */
+static void grad_transform(float *D, size_t dp, const float *Y, const wino_plan *pl, int nb,
+                           int th0, int th1, int ya, int yb) {
+    const int H = pl->H, W = pl->W, TW = pl->TW, Kp = pl->Kp, rows = yb - ya;
+    size_t t = 0;
+    for (int i = 0; i < nb; i++)
+        for (int th = th0; th < th1; th++)
+            for (int tw = 0; tw < TW; tw++, t++) {
+                const float *p[4];
+                for (int a = 0; a < 2; a++)
+                    for (int b = 0; b < 2; b++) {
+                        const int y = 2 * th + a, x = 2 * tw + b;
+                        p[2 * a + b] = y < H && x < W
+                                           ? Y + (((size_t)i * rows + (y - ya)) * W + x) * Kp
+                                           : pl->zero;
+                    }
+                float *dt = D + t * Kp;
+                for (int k = 0; k < Kp; k += 8) {
+                    const float *d[4] = {p[0] + k, p[1] + k, p[2] + k, p[3] + k};
+                    float m[16][8];
+                    grad_tile8(m, d);
+                    for (int xi = 0; xi < 16; xi++) memcpy(dt + xi * dp + k, m[xi], sizeof m[xi]);
+                }
+            }
+}
+
+/* Chunk q of the weight gradient: dU (16 planes (Kp, Cp), stride pl->up) += (or, if first,
+ * =) D^T V over its tiles. V (16 planes (T, Cp)) and D (16 planes (T, Kp)) are this thread's,
+ * X holds first the chunk's input rows, then its output-gradient rows, channels-last. */
+static void run_chunk_dw(const wino_plan *pl, const float *dout, int q, float *V, size_t vp,
+                         float *D, size_t dp, float *X, float *dU, int first) {
+    int img0, nb, th0, th1;
+    chunk_range(pl, q, &img0, &nb, &th0, &th1);
+    const int ya = 2 * th0 - 1 < 0 ? 0 : 2 * th0 - 1;
+    const int yb = 2 * th1 + 1 > pl->H ? pl->H : 2 * th1 + 1;
+    const int oa = 2 * th0, ob = 2 * th1 > pl->H ? pl->H : 2 * th1;
+    const int T = nb * (th1 - th0) * pl->TW;
+    to_channels_last(X, pl->src, pl->Ci, pl->Cp, pl->H, pl->W, img0, nb, ya, yb);
+    input_transform(V, vp, X, pl, nb, th0, th1, ya, yb);
+    to_channels_last(X, dout, pl->Ko, pl->Kp, pl->H, pl->W, img0, nb, oa, ob);
+    grad_transform(D, dp, X, pl, nb, th0, th1, oa, ob);
+    for (int xi = 0; xi < 16; xi++)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, pl->Kp, pl->Cp, T, 1.0f, D + xi * dp,
+                    pl->Kp, V + xi * vp, pl->Cp, first ? 0.0f : 1.0f, dU + xi * pl->up, pl->Cp);
+}
+
+/* dw (K, C, 3, 3) += G^T u G, u the 4x4 sum over the `parts` dU copies (each 16 planes of
+ * stride up, (Kp, Cp), copies `per` floats apart), added in copy order. */
+static void fold_weight_grad(float *dw, const float *dU, size_t up, size_t per, int parts,
+                             int K, int C, int Cp, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int k = 0; k < K; k++)
+        for (int c = 0; c < C; c++) {
+            const size_t at = (size_t)k * Cp + c;
+            float u[16], t[3][4];
+            for (int xi = 0; xi < 16; xi++) {
+                float s = dU[xi * up + at];
+                for (int p = 1; p < parts; p++) s += dU[p * per + xi * up + at];
+                u[xi] = s;
+            }
+            for (int j = 0; j < 4; j++) { /* G^T u, column j */
+                const float a = u[j], b = u[4 + j], e = u[8 + j], f = u[12 + j];
+                t[0][j] = a + 0.5f * (b + e);
+                t[1][j] = 0.5f * (b - e);
+                t[2][j] = 0.5f * (b + e) + f;
+            }
+            float *g = dw + 9 * ((size_t)k * C + c);
+            for (int r = 0; r < 3; r++) { /* (G^T u) G, row r */
+                const float a = t[r][0], b = t[r][1], e = t[r][2], f = t[r][3];
+                g[3 * r + 0] += a + 0.5f * (b + e);
+                g[3 * r + 1] += 0.5f * (b - e);
+                g[3 * r + 2] += 0.5f * (b + e) + f;
+            }
+        }
+}
+
+int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
+                             const bt_conv2d_desc *d) {
+    int rc = wino_check(d, "wino_backward_weights");
+    if (rc) return rc;
+    if (!dw || !dout || !in) return bt_fail(BT_EINVAL, "wino_backward_weights: NULL buffer");
+    const int N = d->N, C = d->C, K = d->K, H = d->H, W = d->W;
+    wino_plan pl = {.N = N, .Ci = C, .Ko = K, .Cp = (int)round8(C), .Kp = (int)round8(K),
+                    .H = H, .W = W, .TH = (H + 1) / 2, .TW = (W + 1) / 2, .src = in};
+    int nt = bt_threads();
+    /* Tiles per chunk: as the forward's, but each chunk also adds to the thread's dU (16
+     * planes of Kp x Cp: 16 MB at 512 x 512, read and written once per chunk), so wide layers
+     * take longer chunks to amortise that, within WINO_DW_MAX_BYTES of V + D per thread. */
+    const size_t tile_bytes = sizeof(float) * 16 * ((size_t)pl.Cp + pl.Kp);
+    size_t tmax = WINO_CHUNK_BYTES / tile_bytes;
+    if (tmax < WINO_TMIN) tmax = WINO_TMIN;
+    if (tmax < (size_t)pl.Cp * pl.Kp / WINO_DW_DIV) tmax = (size_t)pl.Cp * pl.Kp / WINO_DW_DIV;
+    if (tmax > WINO_DW_MAX_BYTES / tile_bytes) tmax = WINO_DW_MAX_BYTES / tile_bytes;
+    if (wino_chunk_tiles) tmax = wino_chunk_tiles;
+    size_t T;
+    int xrows;
+    const int nchunks = plan_chunks(&pl, tmax, nt, &T, &xrows);
+    const int cmax = pl.Cp > pl.Kp ? pl.Cp : pl.Kp;
+    const size_t x_n = plane_stride((size_t)xrows * W * cmax);
+    const size_t vp = plane_stride(T * pl.Cp), dp = plane_stride(T * pl.Kp);
+    pl.up = plane_stride((size_t)pl.Cp * pl.Kp);
+    const size_t per = 16 * pl.up + 16 * vp + 16 * dp + x_n; /* one thread's buffers */
+    if (nt > nchunks) nt = nchunks;
+    float *scr = bt_scratch(sizeof(float) * (plane_stride(cmax) + (size_t)nt * per));
+    if (!scr) return BT_ENOMEM;
+    float *zero = scr, *bufs = zero + plane_stride(cmax);
+    memset(zero, 0, sizeof(float) * cmax);
+    pl.zero = zero;
+    int parts = nt;
+#pragma omp parallel num_threads(nt)
+    {
+        const int u = omp_get_thread_num(), team = omp_get_num_threads();
+        float *dU = bufs + (size_t)u * per, *V = dU + 16 * pl.up, *D = V + 16 * vp;
+        float *X = D + 16 * dp;
+        /* Thread u's share: chunks [q0, q1), never empty since nt <= nchunks. */
+        const int q0 = (int)((int64_t)nchunks * u / team);
+        const int q1 = (int)((int64_t)nchunks * (u + 1) / team);
+        for (int q = q0; q < q1; q++) run_chunk_dw(&pl, dout, q, V, vp, D, dp, X, dU, q == q0);
+#pragma omp single
+        parts = team;
+    }
+    fold_weight_grad(dw, bufs, pl.up, per, parts, K, C, pl.Cp, bt_threads());
     return BT_OK;
 }
 

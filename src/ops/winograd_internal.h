@@ -31,5 +31,9 @@ int bt_wino_forward(float *out, const float *in, const float *w, const float *b,
  * conv of dout (N,K,H,W) with w (K,C,3,3). Accumulates, as bt_conv2d_backward does. */
 int bt_wino_backward_data(float *dinp, const float *dout, const float *w,
                           const bt_conv2d_desc *d);
+/* The weight-gradient part of bt_conv2d_backward: dw (K,C,3,3) += the gradient of the conv of
+ * in (N,C,H,W) given dout (N,K,H,W). Accumulates. Reproducible for a given thread count. */
+int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
+                             const bt_conv2d_desc *d);
 
 #endif
