@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static _Thread_local char bt_errbuf[1024];
 
@@ -22,13 +23,26 @@ int bt_fail(int code, const char *fmt, ...) {
 const char *bt_error(void) { return bt_errbuf; }
 void bt_clear_error(void) { bt_errbuf[0] = 0; }
 
+/* Buffers of 4 MiB and more (activations, gradients, the scratch arena) are aligned to 2 MiB
+ * and marked for transparent huge pages where the kernel offers them on request
+ * ("madvise" mode): the conv and norm passes stride across channel planes, which with 4 KiB
+ * pages costs a TLB miss on nearly every access; the first touch also takes 512 times fewer
+ * page faults. Purely a hint: without THP nothing changes. */
+#define BT_HUGE_MIN ((size_t)4 << 20)
+#define BT_HUGE_ALIGN ((size_t)2 << 20)
+
 void *bt_alloc(size_t bytes) {
     void *p = NULL;
     size_t n = (bytes + 63) & ~(size_t)63;
-    if (n < bytes || posix_memalign(&p, 64, n ? n : 64) != 0) {
+    const int huge = n >= BT_HUGE_MIN;
+    if (huge) n = (n + BT_HUGE_ALIGN - 1) & ~(BT_HUGE_ALIGN - 1);
+    if (n < bytes || posix_memalign(&p, huge ? BT_HUGE_ALIGN : 64, n ? n : 64) != 0) {
         bt_fail(BT_ENOMEM, "out of memory allocating %zu bytes", bytes);
         return NULL;
     }
+#ifdef MADV_HUGEPAGE
+    if (huge) (void)madvise(p, n, MADV_HUGEPAGE);
+#endif
     return p;
 }
 
