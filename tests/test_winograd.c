@@ -1,8 +1,9 @@
-/* Tests of the Winograd F(2x2, 3x3) conv (src/ops/conv_winograd.c): forward and input
- * gradient against the double-precision reference and against the im2col path, on odd and
- * even maps (partial edge tiles), maps wider than one transform block, C != K, with and
- * without bias, several thread counts and chunk sizes; the += contract of the input gradient;
- * the dispatch from bt_conv2d_* (BT_CONV_WINOGRAD); and which shapes it accepts. */
+/* Tests of the Winograd F(2x2, 3x3) conv (src/ops/conv_winograd.c): forward, input gradient
+ * and weight gradient against the double-precision reference and against the im2col path, on
+ * odd and even maps (partial edge tiles), maps wider than one transform block, C != K, with
+ * and without bias, several thread counts and chunk sizes; the += contract of both gradients;
+ * the weight gradient's reproducibility; the dispatch from bt_conv2d_* (BT_CONV_WINOGRAD);
+ * and which shapes it accepts. */
 #include "barlow/error.h"
 #include "barlow/ops.h"
 #include "barlow/ops_ref.h"
@@ -18,6 +19,14 @@
  * transform block handled wrongly give errors of 1e-3 to 1 (tried: each such change fails
  * this test), so this bound separates the two by orders of magnitude. */
 #define WINO_TOL 2e-6
+/* F(4,3) (opt-in, BT_CONV_WINOGRAD=4) adds up to 6 terms with weights up to 8 (output) and 5
+ * (input) and divides by 6 and 24 in the weights: 4.1e-6 at most on these shapes, so a bound
+ * of 2e-5, still two orders of magnitude below the errors of a wrong entry or tile. */
+#define WINO_TOL4 2e-5
+
+/* The tolerance of the tile in use (bt_conv2d_* use F(4x4) only on maps of 8 x 8 and more,
+ * F(2x2) below: the bound of the current setting covers both). */
+static double wino_tol(void) { return bt_wino_tile() == 4 ? WINO_TOL4 : WINO_TOL; }
 
 typedef struct {
     int N, C, H, W, K, bias;
@@ -46,9 +55,9 @@ static double rel32(const float *a, const float *ref, size_t n) {
     return tu_maxabsdiff_f32(a, ref, n) / (m > 1e-30 ? m : 1e-30);
 }
 
-static double worst; /* largest error seen, printed at the end to justify WINO_TOL */
+static double worst[5]; /* largest error seen per tile setting, printed at the end */
 
-/* Forward and input gradient of one shape: Winograd against the f64 reference and against
+/* Forward, input and weight gradients of one shape: Winograd against the f64 reference and against
  * the im2col path (bt_conv2d_* with Winograd switched off). Returns 0 if all matched. */
 static int wino_vs_ref(const wshape *s, tu_rng *rng) {
     bt_conv2d_desc d;
@@ -94,13 +103,14 @@ static int wino_vs_ref(const wshape *s, tu_rng *rng) {
     double ey2 = rel32(y, y2, no), ex2 = rel32(dx, dx2, ni), ew2 = rel32(dw, dw2, nw);
     double m = ey > ex ? ey : ex;
     if (ew > m) m = ew;
-    if (m > worst) worst = m;
-    int bad = !(ey < WINO_TOL && ex < WINO_TOL && ew < WINO_TOL && ey2 < WINO_TOL &&
-                ex2 < WINO_TOL && ew2 < WINO_TOL);
+    if (m > worst[bt_wino_tile()]) worst[bt_wino_tile()] = m;
+    const double tol = wino_tol();
+    int bad = !(ey < tol && ex < tol && ew < tol && ey2 < tol && ex2 < tol && ew2 < tol);
     CHECK(!bad,
-          "N%d C%d %dx%d K%d bias%d threads%d: vs f64 y %.2e dx %.2e dw %.2e; vs im2col y %.2e "
+          "F(%d) N%d C%d %dx%d K%d bias%d threads%d: vs f64 y %.2e dx %.2e dw %.2e; vs im2col y %.2e "
           "dx %.2e dw %.2e",
-          s->N, s->C, s->H, s->W, s->K, s->bias, bt_threads(), ey, ex, ew, ey2, ex2, ew2);
+          bt_wino_tile(), s->N, s->C, s->H, s->W, s->K, s->bias, bt_threads(), ey, ex, ew, ey2,
+          ex2, ew2);
     free(x), free(w), free(b), free(y), free(y2), free(dy), free(dx), free(dx2), free(dw);
     free(dw2), free(x64), free(w64), free(b64), free(dy64), free(dx64), free(y64), free(dw64);
     return bad;
@@ -118,27 +128,37 @@ static const wshape fixed[] = {
     {1, 2, 1, 9, 3, 0},   /* one row */
     {2, 3, 5, 67, 4, 1},  /* 34 tiles per row: crosses the 32-tile transform block */
     {1, 4, 3, 130, 5, 0}, /* 65 tiles per row, even width */
+    {1, 4, 9, 70, 5, 1},  /* F(4x4): 18 tiles per row (crosses the block), partial tiles */
+    {2, 5, 8, 8, 6, 0},   /* F(4x4): the smallest map it takes, 4 whole tiles */
+    {1, 7, 11, 8, 9, 1},  /* F(4x4): H odd, 3 tile rows, the last one partial */
 };
 
 static void test_wino_fixed_shapes(void) {
     tu_rng rng = {101};
     int saved = bt_threads();
     static const int threads[] = {1, 2, 3};
-    for (size_t ti = 0; ti < 3; ti++) {
-        bt_set_threads(threads[ti]);
-        for (size_t t = 0; t < sizeof fixed / sizeof fixed[0]; t++) wino_vs_ref(&fixed[t], &rng);
+    for (int tile = 2; tile <= 4; tile += 2) {
+        bt_wino_set_tile(tile);
+        for (size_t ti = 0; ti < 3; ti++) {
+            bt_set_threads(threads[ti]);
+            for (size_t t = 0; t < sizeof fixed / sizeof fixed[0]; t++)
+                wino_vs_ref(&fixed[t], &rng);
+        }
     }
+    bt_wino_set_tile(2);
     bt_set_threads(saved);
 }
 
 static void test_wino_random_shapes(void) {
     tu_rng rng = {102};
-    for (int t = 0; t < 30; t++) {
+    for (int t = 0; t < 60; t++) {
         wshape s = {1 + (int)(tu_next(&rng) % 3),  1 + (int)(tu_next(&rng) % 20),
                     1 + (int)(tu_next(&rng) % 13), 1 + (int)(tu_next(&rng) % 13),
                     1 + (int)(tu_next(&rng) % 20), (int)(tu_next(&rng) % 2)};
+        bt_wino_set_tile(t % 2 ? 4 : 2);
         wino_vs_ref(&s, &rng);
     }
+    bt_wino_set_tile(2);
 }
 
 /* The work is cut into chunks: whole images, or bands of tile rows when an image has more
@@ -150,14 +170,22 @@ static void test_wino_chunks(void) {
                                    15, /* bands of 3 tile rows: 3 + 1, the last one partial */
                                    40, /* 2 images per chunk: 2 + 1 */
                                    0}; /* the default rule: everything in one chunk */
+    /* F(4x4) on a 13x9 map: 4 rows of 3 tiles, the last row and column partial. */
+    const wshape s4 = {3, 6, 13, 9, 5, 1};
+    static const size_t tiles4[] = {1, 7 /* bands of 2 rows: 2 + 2 */, 30, 0};
     int saved = bt_threads();
     for (int th = 1; th <= 3; th += 2) {
         bt_set_threads(th);
         for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
+            bt_wino_set_tile(2);
             bt_wino_set_chunk_tiles(tiles[i]);
             wino_vs_ref(&s, &rng);
+            bt_wino_set_tile(4);
+            bt_wino_set_chunk_tiles(tiles4[i]);
+            wino_vs_ref(&s4, &rng);
         }
     }
+    bt_wino_set_tile(2);
     bt_wino_set_chunk_tiles(0);
     bt_set_threads(saved);
 }
@@ -205,6 +233,32 @@ static void test_wino_dispatch(void) {
     free(dw), free(dwr), free(db), free(dbr);
 }
 
+/* The weight gradient sums each thread's chunks in that thread's dU, then the threads' dU in
+ * thread order: with the same thread count, two calls give the same bits, however the OpenMP
+ * runtime schedules them. */
+static void test_wino_dw_reproducible(void) {
+    tu_rng rng = {105};
+    bt_conv2d_desc d;
+    CHECK(bt_conv2d_desc_init(&d, 5, 24, 9, 11, 20, 3, 3, 1, 1) == BT_OK, "%s", bt_error());
+    const size_t ni = (size_t)5 * 24 * 9 * 11, no = (size_t)5 * 20 * 9 * 11, nw = (size_t)20 * 24 * 9;
+    float *x = tu_xcalloc(ni, 4), *dy = tu_xcalloc(no, 4);
+    float *dw1 = tu_xcalloc(nw, 4), *dw2 = tu_xcalloc(nw, 4);
+    tu_fill_f32(x, ni, &rng, 1.0);
+    tu_fill_f32(dy, no, &rng, 1.0);
+    int saved = bt_threads();
+    bt_set_threads(3);
+    bt_wino_set_chunk_tiles(6); /* 14 chunks of one or two tile rows: several per thread */
+    for (int r = 0; r < 3; r++) {
+        float *dw = r == 0 ? dw1 : dw2;
+        memset(dw, 0, nw * 4);
+        CHECK(bt_wino_backward_weights(dw, dy, x, &d) == BT_OK, "%s", bt_error());
+        if (r > 0) CHECK(memcmp(dw1, dw2, nw * 4) == 0, "call %d differs from the first", r + 1);
+    }
+    bt_wino_set_chunk_tiles(0);
+    bt_set_threads(saved);
+    free(x), free(dy), free(dw1), free(dw2);
+}
+
 static void test_wino_applicable(void) {
     bt_conv2d_desc d;
     CHECK(!bt_wino_applicable(NULL), "NULL accepted");
@@ -240,6 +294,8 @@ static void test_wino_applicable(void) {
     CHECK(bt_conv2d_desc_init(&d, 1, 2, 4, 4, 2, 3, 3, 1, 1) == BT_OK, "%s", bt_error());
     CHECK(bt_wino_forward(NULL, buf, buf, NULL, &d) == BT_EINVAL, "NULL out accepted");
     CHECK(bt_wino_backward_data(buf, buf, buf, NULL) == BT_EINVAL, "NULL desc accepted");
+    CHECK(bt_wino_backward_weights(NULL, buf, buf, &d) == BT_EINVAL, "NULL dw accepted");
+    CHECK(bt_wino_backward_weights(buf, buf, buf, NULL) == BT_EINVAL, "NULL desc accepted (dw)");
     d.OH = 3;
     CHECK(bt_wino_forward(buf, buf, buf, NULL, &d) == BT_EINVAL &&
               strstr(bt_error(), "does not match"),
@@ -248,16 +304,18 @@ static void test_wino_applicable(void) {
 }
 
 /* What main saw before any conv ran: BT_CONV_WINOGRAD is read once, at the first use. */
-static int env_enabled = -1, forced_enabled = -1;
+static int env_enabled = -1, forced_enabled = -1, env_tile = -1;
 
 static void test_wino_env_switch(void) {
     CHECK(env_enabled == 0, "BT_CONV_WINOGRAD=0 left Winograd on");
     CHECK(forced_enabled == 1, "bt_wino_set_enabled(1) did not override the environment");
+    CHECK(env_tile == 2, "the default tile is F(%dx%d), not F(2x2)", env_tile, env_tile);
 }
 
 int main(void) {
     setenv("BT_CONV_WINOGRAD", "0", 1);
     env_enabled = bt_wino_enabled();
+    env_tile = bt_wino_tile();
     unsetenv("BT_CONV_WINOGRAD");
     bt_wino_set_enabled(1);
     forced_enabled = bt_wino_enabled();
@@ -266,9 +324,11 @@ int main(void) {
     TEST_RUN(test_wino_random_shapes);
     TEST_RUN(test_wino_chunks);
     TEST_RUN(test_wino_dispatch);
+    TEST_RUN(test_wino_dw_reproducible);
     TEST_RUN(test_wino_applicable);
-    printf("largest Winograd error relative to max|out|: %.2e (tolerance %.0e)\n", worst,
-           WINO_TOL);
+    printf("largest Winograd error relative to max|out|: F(2x2) %.2e (tolerance %.0e), "
+           "F(4x4) setting %.2e (tolerance %.0e)\n",
+           worst[2], WINO_TOL, worst[4], WINO_TOL4);
     bt_scratch_release();
     return tu_finish();
 }

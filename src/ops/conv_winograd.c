@@ -57,17 +57,28 @@ static size_t wino_chunk_tiles; /* 0: the rule above */
 
 void bt_wino_set_chunk_tiles(size_t tiles) { wino_chunk_tiles = tiles; }
 
-static int wino_on = -1; /* -1: not decided yet (read BT_CONV_WINOGRAD on first use) */
+static int wino_on = -1;   /* -1: not decided yet (read BT_CONV_WINOGRAD on first use) */
+static int wino_tile = -1; /* 2 or 4; -1: not decided yet */
+
+static void wino_read_env(void) {
+    const char *e = getenv("BT_CONV_WINOGRAD");
+    if (wino_on < 0) wino_on = !(e && strcmp(e, "0") == 0);
+    if (wino_tile < 0) wino_tile = e && strcmp(e, "4") == 0 ? 4 : 2;
+}
 
 int bt_wino_enabled(void) {
-    if (wino_on < 0) {
-        const char *e = getenv("BT_CONV_WINOGRAD");
-        wino_on = !(e && strcmp(e, "0") == 0);
-    }
+    if (wino_on < 0) wino_read_env();
     return wino_on;
 }
 
 void bt_wino_set_enabled(int on) { wino_on = on != 0; }
+
+int bt_wino_tile(void) {
+    if (wino_tile < 0) wino_read_env();
+    return wino_tile;
+}
+
+void bt_wino_set_tile(int m) { wino_tile = m == 4 ? 4 : 2; }
 
 /* Exact shape requirements, separate from the size heuristic. */
 static int wino_shape_ok(const bt_conv2d_desc *d) {
@@ -127,22 +138,42 @@ static void weight_tile(float *u, size_t stride, const float *g, int flip) {
     }
 }
 
-/* U (16 planes of stride up, each (K8, C8), the channel counts rounded up to 8) from
+/* F(4x4, 3x3): u[xi * stride] (6x6 row-major) = G g G^T from one 3x3 kernel g, rotated if
+ * flip, with G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6;
+ * 0 0 1], computed in double (the sixths and twenty-fourths are not exact in float). */
+static void weight_tile4(float *u, size_t stride, const float *g, int flip) {
+    double k[9], t[6][3];
+    for (int i = 0; i < 9; i++) k[i] = g[flip ? 8 - i : i];
+    for (int j = 0; j < 3; j++) { /* t = G g, column j */
+        const double a = k[j], b = k[3 + j], c = k[6 + j];
+        t[0][j] = a / 4, t[1][j] = -(a + b + c) / 6, t[2][j] = -(a - b + c) / 6;
+        t[3][j] = a / 24 + b / 12 + c / 6, t[4][j] = a / 24 - b / 12 + c / 6, t[5][j] = c;
+    }
+    for (int i = 0; i < 6; i++) { /* u = t G^T, row i */
+        const double a = t[i][0], b = t[i][1], c = t[i][2];
+        const double r[6] = {a / 4, -(a + b + c) / 6, -(a - b + c) / 6, a / 24 + b / 12 + c / 6,
+                             a / 24 - b / 12 + c / 6, c};
+        for (int j = 0; j < 6; j++) u[(6 * i + j) * stride] = (float)r[j];
+    }
+}
+
+/* U (np planes of stride up, each (K8, C8), the channel counts rounded up to 8) from
  * w (K, C, 3, 3), kernels rotated by 180 degrees if flip, zero in the padding. U keeps w's
  * order, so both are streamed front to back (U is 16 MB at 512 x 512, too big for the cache
  * to absorb a scattered write): the forward GEMM uses U transposed, the backward as is. */
 static void weight_transform(float *U, size_t up, const float *w, int K, int C, int flip,
-                             int nt) {
-    const int K8 = (int)round8(K), C8 = (int)round8(C);
+                             int nt, int m) {
+    const int K8 = (int)round8(K), C8 = (int)round8(C), np = (m + 2) * (m + 2);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int k = 0; k < K8; k++) {
         float *row = U + (size_t)k * C8; /* row k of plane 0 */
         if (k >= K) {
-            for (int xi = 0; xi < 16; xi++) memset(row + xi * up, 0, sizeof(float) * C8);
+            for (int xi = 0; xi < np; xi++) memset(row + xi * up, 0, sizeof(float) * C8);
             continue;
         }
-        for (int c = 0; c < C; c++) weight_tile(row + c, up, w + 9 * ((size_t)k * C + c), flip);
-        for (int xi = 0; xi < 16; xi++) memset(row + xi * up + C, 0, sizeof(float) * (C8 - C));
+        for (int c = 0; c < C; c++)
+            (m == 4 ? weight_tile4 : weight_tile)(row + c, up, w + 9 * ((size_t)k * C + c), flip);
+        for (int xi = 0; xi < np; xi++) memset(row + xi * up + C, 0, sizeof(float) * (C8 - C));
     }
 }
 
@@ -151,12 +182,13 @@ static void weight_transform(float *U, size_t up, const float *w, int K, int C, 
 /* Shapes and buffers shared by every chunk of one call. */
 typedef struct {
     int N, Ci, Ko, Cp, Kp, H, W, TH, TW;
+    int m, np;          /* outputs per tile side (2: F(2x2,3x3), 4: F(4x4,3x3)); (m + 2)^2 */
     const float *src;   /* (N, Ci, H, W) */
     float *dst;         /* (N, Ko, H, W) */
     const float *bias;  /* (Ko) or NULL */
     int acc;            /* dst += result (bias ignored) instead of dst = result + bias */
     int flip;           /* the input gradient: kernels rotated, K and C swapped */
-    const float *U;     /* 16 planes, stride up: (Kp, Cp) forward (used transposed), (Cp, Kp)
+    const float *U;     /* np planes, stride up: (Kp, Cp) forward (used transposed), (Cp, Kp)
                            for the input gradient; see weight_transform */
     const float *zero;  /* (Cp) zeros: what a pixel outside the map reads */
     size_t up;
@@ -212,7 +244,7 @@ static void to_channels_last(float *X, const float *src, int C, int Cp, int H, i
 /* v[xi][l] = (B^T d B)[xi] for 8 channels: d[rs] + l is channel l of the tile's pixel rs.
  * Reads straight from the pixels (a copy into a local array would be stored in pieces and read
  * back whole, which the CPU cannot forward). */
-static void input_tile8(float v[16][8], const float *const d[16]) {
+static void input_tile8(float v[36][8], const float *const d[36]) {
     for (int l = 0; l < 8; l++) {
         float t[4][4];
         for (int s = 0; s < 4; s++) { /* B^T down column s */
@@ -227,30 +259,67 @@ static void input_tile8(float v[16][8], const float *const d[16]) {
     }
 }
 
-/* V (16 planes (T, Cp), stride vp) for the chunk's tiles in (image, th, tw) order, from X
+/* F(4x4, 3x3): v[xi][l] = (B^T d B)[xi] for 8 channels, d[rs] + l channel l of the 6x6
+ * tile's pixel rs, with B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+ * 0 2 -1 -2 1 0; 0 4 0 -5 0 1]. The lane loop is innermost: one AVX vector per row. */
+static void input_tile8_f4(float v[36][8], const float *const d[36]) {
+    float t[36][8]; /* B^T d */
+    for (int s = 0; s < 6; s++) {
+        const float *d0 = d[s], *d1 = d[6 + s], *d2 = d[12 + s], *d3 = d[18 + s];
+        const float *d4 = d[24 + s], *d5 = d[30 + s];
+        for (int l = 0; l < 8; l++) {
+            const float a0 = d0[l], a1 = d1[l], a2 = d2[l], a3 = d3[l], a4 = d4[l], a5 = d5[l];
+            t[s][l] = 4 * a0 - 5 * a2 + a4;
+            t[6 + s][l] = a3 + a4 - 4 * (a1 + a2);
+            t[12 + s][l] = a4 - a3 + 4 * (a1 - a2);
+            t[18 + s][l] = a4 - a2 + 2 * (a3 - a1);
+            t[24 + s][l] = a4 - a2 - 2 * (a3 - a1);
+            t[30 + s][l] = 4 * a1 - 5 * a3 + a5;
+        }
+    }
+    for (int r = 0; r < 6; r++) {
+        const float *t0 = t[6 * r], *t1 = t[6 * r + 1], *t2 = t[6 * r + 2], *t3 = t[6 * r + 3];
+        const float *t4 = t[6 * r + 4], *t5 = t[6 * r + 5];
+        for (int l = 0; l < 8; l++) {
+            const float a0 = t0[l], a1 = t1[l], a2 = t2[l], a3 = t3[l], a4 = t4[l], a5 = t5[l];
+            v[6 * r][l] = 4 * a0 - 5 * a2 + a4;
+            v[6 * r + 1][l] = a3 + a4 - 4 * (a1 + a2);
+            v[6 * r + 2][l] = a4 - a3 + 4 * (a1 - a2);
+            v[6 * r + 3][l] = a4 - a2 + 2 * (a3 - a1);
+            v[6 * r + 4][l] = a4 - a2 - 2 * (a3 - a1);
+            v[6 * r + 5][l] = 4 * a1 - 5 * a3 + a5;
+        }
+    }
+}
+
+/* V (np planes (T, Cp), stride vp) for the chunk's tiles in (image, th, tw) order, from X
  * holding rows [ya, yb) of each image channels-last. */
 static void input_transform(float *V, size_t vp, const float *X, const wino_plan *pl, int nb,
                             int th0, int th1, int ya, int yb) {
     const int H = pl->H, W = pl->W, TW = pl->TW, Cp = pl->Cp, rows = yb - ya;
+    const int m = pl->m, a = m + 2, np = pl->np;
     size_t t = 0;
     for (int i = 0; i < nb; i++)
         for (int th = th0; th < th1; th++)
             for (int tw = 0; tw < TW; tw++, t++) {
-                const float *p[16]; /* the tile's 16 pixels, channels contiguous */
-                for (int r = 0; r < 4; r++)
-                    for (int s = 0; s < 4; s++) {
-                        int y = 2 * th - 1 + r, x = 2 * tw - 1 + s;
-                        p[4 * r + s] = y >= 0 && y < H && x >= 0 && x < W
+                const float *p[36]; /* the tile's a x a pixels, channels contiguous */
+                for (int r = 0; r < a; r++)
+                    for (int s = 0; s < a; s++) {
+                        int y = m * th - 1 + r, x = m * tw - 1 + s;
+                        p[a * r + s] = y >= 0 && y < H && x >= 0 && x < W
                                            ? X + (((size_t)i * rows + (y - ya)) * W + x) * Cp
                                            : pl->zero;
                     }
                 float *vt = V + t * Cp;
                 for (int c = 0; c < Cp; c += 8) {
-                    const float *d[16];
-                    float v[16][8];
-                    for (int rs = 0; rs < 16; rs++) d[rs] = p[rs] + c;
-                    input_tile8(v, d);
-                    for (int xi = 0; xi < 16; xi++) memcpy(vt + xi * vp + c, v[xi], sizeof v[xi]);
+                    const float *d[36];
+                    float v[36][8];
+                    for (int rs = 0; rs < np; rs++) d[rs] = p[rs] + c;
+                    if (m == 4)
+                        input_tile8_f4(v, d);
+                    else
+                        input_tile8(v, d);
+                    for (int xi = 0; xi < np; xi++) memcpy(vt + xi * vp + c, v[xi], sizeof v[xi]);
                 }
             }
 }
@@ -258,7 +327,7 @@ static void input_transform(float *V, size_t vp, const float *X, const wino_plan
 /* ---- output transform: Y = A^T m A, A^T = [1 1 1 0; 0 1 -1 -1] --------------------------- */
 
 /* y[q][l] (2x2 row-major per lane) from 8 channels of a 4x4 tile: m[xi] + l. */
-static void output_tile8(float y[4][8], const float *const m[16]) {
+static void output_tile8(float y[16][8], const float *const m[36]) {
     for (int l = 0; l < 8; l++) {
         float s[4], d[4]; /* A^T down each column: top (s) and bottom (d) output rows */
         for (int j = 0; j < 4; j++) {
@@ -270,6 +339,36 @@ static void output_tile8(float y[4][8], const float *const m[16]) {
     }
 }
 
+/* F(4x4, 3x3): y[q][l] (4x4 row-major per lane) from 8 channels of a 6x6 tile m[xi] + l,
+ * A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]. */
+static void output_tile8_f4(float y[16][8], const float *const m[36]) {
+    float t[24][8]; /* A^T m: 4 rows of 6 */
+    for (int s = 0; s < 6; s++) {
+        const float *m0 = m[s], *m1 = m[6 + s], *m2 = m[12 + s], *m3 = m[18 + s];
+        const float *m4 = m[24 + s], *m5 = m[30 + s];
+        for (int l = 0; l < 8; l++) {
+            const float a1 = m1[l], a2 = m2[l], a3 = m3[l], a4 = m4[l];
+            const float p12 = a1 + a2, d12 = a1 - a2, p34 = a3 + a4, d34 = a3 - a4;
+            t[s][l] = m0[l] + p12 + p34;
+            t[6 + s][l] = d12 + 2 * d34;
+            t[12 + s][l] = p12 + 4 * p34;
+            t[18 + s][l] = d12 + 8 * d34 + m5[l];
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        const float *t0 = t[6 * r], *t1 = t[6 * r + 1], *t2 = t[6 * r + 2], *t3 = t[6 * r + 3];
+        const float *t4 = t[6 * r + 4], *t5 = t[6 * r + 5];
+        for (int l = 0; l < 8; l++) {
+            const float a1 = t1[l], a2 = t2[l], a3 = t3[l], a4 = t4[l];
+            const float p12 = a1 + a2, d12 = a1 - a2, p34 = a3 + a4, d34 = a3 - a4;
+            y[4 * r][l] = t0[l] + p12 + p34;
+            y[4 * r + 1][l] = d12 + 2 * d34;
+            y[4 * r + 2][l] = p12 + 4 * p34;
+            y[4 * r + 3][l] = d12 + 8 * d34 + t5[l];
+        }
+    }
+}
+
 /* dst images [img0, img0 + nb), output rows of tile rows [th0, th1), from M (16 planes
  * (T, Kp), stride mp) in the order input_transform wrote the tiles. A block of up to WINO_TB
  * tiles of a tile row is transformed 8 channels at a time into y (2 rows of each channel),
@@ -277,26 +376,29 @@ static void output_tile8(float y[4][8], const float *const m[16]) {
 static void output_transform(const float *M, size_t mp, const wino_plan *pl, int img0, int nb,
                              int th0, int th1) {
     const int H = pl->H, W = pl->W, TW = pl->TW, Ko = pl->Ko, Kp = pl->Kp;
+    const int m = pl->m, np = pl->np;
     const size_t HW = (size_t)H * W;
     size_t t = 0; /* first tile of the current tile row */
     for (int i = 0; i < nb; i++) {
         float *img = pl->dst + (size_t)(img0 + i) * Ko * HW;
         for (int th = th0; th < th1; th++, t += TW) {
-            const int y0 = 2 * th, ny = H - y0 < 2 ? 1 : 2;
+            const int y0 = m * th, ny = H - y0 < m ? H - y0 : m;
             for (int j0 = 0; j0 < TW; j0 += WINO_TB) {
                 const int nj = TW - j0 < WINO_TB ? TW - j0 : WINO_TB;
-                const int x0 = 2 * j0, nx = W - x0 < 2 * nj ? W - x0 : 2 * nj;
+                const int x0 = m * j0, nx = W - x0 < m * nj ? W - x0 : m * nj;
                 for (int k0 = 0; k0 < Kp; k0 += 8) {
-                    float y[8][2][2 * WINO_TB]; /* (channel, output row, column) */
+                    float y[8][4][4 * WINO_TB]; /* (channel, output row, column) */
                     for (int j = 0; j < nj; j++) {
-                        const float *mt = M + (t + j0 + j) * Kp + k0, *m[16];
-                        float q[4][8];
-                        for (int xi = 0; xi < 16; xi++) m[xi] = mt + xi * mp;
-                        output_tile8(q, m);
-                        for (int l = 0; l < 8; l++) {
-                            y[l][0][2 * j] = q[0][l], y[l][0][2 * j + 1] = q[1][l];
-                            y[l][1][2 * j] = q[2][l], y[l][1][2 * j + 1] = q[3][l];
-                        }
+                        const float *mt = M + (t + j0 + j) * Kp + k0, *mx[36];
+                        float q[16][8]; /* (output pixel of the m x m tile, channel) */
+                        for (int xi = 0; xi < np; xi++) mx[xi] = mt + xi * mp;
+                        if (m == 4)
+                            output_tile8_f4(q, mx);
+                        else
+                            output_tile8(q, mx);
+                        for (int l = 0; l < 8; l++)
+                            for (int a = 0; a < m; a++)
+                                for (int b = 0; b < m; b++) y[l][a][m * j + b] = q[m * a + b][l];
                     }
                     const int nl = Ko - k0 < 8 ? Ko - k0 : 8;
                     for (int l = 0; l < nl; l++)
@@ -321,12 +423,13 @@ static void output_transform(const float *M, size_t mp, const wino_plan *pl, int
 static void run_chunk(const wino_plan *pl, int q, float *V, size_t vp, float *XM, size_t mp) {
     int img0, nb, th0, th1;
     chunk_range(pl, q, &img0, &nb, &th0, &th1);
-    const int ya = 2 * th0 - 1 < 0 ? 0 : 2 * th0 - 1;
-    const int yb = 2 * th1 + 1 > pl->H ? pl->H : 2 * th1 + 1;
+    const int m = pl->m;
+    const int ya = m * th0 - 1 < 0 ? 0 : m * th0 - 1;
+    const int yb = m * th1 + 1 > pl->H ? pl->H : m * th1 + 1;
     const int T = nb * (th1 - th0) * pl->TW;
     to_channels_last(XM, pl->src, pl->Ci, pl->Cp, pl->H, pl->W, img0, nb, ya, yb);
     input_transform(V, vp, XM, pl, nb, th0, th1, ya, yb);
-    for (int xi = 0; xi < 16; xi++)
+    for (int xi = 0; xi < pl->np; xi++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, pl->flip ? CblasNoTrans : CblasTrans, T, pl->Kp,
                     pl->Cp, 1.0f, V + xi * vp, pl->Cp, pl->U + xi * pl->up,
                     pl->flip ? pl->Kp : pl->Cp, 0.0f, XM + xi * mp, pl->Kp);
@@ -348,19 +451,21 @@ static int plan_chunks(wino_plan *pl, size_t tmax, int nt, size_t *T, int *xrows
         pl->bands = (pl->TH + pl->R - 1) / pl->R;
     }
     *T = pl->whole ? (size_t)pl->nb * TP : (size_t)pl->R * pl->TW;
-    *xrows = pl->whole ? pl->nb * pl->H : (2 * pl->R + 2 < pl->H ? 2 * pl->R + 2 : pl->H);
+    const int band_rows = pl->m * pl->R + 2;
+    *xrows = pl->whole ? pl->nb * pl->H : (band_rows < pl->H ? band_rows : pl->H);
     return pl->whole ? (pl->N + pl->nb - 1) / pl->nb : pl->N * pl->bands;
 }
 
 /* dst (N, Ko, H, W) = (or +=) the Winograd conv of src (N, Ci, H, W) with w. */
 static int wino_run(float *dst, const float *src, const float *w, const float *bias, int N,
-                    int Ci, int Ko, int H, int W, int flip, int acc) {
+                    int Ci, int Ko, int H, int W, int flip, int acc, int m) {
     wino_plan pl = {.N = N, .Ci = Ci, .Ko = Ko, .Cp = (int)round8(Ci), .Kp = (int)round8(Ko),
-                    .H = H, .W = W, .TH = (H + 1) / 2, .TW = (W + 1) / 2, .src = src,
-                    .dst = dst, .bias = bias, .acc = acc, .flip = flip};
+                    .H = H, .W = W, .TH = (H + m - 1) / m, .TW = (W + m - 1) / m, .m = m,
+                    .np = (m + 2) * (m + 2), .src = src, .dst = dst, .bias = bias, .acc = acc,
+                    .flip = flip};
     int nt = bt_threads();
     /* Tiles per chunk: the rule above, but small enough that every thread gets a chunk. */
-    size_t tmax = WINO_CHUNK_BYTES / (sizeof(float) * 16 * ((size_t)pl.Cp + pl.Kp));
+    size_t tmax = WINO_CHUNK_BYTES / (sizeof(float) * pl.np * ((size_t)pl.Cp + pl.Kp));
     if (tmax < WINO_TMIN) tmax = WINO_TMIN;
     if (wino_chunk_tiles) tmax = wino_chunk_tiles;
     size_t T;
@@ -368,15 +473,16 @@ static int wino_run(float *dst, const float *src, const float *w, const float *b
     const int nchunks = plan_chunks(&pl, tmax, nt, &T, &xrows);
     const size_t x_n = (size_t)xrows * W * pl.Cp;
     const size_t vp = plane_stride(T * pl.Cp), mp = plane_stride(T * pl.Kp);
-    const size_t xm_n = plane_stride(16 * mp > x_n ? 16 * mp : x_n), v_n = 16 * vp;
+    const size_t np = (size_t)pl.np;
+    const size_t xm_n = plane_stride(np * mp > x_n ? np * mp : x_n), v_n = np * vp;
     pl.up = plane_stride((size_t)pl.Cp * pl.Kp);
     if (nt > nchunks) nt = nchunks;
-    float *scr = bt_scratch(sizeof(float) * (16 * pl.up + plane_stride(pl.Cp) +
+    float *scr = bt_scratch(sizeof(float) * (np * pl.up + plane_stride(pl.Cp) +
                                              (size_t)nt * (v_n + xm_n)));
     if (!scr) return BT_ENOMEM;
-    float *U = scr, *zero = U + 16 * pl.up, *bufs = zero + plane_stride(pl.Cp);
+    float *U = scr, *zero = U + np * pl.up, *bufs = zero + plane_stride(pl.Cp);
     memset(zero, 0, sizeof(float) * pl.Cp);
-    weight_transform(U, pl.up, w, flip ? Ci : Ko, flip ? Ko : Ci, flip, bt_threads());
+    weight_transform(U, pl.up, w, flip ? Ci : Ko, flip ? Ko : Ci, flip, bt_threads(), m);
     pl.U = U, pl.zero = zero;
     /* Chunks are independent and computed the same way on any thread: dynamic scheduling
      * balances a busy machine without changing the result. */
@@ -497,7 +603,8 @@ int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
     if (!dw || !dout || !in) return bt_fail(BT_EINVAL, "wino_backward_weights: NULL buffer");
     const int N = d->N, C = d->C, K = d->K, H = d->H, W = d->W;
     wino_plan pl = {.N = N, .Ci = C, .Ko = K, .Cp = (int)round8(C), .Kp = (int)round8(K),
-                    .H = H, .W = W, .TH = (H + 1) / 2, .TW = (W + 1) / 2, .src = in};
+                    .H = H, .W = W, .TH = (H + 1) / 2, .TW = (W + 1) / 2, .m = 2, .np = 16,
+                    .src = in};
     int nt = bt_threads();
     /* Tiles per chunk: as the forward's, but each chunk also adds to the thread's dU (16
      * planes of Kp x Cp: 16 MB at 512 x 512, read and written once per chunk), so wide layers
@@ -539,12 +646,20 @@ int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
     return BT_OK;
 }
 
+/* The tile for the forward and input gradient of d: F(4x4, 3x3) on maps of 8 x 8 and more,
+ * F(2x2, 3x3) below, where an image has too few 4 x 4 tiles: with 4 x 4 maps (ResNet-18/CIFAR's
+ * last stage) one tile per image makes each GEMM chunk re-pack the 36 planes of U (36 MB at
+ * 512 x 512 channels) for little work, and F(2x2) was faster there (bench_conv). */
+static int tile_for(const bt_conv2d_desc *d) {
+    return bt_wino_tile() == 4 && d->H >= 8 && d->W >= 8 ? 4 : 2;
+}
+
 int bt_wino_forward(float *out, const float *in, const float *w, const float *b,
                     const bt_conv2d_desc *d) {
     int rc = wino_check(d, "wino_forward");
     if (rc) return rc;
     if (!out || !in || !w) return bt_fail(BT_EINVAL, "wino_forward: NULL buffer");
-    return wino_run(out, in, w, b, d->N, d->C, d->K, d->H, d->W, 0, 0);
+    return wino_run(out, in, w, b, d->N, d->C, d->K, d->H, d->W, 0, 0, tile_for(d));
 }
 
 int bt_wino_backward_data(float *dinp, const float *dout, const float *w,
@@ -552,5 +667,5 @@ int bt_wino_backward_data(float *dinp, const float *dout, const float *w,
     int rc = wino_check(d, "wino_backward_data");
     if (rc) return rc;
     if (!dinp || !dout || !w) return bt_fail(BT_EINVAL, "wino_backward_data: NULL buffer");
-    return wino_run(dinp, dout, w, NULL, d->N, d->K, d->C, d->H, d->W, 1, 1);
+    return wino_run(dinp, dout, w, NULL, d->N, d->K, d->C, d->H, d->W, 1, 1, tile_for(d));
 }
