@@ -1,6 +1,7 @@
 /* Benchmark of the optimised conv2d (forward, backward) on ResNet-18/CIFAR-like layers, with a
  * 1024^3 cblas_sgemm as the machine's attainable rate. 3x3 stride-1 layers are timed with
- * Winograd on and off in the same run (interleaved, so a neighbour's load hits both alike).
+ * Winograd on and off in the same run (interleaved, so a neighbour's load hits both alike),
+ * and, on maps of 8x8 and more, the opt-in F(4x4) tile against the default F(2x2).
  * Usage: bench_conv [threads] (default 2). */
 #include "barlow/error.h"
 #include "barlow/ops.h"
@@ -77,6 +78,21 @@ static void best_on_off(int reps, void (*fn)(void *), void *ctx, double *t_on, d
     bt_wino_set_enabled(1);
 }
 
+/* Best times of fn(ctx) with the F(4x4) tile (*t4) and the F(2x2) tile (*t2), alternating. */
+static void best_tiles(int reps, void (*fn)(void *), void *ctx, double *t4, double *t2) {
+    *t4 = *t2 = 1e30;
+    for (int r = 0; r <= reps; r++)
+        for (int m = 4; m >= 2; m -= 2) {
+            bt_wino_set_tile(m);
+            double t0 = now();
+            fn(ctx);
+            double t = now() - t0;
+            double *best = m == 4 ? t4 : t2;
+            if (r > 0 && t < *best) *best = t;
+        }
+    bt_wino_set_tile(2);
+}
+
 static void run_backward_data(void *p) {
     bench_ctx *c = p;
     if (bt_conv2d_backward(c->dx, NULL, NULL, c->dy, c->x, c->w, &c->d))
@@ -127,6 +143,14 @@ static void bench_layer(int N, int C, int H, int K, int R, int stride, int pad) 
                flops / x0 * 1e-9, x0 / x1, w1 * 1e3, w0 * 1e3, flops / w1 * 1e-9,
                flops / w0 * 1e-9, w0 / w1, b1 * 1e3, b0 * 1e3, 2 * flops / b1 * 1e-9,
                2 * flops / b0 * 1e-9, b0 / b1);
+        if (H >= 8) { /* the opt-in F(4x4) tile (BT_CONV_WINOGRAD=4) against F(2x2) */
+            double f4, f2, x4, x2;
+            best_tiles(5, run_forward, &c, &f4, &f2);
+            best_tiles(3, run_backward_data, &c, &x4, &x2);
+            printf("  F(4x4) vs F(2x2): forward %.2f / %.2f ms (%.2fx), backward dx %.2f / %.2f ms "
+                   "(%.2fx)\n",
+                   f4 * 1e3, f2 * 1e3, f2 / f4, x4 * 1e3, x2 * 1e3, x2 / x4);
+        }
     }
     bt_free(c.x), bt_free(c.w), bt_free(c.b), bt_free(c.y), bt_free(c.dy), bt_free(c.dx);
     bt_free(c.dw), bt_free(c.db);
