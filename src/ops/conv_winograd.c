@@ -8,6 +8,12 @@
  * with U the transformed weights, V the transformed input tiles and T the number of tiles;
  * the output transform then folds each M tile (4x4) back into 2x2 outputs.
  *
+ * F(4x4, 3x3) (6x6 input tiles, 36 products per 16 outputs; opt-in, BT_CONV_WINOGRAD=4, on
+ * maps of 8x8 and more) runs through the same driver with 36 planes; its transforms have
+ * entries up to 8 and weights in sixths, so it rounds about 15 times worse than F(2x2).
+ *
+ * The weight gradient (F(2x2) always) is at the end of the file.
+ *
  * The input gradient of a 3x3 pad-1 stride-1 conv is the same kind of conv applied to dout,
  * with the kernel rotated by 180 degrees and the two channel dimensions swapped, so both
  * directions share one driver: "Ci/Ko" below are the channels read and written (C/K forward,
