@@ -8,6 +8,9 @@
  *
  *   build/bench/bench_step [--arch resnet18-cifar] [--projector 2048-2048-2048] [--batch 256]
  *       [--size 32] [--threads 2] [--warmup 1] [--iters 3] [--no-torch | --torch-only]
+ *       [--scaling]
+ *
+ * --scaling also times our step on one thread and prints the speed-up of --threads over it.
  *
  * Useful FLOPs are nominal: 2 x the multiply-adds of every convolution and linear layer for
  * both views, backward counted as twice the forward, plus the GEMMs of the loss form used;
@@ -37,7 +40,7 @@
 
 typedef struct {
     const char *arch, *projector;
-    int batch, size, threads, warmup, iters, no_torch, torch_only;
+    int batch, size, threads, warmup, iters, no_torch, torch_only, scaling;
 } opts;
 
 static double now(void) {
@@ -294,7 +297,8 @@ static int run_torch(const opts *o, step_result *r) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_step [--arch A] [--projector P] [--batch N] [--size S] "
-                    "[--threads T] [--warmup W] [--iters I] [--no-torch | --torch-only]\n");
+                    "[--threads T] [--warmup W] [--iters I] [--no-torch | --torch-only] "
+                    "[--scaling]\n");
     exit(2);
 }
 
@@ -306,11 +310,12 @@ static int int_arg(const char *s, int lo) {
 }
 
 int main(int argc, char **argv) {
-    opts o = {"resnet18-cifar", "2048-2048-2048", 256, 32, 2, 1, 3, 0, 0};
+    opts o = {"resnet18-cifar", "2048-2048-2048", 256, 32, 2, 1, 3, 0, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-torch")) o.no_torch = 1;
         else if (!strcmp(a, "--torch-only")) o.torch_only = 1;
+        else if (!strcmp(a, "--scaling")) o.scaling = 1;
         else if (!v) usage();
         else if (!strcmp(a, "--arch")) o.arch = v, i++;
         else if (!strcmp(a, "--projector")) o.projector = v, i++;
@@ -321,7 +326,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--iters")) o.iters = int_arg(v, 1), i++;
         else usage();
     }
-    if (o.no_torch && o.torch_only) usage();
+    if ((o.no_torch && o.torch_only) || (o.scaling && (o.torch_only || o.threads < 2))) usage();
     bt_set_threads(o.threads); /* also omp_set_num_threads: the OpenMP OpenBLAS follows it */
 
     bt_model_cfg cfg;
@@ -358,6 +363,20 @@ int main(int argc, char **argv) {
                "our step, %.1f after)\n", gemm, o.threads, gemm0, gemm1);
         fflush(stdout);
     }
+    step_result one = {0};
+    if (o.scaling) { /* the same step on one thread: the threading speed-up */
+        opts o1 = o;
+        o1.threads = 1;
+        bt_set_threads(1);
+        if (run_ours(&o1, &one, &fc) != BT_OK) {
+            fprintf(stderr, "bench_step: %s\n", bt_error());
+            return 1;
+        }
+        bt_set_threads(o.threads);
+        printf("barlow on 1 thread: %.3f s/step (median of %d; cpu %.3f s), %.2f pairs/s\n",
+               one.sec, o.iters, one.cpu, one.pairs_s);
+        fflush(stdout);
+    }
     if (o.torch_only) {
         gemm = sgemm_gflops();
         printf("sgemm  : OpenBLAS 1024^3 %.1f GFLOP/s on %d thread(s)\n", gemm, o.threads);
@@ -389,5 +408,8 @@ int main(int argc, char **argv) {
                ours.rss_mb / torch.rss_mb);
     if (gemm > 0)
         printf("efficiency = useful GFLOP/s / sgemm 1024^3 GFLOP/s (%.1f)\n", gemm);
+    if (o.scaling)
+        printf("thread scaling: %d threads %.2fx faster than 1 (%.3f vs %.3f s/step)\n", o.threads,
+               one.sec / ours.sec, ours.sec, one.sec);
     return 0;
 }
