@@ -2,7 +2,7 @@
 # The main job: installs what is missing, builds, pretrains a small ResNet with Barlow Twins on
 # the built-in procedural dataset (no download), evaluates the learned features with kNN and a
 # linear probe against the same network at random initialisation, draws the pictures, and
-# prints a summary. About 5.5 minutes on 2 cores (build included).
+# prints a summary. About 5 minutes on 2 cores (build included).
 #   bash tools/main-job.sh [RUN_DIR]            (default ./runs/main-job)
 #   QUICK=1 bash tools/main-job.sh              (a shorter run, as the CI test does)
 set -euo pipefail
