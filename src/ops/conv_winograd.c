@@ -10,7 +10,7 @@
  *
  * F(4x4, 3x3) (6x6 input tiles, 36 products per 16 outputs; opt-in, BT_CONV_WINOGRAD=4, on
  * maps of 8x8 and more) runs through the same driver with 36 planes; its transforms have
- * entries up to 8 and weights in sixths, so it rounds about 15 times worse than F(2x2).
+ * entries up to 8 and weights in sixths, so it rounds about 10 times worse than F(2x2).
  *
  * The weight gradient (F(2x2) always) is at the end of the file.
  *

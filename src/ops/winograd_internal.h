@@ -17,7 +17,7 @@ int bt_wino_enabled(void);
 void bt_wino_set_enabled(int on);
 
 /* The output tile of the forward and input-gradient paths: 2 (F(2x2, 3x3), the default) or 4
- * (F(4x4, 3x3), opt-in with BT_CONV_WINOGRAD=4: fewer products, but about 15 times the
+ * (F(4x4, 3x3), opt-in with BT_CONV_WINOGRAD=4: fewer products, but about 10 times the
  * rounding error, enough to move a LARS trajectory outside the PyTorch parity tolerances).
  * bt_wino_set_tile overrides the environment. The weight gradient always uses F(2x2, 3x3). */
 int bt_wino_tile(void);
