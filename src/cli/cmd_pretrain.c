@@ -47,11 +47,18 @@ typedef struct {
 } pt_opts;
 
 /* Options whose change would make the resumed run a different run; the others (epochs,
- * max-steps, print-freq, workers, threads, save-every-steps, knn-every, paths) may change. */
-static const char *const locked[] = {
-    "arch", "projector", "batch-size", "seed", "preset", "aug", "lambd",
-    "learning-rate-weights", "learning-rate-biases", "weight-decay", "warmup-epochs",
-    "train-limit", "loss-form", "lars-eta",
+ * max-steps, print-freq, workers, threads, save-every-steps, knn-every, paths) may change.
+ * An option added after checkpoints already existed names, as JSON, the value those
+ * checkpoints were made with (`missing`): a checkpoint without the key resumes when the run
+ * uses that value. */
+static const struct {
+    const char *name, *missing;
+} locked[] = {
+    {"arch", NULL}, {"projector", NULL}, {"batch-size", NULL}, {"seed", NULL},
+    {"preset", NULL}, {"aug", NULL}, {"lambd", NULL}, {"learning-rate-weights", NULL},
+    {"learning-rate-biases", NULL}, {"weight-decay", NULL}, {"warmup-epochs", NULL},
+    {"train-limit", NULL}, {"loss-form", NULL},
+    {"lars-eta", "0.001"}, /* before --lars-eta: the reference's 0.001 */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -161,16 +168,17 @@ static int check_compatible(const cJSON *mine, const char *stored, const char *p
     }
     int rc = BT_OK;
     for (size_t i = 0; !rc && i < sizeof locked / sizeof *locked; i++) {
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(mine, locked[i]);
-        const cJSON *b = cJSON_GetObjectItemCaseSensitive(old, locked[i]);
-        if (b && cJSON_Compare(a, b, 1)) continue;
-        /* Checkpoints made before --lars-eta existed used the reference's 0.001. */
-        if (!b && !strcmp(locked[i], "lars-eta") && cJSON_IsNumber(a) && a->valuedouble == 0.001)
-            continue;
+        const char *name = locked[i].name;
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(mine, name);
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(old, name);
+        cJSON *implied = !b && locked[i].missing ? cJSON_Parse(locked[i].missing) : NULL;
+        const int same = cJSON_Compare(a, b ? b : implied, 1);
+        cJSON_Delete(implied);
+        if (same) continue;
         char *sa = cJSON_PrintUnformatted(a), *sb = b ? cJSON_PrintUnformatted(b) : NULL;
         rc = bt_fail(BT_EINVAL, "--%s %s contradicts the checkpoint %s (made with --%s %s); use "
-                     "the same value or another --checkpoint-dir", locked[i], sa ? sa : "?",
-                     path, locked[i], sb ? sb : "(missing)");
+                     "the same value or another --checkpoint-dir", name, sa ? sa : "?", path,
+                     name, sb ? sb : "(missing)");
         free(sa);
         free(sb);
     }

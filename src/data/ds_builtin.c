@@ -221,7 +221,7 @@ static void render(uint8_t *px, const builtin_impl *b, size_t index, int c) {
         draw_shape(&cv, c, cx, cy, rad, ang, fg);
         /* sensor noise */
         float amp = b->clutter ? urand(&r, 0.0f, 0.08f) : 0.0f;
-        for (int k = 0; k < SIDE * SIDE * 3; k++)
+        for (int k = 0; amp > 0.0f && k < SIDE * SIDE * 3; k++) /* nothing draws after it */
             cv.v[k] += amp * ((float)bt_rng_uniform(&r) + (float)bt_rng_uniform(&r) - 1.0f);
     }
     for (int k = 0; k < SIDE * SIDE * 3; k++) {
@@ -280,6 +280,9 @@ static int parse_unit(const char *spec, const char *key, const char *val, size_t
     return BT_OK;
 }
 
+/* The option keys, as the error messages list them. */
+#define BUILTIN_KEYS "seed, train, test, clean, clutter, colour"
+
 int bt_builtin_open_(bt_dataset **out, const char *spec, const char *split) {
     *out = NULL;
     const char *name = spec + strlen("builtin:");
@@ -297,7 +300,7 @@ int bt_builtin_open_(bt_dataset **out, const char *spec, const char *split) {
             size_t len = strcspn(p, ","), klen = strcspn(p, "=");
             if (klen >= len)
                 return bt_fail(BT_EINVAL, "DATA: %s: option '%.*s' is not KEY=VALUE (keys: "
-                                          "seed, train, test, clean, clutter, colour)", spec, (int)len, p);
+                                          BUILTIN_KEYS ")", spec, (int)len, p);
             const char *val = p + klen + 1;
             size_t vlen = len - klen - 1;
             int rc;
@@ -314,8 +317,8 @@ int bt_builtin_open_(bt_dataset **out, const char *spec, const char *split) {
             else if (klen == 6 && !strncmp(p, "colour", 6))
                 rc = parse_unit(spec, "colour", val, vlen, &colour);
             else
-                rc = bt_fail(BT_EINVAL, "DATA: %s: unknown option '%.*s' (keys: seed, train, "
-                                        "test, clean, clutter, colour)", spec, (int)klen, p);
+                rc = bt_fail(BT_EINVAL, "DATA: %s: unknown option '%.*s' (keys: " BUILTIN_KEYS ")",
+                             spec, (int)klen, p);
             if (rc) return rc;
             p += len;
             if (*p == ',') {

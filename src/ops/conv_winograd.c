@@ -459,6 +459,17 @@ static void run_chunk(const wino_plan *pl, int q, float *V, size_t vp, float *XM
     output_transform(XM, mp, pl, img0, nb, th0, th1);
 }
 
+/* Tiles per chunk before plan_chunks' limits: as many as keep a chunk's transformed input and
+ * GEMM output (np planes each) within WINO_CHUNK_BYTES, at least WINO_TMIN and at least
+ * `at_least`, at most `cap`; bt_wino_set_chunk_tiles overrides all of it. */
+static size_t chunk_tiles(const wino_plan *pl, size_t at_least, size_t cap) {
+    if (wino_chunk_tiles) return wino_chunk_tiles;
+    size_t t = WINO_CHUNK_BYTES / (sizeof(float) * pl->np * ((size_t)pl->Cp + pl->Kp));
+    if (t < WINO_TMIN) t = WINO_TMIN;
+    if (t < at_least) t = at_least;
+    return t < cap ? t : cap;
+}
+
 /* Cuts the N images of pl into chunks of at most tmax tiles (but at least one tile row, and
  * no more than an equal share of nt threads): whole images, or bands of tile rows of one
  * image. Sets pl's chunk fields; returns the number of chunks, *T the tiles of the largest and
@@ -488,9 +499,7 @@ static int wino_run(float *dst, const float *src, const float *w, const float *b
                     .flip = flip};
     int nt = bt_threads();
     /* Tiles per chunk: the rule above, but small enough that every thread gets a chunk. */
-    size_t tmax = WINO_CHUNK_BYTES / (sizeof(float) * pl.np * ((size_t)pl.Cp + pl.Kp));
-    if (tmax < WINO_TMIN) tmax = WINO_TMIN;
-    if (wino_chunk_tiles) tmax = wino_chunk_tiles;
+    const size_t tmax = chunk_tiles(&pl, 0, (size_t)-1);
     size_t T;
     int xrows;
     const int nchunks = plan_chunks(&pl, tmax, nt, &T, &xrows);
@@ -633,11 +642,8 @@ int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
      * planes of Kp x Cp: 16 MB at 512 x 512, read and written once per chunk), so wide layers
      * take longer chunks to amortise that, within WINO_DW_MAX_BYTES of V + D per thread. */
     const size_t tile_bytes = sizeof(float) * 16 * ((size_t)pl.Cp + pl.Kp);
-    size_t tmax = WINO_CHUNK_BYTES / tile_bytes;
-    if (tmax < WINO_TMIN) tmax = WINO_TMIN;
-    if (tmax < (size_t)pl.Cp * pl.Kp / WINO_DW_DIV) tmax = (size_t)pl.Cp * pl.Kp / WINO_DW_DIV;
-    if (tmax > WINO_DW_MAX_BYTES / tile_bytes) tmax = WINO_DW_MAX_BYTES / tile_bytes;
-    if (wino_chunk_tiles) tmax = wino_chunk_tiles;
+    const size_t tmax = chunk_tiles(&pl, (size_t)pl.Cp * pl.Kp / WINO_DW_DIV,
+                                    WINO_DW_MAX_BYTES / tile_bytes);
     size_t T;
     int xrows;
     const int nchunks = plan_chunks(&pl, tmax, nt, &T, &xrows);
