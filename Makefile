@@ -64,7 +64,12 @@ mpi-progs: $(MPI_TEST_BIN) $(BUILD)/barlow
 mpi:
 	$(MAKE) MPI=1 mpi-progs
 
-tests: $(TEST_BIN) $(BUILD)/barlow
+# tests/run.sh asks it which OpenBLAS core type this machine detects (see run.sh).
+$(BUILD)/tests/tools/blas_core: $(BUILD)/obj/tests/tools/blas_core.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+tests: $(TEST_BIN) $(BUILD)/barlow $(BUILD)/tests/tools/blas_core
 bench: $(BENCH_BIN) $(BUILD)/barlow
 
 # Runs every test program (optionally a subset: make test T='conv bn').

@@ -1,24 +1,31 @@
 /* Test harness implementation: case bookkeeping, seeded data, finite differences. */
 #include "testutil.h"
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 int tu_case_failed;
-static int tu_passed, tu_failed;
+static int tu_case_skipped;
+static char tu_skip_why[512];
+static int tu_passed, tu_failed, tu_skipped;
 static char tu_tmp[512];
 
 void tu_run(const char *name, void (*fn)(void)) {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     tu_case_failed = 0;
+    tu_case_skipped = 0;
     fn();
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double s = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
     if (tu_case_failed) {
         tu_failed++;
         printf("FAIL %s (%.2fs)\n", name, s);
+    } else if (tu_case_skipped) {
+        tu_skipped++;
+        printf("skip %s: %s\n", name, tu_skip_why);
     } else {
         tu_passed++;
         printf("ok   %s (%.2fs)\n", name, s);
@@ -32,8 +39,62 @@ int tu_finish(void) {
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tu_tmp);
         if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tu_tmp);
     }
-    printf("%d passed, %d failed\n", tu_passed, tu_failed);
+    printf("%d passed, %d failed, %d skipped\n", tu_passed, tu_failed, tu_skipped);
     return tu_failed ? 1 : 0;
+}
+
+void tu_skip(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tu_skip_why, sizeof tu_skip_why, fmt, ap);
+    va_end(ap);
+    tu_case_skipped = 1;
+}
+
+int tu_skip_without_torch(void) {
+    static int have = -1;
+    if (have < 0) {
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "'%s' -c 'import torch' >/dev/null 2>&1", tu_python());
+        have = system(cmd) == 0;
+    }
+    if (!have) tu_skip("PyTorch cannot be imported by %s", tu_python());
+    return !have;
+}
+
+tu_parity_res tu_parity_eval(const float *ours, const double *ref, const float *peer, size_t n,
+                             size_t inner, size_t ngroups) {
+    const double u = 0x1p-24;
+    tu_parity_res res = {0, 0, 0, 0, 0};
+    if (inner == 0) inner = 1;
+    if (ngroups == 0) ngroups = 1;
+    double *e = tu_xcalloc(ngroups, sizeof(double)), *m = tu_xcalloc(ngroups, sizeof(double));
+    for (size_t j = 0; j < n; j++) {
+        size_t g = (j / inner) % ngroups;
+        double ej = fabs((double)peer[j] - ref[j]);
+        if (ej > e[g] || ej != ej) e[g] = ej != ej ? INFINITY : ej;
+        if (fabs(ref[j]) > m[g]) m[g] = fabs(ref[j]);
+    }
+    for (size_t g = 0; g < ngroups; g++)
+        if (TU_ULP_FLOOR * u * m[g] > e[g]) e[g] = TU_ULP_FLOOR * u * m[g];
+    for (size_t j = 0; j < n; j++) {
+        size_t g = (j / inner) % ngroups;
+        double d = fabs((double)ours[j] - ref[j]);
+        double den = e[g] + u * fabs(ref[j]) / TU_PARITY_K;
+        double q = d != d ? INFINITY : den > 0 ? d / den : (d > 0 ? INFINITY : 0);
+        if (q > res.q) res.q = q, res.at = j, res.d = d, res.e = e[g], res.r = ref[j];
+    }
+    free(e);
+    free(m);
+    return res;
+}
+
+double tu_parity_check(const char *what, const float *ours, const double *ref, const float *peer,
+                       size_t n, size_t inner, size_t ngroups, double k) {
+    tu_parity_res r = tu_parity_eval(ours, ref, peer, n, inner, ngroups);
+    CHECK(r.q <= k, "%s[%zu]: |ours-ref| %.3g is %.3g x PyTorch's float32 error %.3g (ref %.6g; "
+          "allowed %g x)", what, r.at, r.d, r.q, r.e, r.r, k);
+    return r.q;
 }
 
 uint64_t tu_next(tu_rng *r) {

@@ -34,8 +34,43 @@ extern int tu_case_failed;
 #define TU_SANITIZED 0
 #endif
 void tu_run(const char *name, void (*fn)(void));
-/* Prints "N passed, M failed" for this program and returns its exit status. */
+/* Prints "N passed, M failed, K skipped" for this program and returns its exit status. */
 int tu_finish(void);
+/* Marks the current case skipped (it cannot run here: no MPI, sanitizer build, no PyTorch),
+ * with the reason printed. A skipped case is counted apart, never as a pass; a case that also
+ * failed a CHECK counts as failed. */
+void tu_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* 1 when the current case is to be skipped because PyTorch cannot be imported by tu_python()
+ * (the skip is recorded); 0 when it is there. Checked once per program. */
+int tu_skip_without_torch(void);
+
+/* ---- Parity with a float64 reference, judged by what float32 allows ----------------------
+ * ours: barlow's float32 result; ref: the same quantity in float64 (PyTorch in double, from
+ * the same float32 inputs); peer: PyTorch's own float32 result on the same inputs. Element i
+ * belongs to group g(i) = (i / inner) % ngroups: one output channel of a weight or one image
+ * of an activation (inner = its size, ngroups = the first dimension), one channel of an NCHW
+ * tensor (inner = H*W, ngroups = C), the whole tensor (inner = n, ngroups = 1). In group g,
+ *     E_g = max |peer - ref|                   (PyTorch's float32 error there)
+ *     F_g = TU_ULP_FLOOR * u * max |ref|       (a floor: a float32 sum cannot beat a few
+ *                                               roundings of its largest term; u = 2^-24)
+ * and element i passes when
+ *     |ours_i - ref_i| <= K * max(E_g, F_g) + u * |ref_i|
+ * i.e. atol = K * max(E_g, F_g) and rtol = u. The worst q_i = |ours_i - ref_i| /
+ * (max(E_g, F_g) + u |ref_i| / K), barlow's error in units of PyTorch's, is printed; a case
+ * fails when q > K. */
+#define TU_PARITY_K 8.0
+#define TU_ULP_FLOOR 4.0
+typedef struct {
+    double q;        /* worst ratio (see above); NaN in ours gives INFINITY */
+    size_t at;       /* where */
+    double d, e, r;  /* |ours-ref|, PyTorch's error max(E_g, F_g) and ref there */
+} tu_parity_res;
+/* Computes the worst ratio over the n elements (no CHECK). */
+tu_parity_res tu_parity_eval(const float *ours, const double *ref, const float *peer, size_t n,
+                             size_t inner, size_t ngroups);
+/* tu_parity_eval and a CHECK that q <= k, naming `what`; returns q. */
+double tu_parity_check(const char *what, const float *ours, const double *ref, const float *peer,
+                       size_t n, size_t inner, size_t ngroups, double k);
 
 /* Deterministic generator for test data (splitmix64). */
 typedef struct { uint64_t s; } tu_rng;
