@@ -13,6 +13,8 @@
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
+# The programs the tests drive come from the same build (BARLOW_BIN overrides).
+export BUILD BARLOW_BIN=${BARLOW_BIN:-$BUILD/barlow}
 progs=()
 for t in "$BUILD"/tests/test_*; do
   [ -x "$t" ] || continue

@@ -90,6 +90,8 @@ static void job_open(void) {
 }
 
 static void test_reference_run(void) {
+    if (tu_skip_without("torchvision")) return;
+    if (tu_skip_without("torchvision")) return;
     fclose(g_job);
     g_job = NULL;
     char cmd[1024];

@@ -191,6 +191,7 @@ static void test_folder_full_cifar(void) {
 }
 
 static void test_decode_colour_types(void) {
+    if (tu_skip_without("PIL")) return;
     char dir[1024], list[2048];
     snprintf(dir, sizeof dir, "%s/imgs", tu_tmpdir());
     mkdir(dir, 0755);

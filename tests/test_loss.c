@@ -321,13 +321,6 @@ static int write_f32(const char *path, const float *x, size_t n) {
     size_t w = fwrite(x, sizeof(float), n, f);
     return fclose(f) == 0 && w == n ? 0 : -1;
 }
-static int read_f64(const char *path, double *x, size_t n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    size_t r = fread(x, sizeof(double), n, f);
-    fclose(f);
-    return r == n ? 0 : -1;
-}
 
 typedef struct {
     int N, D;
@@ -359,63 +352,76 @@ static void torch_prepare(torch_case *c, int idx, char *cmd, size_t cap) {
     free(z2);
 }
 
+/* Reads n float32 values (peer) or float64 values (ref) from DIR/<name>.bin. */
+static int read_bin(const char *dir, const char *name, void *dst, size_t n, size_t size) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/%s.bin", dir, name);
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(dst, size, n, f) : 0;
+    int extra = f ? fgetc(f) != EOF : 0;
+    if (f) fclose(f);
+    CHECK(got == n && !extra, "read %s: %zu of %zu values%s", path, got, n, extra ? ", file longer" : "");
+    return got == n && !extra;
+}
+
+static int read_parts(const char *dir, const char *tag, double parts[3]) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/%s_loss.txt", dir, tag);
+    FILE *f = fopen(path, "r");
+    int ok = f && fscanf(f, "%lf %lf %lf", &parts[0], &parts[1], &parts[2]) == 3;
+    if (f) fclose(f);
+    CHECK(ok, "cannot read %s", path);
+    return ok;
+}
+
+/* Both forms against torch in float64, judged by torch's own float32 error (tu_parity_check):
+ * the loss parts as one group, the input gradients per feature (column), the running
+ * statistics as one group each. */
 static void torch_verify(torch_case *c) {
     int N = c->N, D = c->D;
     float lambda = c->lambda;
     size_t nd = (size_t)N * D;
-    char path[1024];
-    double *t1 = malloc(sizeof(double) * nd), *t2 = malloc(sizeof(double) * nd);
-    double *tmp = malloc(sizeof(double) * nd), *trm = malloc(sizeof(double) * D),
-           *trv = malloc(sizeof(double) * D);
-    double tl = NAN, ton = NAN, toff = NAN;
-    snprintf(path, sizeof path, "%s/ref_loss.txt", c->dir);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL, "no %s", path);
-    if (f) {
-        CHECK(fscanf(f, "%lf %lf %lf", &tl, &ton, &toff) == 3, "bad %s", path);
-        fclose(f);
-    }
-    const char *names[4] = {"ref_dz1", "ref_dz2", "ref_rm", "ref_rv"};
-    double *bufs[4] = {t1, t2, trm, trv};
-    size_t sizes[4] = {nd, nd, (size_t)D, (size_t)D};
-    for (int i = 0; i < 4; i++) {
-        snprintf(path, sizeof path, "%s/%s.bin", c->dir, names[i]);
-        int ok = read_f64(path, bufs[i], sizes[i]) == 0;
-        CHECK(ok, "read %s", path);
-        if (!ok) memset(bufs[i], 0, sizes[i] * sizeof(double));
-    }
-    for (int form = 1; form <= 2; form++) {
-        float *g1 = calloc(nd, sizeof(float)), *g2 = calloc(nd, sizeof(float));
-        float *rm = calloc(D, sizeof(float)), *rv = malloc(sizeof(float) * D);
+    double *r1 = tu_xcalloc(nd, 8), *r2 = tu_xcalloc(nd, 8), *rrm = tu_xcalloc(D, 8),
+           *rrv = tu_xcalloc(D, 8);
+    float *p1 = tu_xcalloc(nd, 4), *p2 = tu_xcalloc(nd, 4), *prm = tu_xcalloc(D, 4),
+          *prv = tu_xcalloc(D, 4);
+    double rparts[3], pparts[3];
+    int ok = read_parts(c->dir, "ref", rparts) & read_parts(c->dir, "peer", pparts);
+    ok &= read_bin(c->dir, "ref_dz1", r1, nd, 8) & read_bin(c->dir, "ref_dz2", r2, nd, 8);
+    ok &= read_bin(c->dir, "ref_rm", rrm, D, 8) & read_bin(c->dir, "ref_rv", rrv, D, 8);
+    ok &= read_bin(c->dir, "peer_dz1", p1, nd, 4) & read_bin(c->dir, "peer_dz2", p2, nd, 4);
+    ok &= read_bin(c->dir, "peer_rm", prm, D, 4) & read_bin(c->dir, "peer_rv", prv, D, 4);
+    for (int form = 1; form <= 2 && ok; form++) {
+        float *g1 = tu_xcalloc(nd, 4), *g2 = tu_xcalloc(nd, 4);
+        float *rm = tu_xcalloc(D, 4), *rv = tu_xcalloc(D, 4);
         for (int d = 0; d < D; d++) rv[d] = 1; /* PyTorch's initial running stats */
         bt_loss_result r;
         int rc = bt_bt_loss(&r, g1, g2, c->f1, c->f2, N, D, lambda, form, rm, rv);
         CHECK(rc == BT_OK, "rc %d: %s", rc, bt_error());
-        CHECK(relerr(r.loss, tl) <= 1e-5, "N=%d D=%d form %d: loss %.9g torch %.9g", N, D, form,
-              r.loss, tl);
-        CHECK(relerr(r.off_diag, toff) <= 1e-5, "form %d: off %.9g torch %.9g", form, r.off_diag, toff);
-        CHECK(fabs(r.on_diag - ton) <= 1e-5 * fmax(1, ton), "form %d: on %.9g torch %.9g", form,
-              r.on_diag, ton);
-        float *gs[2] = {g1, g2};
-        double *ts[2] = {t1, t2};
-        for (int v = 0; v < 2; v++) {
-            to_f64(tmp, gs[v], nd);
-            double gm = tu_maxabs_f64(ts[v], nd), d = tu_maxabsdiff_f64(tmp, ts[v], nd);
-            CHECK(gm > 0 && d <= 1e-4 * gm, "N=%d D=%d form %d dz%d: diff %.3g (max %.3g)", N, D,
-                  form, v + 1, d, gm);
-        }
-        double em = 0, ev = 0;
-        for (int d = 0; d < D; d++) {
-            em = fmax(em, fabs(rm[d] - trm[d]) / fmax(1, fabs(trm[d])));
-            ev = fmax(ev, fabs(rv[d] - trv[d]) / fmax(1, fabs(trv[d])));
-        }
-        CHECK(em < 1e-5 && ev < 1e-5, "form %d: running mean err %.3g, var err %.3g", form, em, ev);
-        free(g1); free(g2); free(rm); free(rv);
+        char what[160];
+        float ours[3] = {(float)r.loss, (float)r.on_diag, (float)r.off_diag};
+        float peer[3] = {(float)pparts[0], (float)pparts[1], (float)pparts[2]};
+        snprintf(what, sizeof what, "N=%d D=%d form %d: loss, on_diag, off_diag", N, D, form);
+        double q = tu_parity_check(what, ours, rparts, peer, 3, 3, 1, TU_PARITY_K);
+        if (getenv("TU_VERBOSE")) printf("    loss parts %.2f\n", q);
+        snprintf(what, sizeof what, "N=%d D=%d form %d: dz1", N, D, form);
+        q = fmax(q, tu_parity_check(what, g1, r1, p1, nd, 1, D, TU_PARITY_K));
+        snprintf(what, sizeof what, "N=%d D=%d form %d: dz2", N, D, form);
+        q = fmax(q, tu_parity_check(what, g2, r2, p2, nd, 1, D, TU_PARITY_K));
+        snprintf(what, sizeof what, "N=%d D=%d form %d: running mean", N, D, form);
+        q = fmax(q, tu_parity_check(what, rm, rrm, prm, D, D, 1, TU_PARITY_K));
+        snprintf(what, sizeof what, "N=%d D=%d form %d: running var", N, D, form);
+        q = fmax(q, tu_parity_check(what, rv, rrv, prv, D, D, 1, TU_PARITY_K));
+        printf("  N=%d D=%d lambda %g form %d: error %.2f x PyTorch's float32 error\n", N, D,
+               (double)lambda, form, q);
+        free(g1), free(g2), free(rm), free(rv);
     }
-    free(c->f1); free(c->f2); free(t1); free(t2); free(tmp); free(trm); free(trv);
+    free(c->f1), free(c->f2);
+    free(r1), free(r2), free(rrm), free(rrv), free(p1), free(p2), free(prm), free(prv);
 }
 
 static void test_torch_parity(void) {
+    if (tu_skip_without_torch()) return;
     torch_case cs[4] = {
         {16, 40, 0.0051f, "", NULL, NULL}, /* D > N: AUTO would pick GRAM */
         {40, 12, 0.0051f, "", NULL, NULL}, /* D < N */

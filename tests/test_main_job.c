@@ -30,7 +30,7 @@ static int is_png(const char *path) {
 
 static void test_quick_main_job(void) {
     if (TU_SANITIZED) {
-        printf("  NOTE: skipped in the sanitizer build (the plain suite runs it)\n");
+        tu_skip("sanitizer build: this checks learning, not memory safety (the plain suite runs it)");
         return;
     }
     char run[1200], cmd[4096], path[1400];

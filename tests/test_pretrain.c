@@ -408,6 +408,7 @@ static void test_knn_monitor(void) {
 
 /* TensorBoard's own reader lists the scalars and the image of C that a run wrote under tb/. */
 static void test_tensorboard(void) {
+    if (tu_skip_without("tensorboard")) return;
     if (!setup()) {
         CHECK(0, "setup failed");
         return;

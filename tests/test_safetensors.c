@@ -247,6 +247,7 @@ static void test_writer_errors(void) {
 }
 
 static void test_python_interop(void) {
+    if (tu_skip_without("safetensors")) return;
     char ours[512], theirs[512], cmd[2048];
     pth(ours, "ours.safetensors");
     pth(theirs, "theirs.safetensors");

@@ -104,6 +104,7 @@ static void test_crc32c(void) {
 static char g_file[1024]; /* the event file written by test_roundtrip, for test_corrupt */
 
 static void test_roundtrip(void) {
+    if (tu_skip_without("tensorboard")) return;
     char dir[600];
     snprintf(dir, sizeof dir, "%s/logs/run1", tu_tmpdir()); /* parents do not exist yet */
     double t0 = (double)time(NULL);
@@ -263,6 +264,10 @@ static long record_offset(const char *path, int k) {
 }
 
 static void test_corrupt(void) {
+    if (!g_file[0]) {
+        tu_skip("test_roundtrip wrote no event file to corrupt");
+        return;
+    }
     CHECK(g_file[0], "no event file from test_roundtrip");
     if (!g_file[0]) return;
     const int nrec = 1 + 2 * NSTEP + 2;

@@ -12,7 +12,12 @@ static char tu_skip_why[512];
 static int tu_passed, tu_failed, tu_skipped;
 static char tu_tmp[512];
 
+static int tu_only_matched;
+
 void tu_run(const char *name, void (*fn)(void)) {
+    const char *only = getenv("TU_ONLY"); /* development: run only the cases named so */
+    if (only && only[0] && !strstr(name, only)) return;
+    tu_only_matched = 1;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     tu_case_failed = 0;
@@ -39,6 +44,11 @@ int tu_finish(void) {
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tu_tmp);
         if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tu_tmp);
     }
+    const char *only = getenv("TU_ONLY");
+    if (only && only[0] && !tu_only_matched) {
+        printf("TU_ONLY=%s matches no case of this program\n", only);
+        tu_failed++;
+    }
     printf("%d passed, %d failed, %d skipped\n", tu_passed, tu_failed, tu_skipped);
     return tu_failed ? 1 : 0;
 }
@@ -51,15 +61,21 @@ void tu_skip(const char *fmt, ...) {
     tu_case_skipped = 1;
 }
 
-int tu_skip_without_torch(void) {
-    static int have = -1;
-    if (have < 0) {
+int tu_skip_without(const char *mod) {
+    static char known[8][32];
+    static int have[8], nknown;
+    int i = 0;
+    while (i < nknown && strcmp(known[i], mod)) i++;
+    if (i == nknown) {
         char cmd[700];
-        snprintf(cmd, sizeof cmd, "'%s' -c 'import torch' >/dev/null 2>&1", tu_python());
-        have = system(cmd) == 0;
+        snprintf(cmd, sizeof cmd, "'%s' -c 'import %s' >/dev/null 2>&1", tu_python(), mod);
+        int ok = system(cmd) == 0;
+        if (nknown == 8) return ok ? 0 : (tu_skip("Python module %s cannot be imported by %s", mod, tu_python()), 1);
+        snprintf(known[nknown], sizeof known[nknown], "%s", mod);
+        have[nknown++] = ok;
     }
-    if (!have) tu_skip("PyTorch cannot be imported by %s", tu_python());
-    return !have;
+    if (!have[i]) tu_skip("Python module %s cannot be imported by %s", mod, tu_python());
+    return !have[i];
 }
 
 tu_parity_res tu_parity_eval(const float *ours, const double *ref, const float *peer, size_t n,

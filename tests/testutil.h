@@ -19,6 +19,8 @@ extern int tu_case_failed;
         }                                                                                   \
     } while (0)
 
+/* Runs case fn (only those whose name contains $TU_ONLY when that is set: for development;
+ * a TU_ONLY that matches no case fails the program). */
 #define TEST_RUN(fn) tu_run(#fn, fn)
 
 /* 1 in the AddressSanitizer build: end-to-end runs that check learning, not memory safety,
@@ -40,9 +42,11 @@ int tu_finish(void);
  * with the reason printed. A skipped case is counted apart, never as a pass; a case that also
  * failed a CHECK counts as failed. */
 void tu_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* 1 when the current case is to be skipped because PyTorch cannot be imported by tu_python()
- * (the skip is recorded); 0 when it is there. Checked once per program. */
-int tu_skip_without_torch(void);
+/* 1 when the current case is to be skipped because Python module `mod` (e.g. "torch",
+ * "onnxruntime") cannot be imported by tu_python() (the skip is recorded); 0 when it is there.
+ * Each module is tried once per program. */
+int tu_skip_without(const char *mod);
+#define tu_skip_without_torch() tu_skip_without("torch")
 
 /* ---- Parity with a float64 reference, judged by what float32 allows ----------------------
  * ours: barlow's float32 result; ref: the same quantity in float64 (PyTorch in double, from

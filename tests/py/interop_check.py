@@ -50,6 +50,18 @@ def write_y(path, y):
     np.ascontiguousarray(y.detach().numpy() if hasattr(y, "detach") else y, dtype="<f4").tofile(path)
 
 
+def write_torch(d, net, x):
+    """The network's output on x in float32 (y_torch.bin) and, from the same float32 weights
+    and inputs, in float64 (y_torch64.bin, raw float64): the test judges barlow against
+    float64 by PyTorch's own float32 error (tests/testutil.h, tu_parity_check)."""
+    import torch
+    with torch.no_grad():
+        write_y(os.path.join(d, "y_torch.bin"), net(x))
+        y64 = net.double()(x.double())
+        np.ascontiguousarray(y64.numpy(), dtype="<f8").tofile(os.path.join(d, "y_torch64.bin"))
+        net.float()
+
+
 def readme_backbone(arch):
     """The backbone as the README tells a PyTorch user to build it: torchvision's resnet (our
     width-scaled twin for :w=F), fc = Identity, and for -cifar the two module changes."""
@@ -86,8 +98,7 @@ def main():
         if not nbt or any(sd[k].dtype != torch.int64 or sd[k].dim() != 0 for k in nbt):
             fail("num_batches_tracked missing or not int64 scalars")
         net.eval()
-        with torch.no_grad():
-            write_y(os.path.join(d, "y_torch.bin"), net(read_x(os.path.join(d, "x.bin"), n, h)))
+        write_torch(d, net, read_x(os.path.join(d, "x.bin"), n, h))
     elif mode == "torchvision":
         import torchvision
         name, n, h = a[0], int(a[1]), int(a[2])
@@ -95,16 +106,14 @@ def main():
         net.fc = torch.nn.Identity()
         load_strict(net, os.path.join(d, "export.safetensors"))
         net.eval()
-        with torch.no_grad():
-            write_y(os.path.join(d, "y_torch.bin"), net(read_x(os.path.join(d, "x.bin"), n, h)))
+        write_torch(d, net, read_x(os.path.join(d, "x.bin"), n, h))
     elif mode == "twins":
         import bt_reference as R
         arch, proj, n, h = a[0], a[1], int(a[2]), int(a[3])
         model = R.BarlowTwins(arch, proj, batch_size=n)
         load_strict(model, os.path.join(d, "export.safetensors"))
         model.eval()
-        with torch.no_grad():
-            write_y(os.path.join(d, "y_torch.bin"), model.backbone(read_x(os.path.join(d, "x.bin"), n, h)))
+        write_torch(d, model.backbone, read_x(os.path.join(d, "x.bin"), n, h))
     elif mode == "make":
         from safetensors.torch import save_file
         arch, n, h, seed = a[0], int(a[1]), int(a[2]), int(a[3])
@@ -130,8 +139,7 @@ def main():
         bad["layer2.0.bn1.weight"] = torch.zeros(bad["layer2.0.bn1.weight"].numel() + 1)
         save_file(bad, os.path.join(d, "shape.safetensors"))
         net.eval()
-        with torch.no_grad():
-            write_y(os.path.join(d, "y_torch.bin"), net(read_x(os.path.join(d, "x.bin"), n, h)))
+        write_torch(d, net, read_x(os.path.join(d, "x.bin"), n, h))
     elif mode == "onnx":
         import onnx
         import onnxruntime as ort

@@ -7,8 +7,10 @@ Usage:
                                          start-up for many cases)
 
 Reads raw little-endian float32 files x.bin, w.bin, dy.bin (and b.bin when HAS_BIAS=1) from
-DIR, computes F.conv2d / F.linear and its backward with dy as the upstream gradient in float64,
-and writes y.bin, dx.bin, dw.bin (and db.bin) back as float32.
+DIR, computes F.conv2d / F.linear and its backward with dy as the upstream gradient twice from
+those inputs: in float32 (PyTorch's own result: y.bin, dx.bin, dw.bin, db.bin, float32) and in
+float64 (the reference: y64.bin, ... as float64). The test judges barlow against float64 by
+PyTorch's float32 error (tests/testutil.h, tu_parity_check).
 """
 import os
 import sys
@@ -18,34 +20,42 @@ import torch
 import torch.nn.functional as F
 
 
-def load(d, name, shape):
+def load(d, name, shape, dt):
     a = np.fromfile(os.path.join(d, name), dtype="<f4")
     if a.size != int(np.prod(shape)):
         sys.exit(f"{name}: expected {int(np.prod(shape))} floats, got {a.size}")
-    return torch.from_numpy(a.astype(np.float64).reshape(shape)).requires_grad_(True)
+    return torch.from_numpy(a.reshape(shape).copy()).to(dt).requires_grad_(True)
 
 
 def save(d, name, t):
-    t.detach().numpy().astype("<f4").tofile(os.path.join(d, name))
+    if t.dtype == torch.float64:
+        t.detach().numpy().astype("<f8").tofile(os.path.join(d, name.replace(".bin", "64.bin")))
+    else:
+        t.detach().numpy().astype("<f4").tofile(os.path.join(d, name))
 
 
 def run_case(argv):
+    for dt in (torch.float32, torch.float64):
+        run_case_dt(argv, dt)
+
+
+def run_case_dt(argv, dt):
     d, mode, args = argv[0], argv[1], [int(a) for a in argv[2:]]
     if mode == "conv":
         N, C, H, W, K, R, S, stride, pad, has_bias = args
-        x = load(d, "x.bin", (N, C, H, W))
-        w = load(d, "w.bin", (K, C, R, S))
-        b = load(d, "b.bin", (K,)) if has_bias else None
+        x = load(d, "x.bin", (N, C, H, W), dt)
+        w = load(d, "w.bin", (K, C, R, S), dt)
+        b = load(d, "b.bin", (K,), dt) if has_bias else None
         y = F.conv2d(x, w, b, stride=stride, padding=pad)
     elif mode == "linear":
         N, I, O, has_bias = args
-        x = load(d, "x.bin", (N, I))
-        w = load(d, "w.bin", (O, I))
-        b = load(d, "b.bin", (O,)) if has_bias else None
+        x = load(d, "x.bin", (N, I), dt)
+        w = load(d, "w.bin", (O, I), dt)
+        b = load(d, "b.bin", (O,), dt) if has_bias else None
         y = F.linear(x, w, b)
     else:
         sys.exit(f"unknown mode {mode}")
-    dy = load(d, "dy.bin", tuple(y.shape)).detach()
+    dy = load(d, "dy.bin", tuple(y.shape), dt).detach()
     y.backward(dy)
     save(d, "y.bin", y)
     save(d, "dx.bin", x.grad)

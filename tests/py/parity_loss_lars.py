@@ -6,14 +6,16 @@ Modes:
   loss DIR N D LAMBDA [DIR N D LAMBDA ...]
                                (one torch start-up for several cases) reads DIR/z1.bin, DIR/z2.bin (N*D float32); writes
                                DIR/ref_loss.txt ("loss on_diag off_diag"), DIR/ref_dz1.bin,
-                               DIR/ref_dz2.bin, DIR/ref_rm.bin, DIR/ref_rv.bin (float64)
+                               DIR/ref_dz2.bin, DIR/ref_rm.bin, DIR/ref_rv.bin (float64), and
+                               the same computed in float32 as DIR/peer_* (.bin float32)
   sched SPE EPOCHS WARMUP BS LRW LRB STEP...
                                prints "lr_weights lr_biases" per step (%.17g)
   lars DIR NSTEPS SPE EPOCHS WARMUP BS LRW LRB WD MOM ETA
                                reads DIR/spec.txt (per line: name ndim shape... offset numel),
                                DIR/params0.bin (total float32), DIR/grads.bin (NSTEPS*total
                                float32); runs NSTEPS steps with the schedule from step 0;
-                               writes DIR/params.bin, DIR/mom.bin (total float32)
+                               writes DIR/params.bin, DIR/mom.bin (total float32), and the
+                               same run in float64 as DIR/params64.bin, DIR/mom64.bin
 """
 import math
 import os
@@ -84,23 +86,32 @@ from bt_reference import LARS  # noqa: E402
 
 
 def mode_loss(d, N, D, lambd):
-    z1 = np.fromfile(os.path.join(d, 'z1.bin'), dtype='<f4').reshape(N, D)
-    z2 = np.fromfile(os.path.join(d, 'z2.bin'), dtype='<f4').reshape(N, D)
-    # float64 throughout so the reference is sharp; the inputs are the float32 values exactly
-    z1 = torch.tensor(z1.astype(np.float64), requires_grad=True)
-    z2 = torch.tensor(z2.astype(np.float64), requires_grad=True)
-    m = BTLoss(D, lambd).double().train()
-    loss, on, off = m(z1, z2)
-    loss.backward()
-    with open(os.path.join(d, 'ref_loss.txt'), 'w') as f:
-        f.write('%.17g %.17g %.17g\n' % (loss.item(), on.item(), off.item()))
-    z1.grad.numpy().astype('<f8').tofile(os.path.join(d, 'ref_dz1.bin'))
-    z2.grad.numpy().astype('<f8').tofile(os.path.join(d, 'ref_dz2.bin'))
-    m.bn.running_mean.numpy().astype('<f8').tofile(os.path.join(d, 'ref_rm.bin'))
-    m.bn.running_var.numpy().astype('<f8').tofile(os.path.join(d, 'ref_rv.bin'))
+    # Twice from the same float32 inputs: float64 (ref_*, the reference, .bin as float64) and
+    # float32 (peer_*, PyTorch's own float32 result, .bin as float32).
+    for tag, dt, ft in (('ref', torch.float64, '<f8'), ('peer', torch.float32, '<f4')):
+        z1 = np.fromfile(os.path.join(d, 'z1.bin'), dtype='<f4').reshape(N, D)
+        z2 = np.fromfile(os.path.join(d, 'z2.bin'), dtype='<f4').reshape(N, D)
+        z1 = torch.tensor(z1, dtype=dt, requires_grad=True)
+        z2 = torch.tensor(z2, dtype=dt, requires_grad=True)
+        m = BTLoss(D, lambd).to(dt).train()
+        loss, on, off = m(z1, z2)
+        loss.backward()
+        with open(os.path.join(d, tag + '_loss.txt'), 'w') as f:
+            f.write('%.17g %.17g %.17g\n' % (loss.item(), on.item(), off.item()))
+        z1.grad.numpy().astype(ft).tofile(os.path.join(d, tag + '_dz1.bin'))
+        z2.grad.numpy().astype(ft).tofile(os.path.join(d, tag + '_dz2.bin'))
+        m.bn.running_mean.numpy().astype(ft).tofile(os.path.join(d, tag + '_rm.bin'))
+        m.bn.running_var.numpy().astype(ft).tofile(os.path.join(d, tag + '_rv.bin'))
 
 
 def mode_lars(d, args):
+    for dt in (torch.float32, torch.float64):
+        lars_run(d, args, dt)
+
+
+def lars_run(d, args, dt):
+    """float32: DIR/params.bin, DIR/mom.bin (PyTorch's own float32 result); float64 (the
+    reference, from the same float32 inputs): DIR/params64.bin, DIR/mom64.bin."""
     nsteps, spe, epochs, warmup, bs = (int(a) for a in args[:5])
     lrw, lrb, wd, mom, eta = (float(a) for a in args[5:10])
     specs = []
@@ -115,7 +126,8 @@ def mode_lars(d, args):
     p0 = np.fromfile(os.path.join(d, 'params0.bin'), dtype='<f4')
     total = p0.size
     grads = np.fromfile(os.path.join(d, 'grads.bin'), dtype='<f4').reshape(nsteps, total)
-    params = [nn.Parameter(torch.tensor(p0[o:o + n].reshape(shape))) for _, shape, o, n in specs]
+    params = [nn.Parameter(torch.tensor(p0[o:o + n].reshape(shape), dtype=dt))
+              for _, shape, o, n in specs]
     # the reference's two groups: weights first, then biases and norm parameters
     pw = [p for p in params if p.ndim != 1]
     pb = [p for p in params if p.ndim == 1]
@@ -123,18 +135,19 @@ def mode_lars(d, args):
                weight_decay_filter=True, lars_adaptation_filter=True)
     for step in range(nsteps):
         for p, (_, shape, o, n) in zip(params, specs):
-            p.grad = torch.tensor(grads[step, o:o + n].reshape(shape))
+            p.grad = torch.tensor(grads[step, o:o + n].reshape(shape), dtype=dt)
         lw, lb = schedule(step, spe, epochs, warmup, bs, lrw, lrb)
         opt.param_groups[0]['lr'] = lw
         opt.param_groups[1]['lr'] = lb
         opt.step()
-    out_p = np.zeros(total, dtype='<f4')
-    out_m = np.zeros(total, dtype='<f4')
+    ft, sfx = ('<f8', '64') if dt == torch.float64 else ('<f4', '')
+    out_p = np.zeros(total, dtype=ft)
+    out_m = np.zeros(total, dtype=ft)
     for p, (_, shape, o, n) in zip(params, specs):
         out_p[o:o + n] = p.detach().numpy().ravel()
         out_m[o:o + n] = opt.state[p]['mu'].numpy().ravel()
-    out_p.tofile(os.path.join(d, 'params.bin'))
-    out_m.tofile(os.path.join(d, 'mom.bin'))
+    out_p.tofile(os.path.join(d, 'params%s.bin' % sfx))
+    out_m.tofile(os.path.join(d, 'mom%s.bin' % sfx))
 
 
 def main():
