@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -214,8 +215,11 @@ static void parity(const char *arch, const char *proj, int N, int H, int steps, 
     snprintf(cmd, sizeof cmd, "%s tests/py/parity_model.py ref %s '%s' %s %d %d %d %d", tu_python(),
              dir, arch, proj, N, H, steps, lr_batch);
     rc = system(cmd);
-    CHECK(rc == 0, "python reference failed: %s", cmd);
-    if (rc) goto out;
+    /* Exit status 3: barlow's decisions are not float64's up to ties (printed above); the
+     * script has still written its results, so the comparisons below run and say more. */
+    int st = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    CHECK(rc == 0, "python reference failed (exit status %d): %s", st, cmd);
+    if (st != 0 && st != 3) goto out;
     g64 = open_in(dir, "grads_f64.safetensors"), g32 = open_in(dir, "grads_f32.safetensors");
     f64 = open_in(dir, "final_f64.safetensors"), f32 = open_in(dir, "final_f32.safetensors");
     snprintf(path, sizeof path, "%s/ref.json", dir);
