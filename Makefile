@@ -1,7 +1,9 @@
 # barlow build. `make` builds build/libbarlow.a and build/barlow; `make test` builds and runs
 # every tests/test_*.c (each its own program) through tests/run.sh.
 # Variables: CC (gcc|clang), SAN=1 (ASan+UBSan build into build-san/), MPI=1 (Open MPI build
-# into build-mpi/, for multi-process training), OPT (default -O3 -march=native).
+# into build-mpi/, for multi-process training), OPT (default -O3 -g: no -march, so
+# one binary runs on any x86-64; the ISA-specific kernels in src/ops/gemm/ get their own flags
+# below and are chosen at run time).
 CC      ?= gcc
 SAN     ?= 0
 MPI     ?= 0
@@ -16,7 +18,7 @@ OPT     ?= -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sani
 LDSAN   := -fsanitize=address,undefined
 else
 BUILD   ?= build
-OPT     ?= -O3 -march=native -g
+OPT     ?= -O3 -g
 LDSAN   :=
 endif
 BLASDIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
@@ -24,7 +26,7 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE $(MPIDEF) -Wall -Wextra -Werror -fopenmp $(OPT
 LDLIBS  := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lcjson -lturbojpeg -lpng -lz -lm -lpthread $(shell pkg-config --libs cairo)
 LDFLAGS := -fopenmp $(LDSAN)
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/ops/*.c src/nn/*.c src/train/*.c src/io/*.c src/data/*.c))
+LIB_SRC := $(sort $(wildcard src/core/*.c src/ops/*.c src/ops/gemm/*.c src/nn/*.c src/train/*.c src/io/*.c src/data/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
@@ -38,6 +40,12 @@ all: $(BUILD)/libbarlow.a $(BUILD)/barlow
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# The only objects built for a particular instruction set: barlow's GEMM micro-kernels. They run
+# only where CPUID says they can (src/core/cpu_features.c), so the flags cannot leak into code
+# that runs everywhere.
+$(BUILD)/obj/src/ops/gemm/ukernel_avx2.o: CFLAGS += -mavx2 -mfma
+$(BUILD)/obj/src/ops/gemm/ukernel_avx512.o: CFLAGS += -mavx2 -mfma -mavx512f -mavx512bw -mavx512dq -mavx512vl
 
 $(BUILD)/libbarlow.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
