@@ -19,6 +19,7 @@
 #include "barlow/scratch.h"
 #include "gemm_internal.h"
 #include <omp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,17 +67,27 @@ bt_gemm_blocking bt_gemm_blocking_for(bt_isa isa) {
 
 /* Per-thread packing memory, grown as needed and kept: GEMMs run thousands of times per
  * epoch, often inside other parallel loops, and a fresh allocation each time would page-fault
- * megabytes. Bounded by the blocking, not by the problem. */
+ * megabytes. Bounded by the blocking, not by the problem. A thread-specific key frees it when
+ * its thread ends (OpenMP retires pool threads when a team shrinks). */
 static _Thread_local float *bt_gemm_tl_buf;
 static _Thread_local size_t bt_gemm_tl_n;
+static pthread_key_t bt_gemm_key;
+static pthread_once_t bt_gemm_key_once = PTHREAD_ONCE_INIT;
+
+static void tl_free(void *p) { bt_free(p); }
+static void tl_key_init(void) {
+    if (pthread_key_create(&bt_gemm_key, tl_free)) abort(); /* only on exhausted keys */
+}
 
 static float *tl_buffer(size_t n) {
     if (n <= bt_gemm_tl_n) return bt_gemm_tl_buf;
+    pthread_once(&bt_gemm_key_once, tl_key_init);
     float *p = bt_alloc(n * sizeof(float));
     if (!p) return NULL;
     bt_free(bt_gemm_tl_buf);
     bt_gemm_tl_buf = p;
     bt_gemm_tl_n = n;
+    pthread_setspecific(bt_gemm_key, p);
     return p;
 }
 
