@@ -23,7 +23,10 @@ LDSAN   :=
 endif
 BLASDIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(MPIDEF) -Wall -Wextra -Werror -fopenmp $(OPT) -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp -I/usr/include/cjson $(shell pkg-config --cflags cairo)
-LDLIBS  := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lcjson -lturbojpeg -lpng -lz -lm -lpthread $(shell pkg-config --libs cairo)
+# OpenBLAS is only a reference for the tests and benchmarks (BLASLIBS): libbarlow and the
+# barlow binary use their own GEMM (src/ops/gemm/).
+BLASLIBS := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas
+LDLIBS  := -lcjson -lturbojpeg -lpng -lz -lm -lpthread $(shell pkg-config --libs cairo)
 LDFLAGS := -fopenmp $(LDSAN)
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/ops/*.c src/ops/gemm/*.c src/nn/*.c src/train/*.c src/io/*.c src/data/*.c))
@@ -56,11 +59,11 @@ $(BUILD)/barlow: $(CLI_OBJ) $(BUILD)/libbarlow.a
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/testutil.o $(BUILD)/libbarlow.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/obj/tests/testutil.o $(BUILD)/libbarlow.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/obj/tests/testutil.o $(BUILD)/libbarlow.a $(LDLIBS) $(BLASLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libbarlow.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libbarlow.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libbarlow.a $(LDLIBS) $(BLASLIBS)
 
 # MPI-only test programs (tests/mpi/*.c), run under mpirun by tests/test_mpi.c.
 MPI_TEST_BIN := $(patsubst tests/mpi/%.c,$(BUILD)/mpi/%,$(wildcard tests/mpi/*.c))

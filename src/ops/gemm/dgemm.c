@@ -41,21 +41,34 @@ void bt_dgemm(bt_trans ta, bt_trans tb, int M, int N, int K, double alpha, const
     }
     const int direct = !tb || tmp;
     const int nt = omp_in_parallel() || (size_t)M * N * K < ((size_t)1 << 16) ? 1 : bt_threads();
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int i = 0; i < M; i++) {
-        double *c = C + (size_t)i * ldc;
-        if (beta == 0.0)
-            for (int j = 0; j < N; j++) c[j] = 0.0;
-        else if (beta != 1.0)
-            for (int j = 0; j < N; j++) c[j] *= beta;
-        if (alpha == 0.0) continue;
-        for (int k = 0; k < K; k++) {
-            const double a = alpha * (ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
-            if (direct) {
-                const double *b = Bk + (size_t)k * ldbk;
-                for (int j = 0; j < N; j++) c[j] += a * b[j];
-            } else {
-                for (int j = 0; j < N; j++) c[j] += a * B[(size_t)j * ldb + k];
+    /* Slices of DGEMM_KB rows of op(B) (at most 2 MB for N = 1024) are reused by every row
+     * of C before the next slice: read from cache rather than memory. */
+    enum { DGEMM_KB = 256 };
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(static)
+        for (int i = 0; i < M; i++) {
+            double *c = C + (size_t)i * ldc;
+            if (beta == 0.0)
+                for (int j = 0; j < N; j++) c[j] = 0.0;
+            else if (beta != 1.0)
+                for (int j = 0; j < N; j++) c[j] *= beta;
+        }
+        for (int k0 = 0; k0 < K && alpha != 0.0; k0 += DGEMM_KB) {
+            const int k1 = K - k0 < DGEMM_KB ? K : k0 + DGEMM_KB;
+#pragma omp for schedule(static)
+            for (int i = 0; i < M; i++) {
+                double *c = C + (size_t)i * ldc;
+                for (int k = k0; k < k1; k++) {
+                    const double a =
+                        alpha * (ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
+                    if (direct) {
+                        const double *b = Bk + (size_t)k * ldbk;
+                        for (int j = 0; j < N; j++) c[j] += a * b[j];
+                    } else {
+                        for (int j = 0; j < N; j++) c[j] += a * B[(size_t)j * ldb + k];
+                    }
+                }
             }
         }
     }
