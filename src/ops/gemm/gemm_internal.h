@@ -16,10 +16,17 @@
 typedef void (*bt_ukr_fn)(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
                           float alpha, float beta, int m, int n);
 
+/* Packs nrows (<= width) rows of src (row stride ld, kc floats each) k-major: dst[k * width + r]
+ * = src[r * ld + k], zero for nrows <= r < width. The transposing copy of packing op(A) when A
+ * is row-major (and op(B) when B is transposed); vectorised per ISA because, done one float at
+ * a time, it costs as much as the products on the small-K GEMMs of Winograd. */
+typedef void (*bt_pack_fn)(float *dst, int width, const float *src, size_t ld, int nrows, int kc);
+
 typedef struct {
     const char *name;
     int mr, nr;
     bt_ukr_fn fn;
+    bt_pack_fn pack_t; /* NULL: the portable loop in sgemm.c */
 } bt_ukernel;
 
 /* The kernel of path isa (NULL if this build has none for it, e.g. off x86). */

@@ -108,7 +108,9 @@ static void pack_a(float *dst, const gemm_ctx *g, int i0, int mc, int p0, int kc
     const size_t lda = (size_t)g->lda;
     for (int ip = 0; ip < mc; ip += MR, dst += (size_t)MR * kc) {
         const int mr = mc - ip < MR ? mc - ip : MR;
-        if (!g->ta) {
+        if (!g->ta && g->u->pack_t) {
+            g->u->pack_t(dst, MR, A + (size_t)(i0 + ip) * lda + p0, lda, mr, kc);
+        } else if (!g->ta) {
             for (int r = 0; r < mr; r++) {
                 const float *src = A + (size_t)(i0 + ip + r) * lda + p0;
                 for (int k = 0; k < kc; k++) dst[(size_t)k * MR + r] = src[k];
@@ -133,7 +135,9 @@ static void pack_b(float *dst, const gemm_ctx *g, int j0, int nc, int p0, int kc
     const size_t ldb = (size_t)g->ldb;
     for (int jj = 0; jj < nc; jj += NR, dst += (size_t)NR * kc) {
         const int nr = nc - jj < NR ? nc - jj : NR;
-        if (!g->tb) {
+        if (g->tb && g->u->pack_t) {
+            g->u->pack_t(dst, NR, B + (size_t)(j0 + jj) * ldb + p0, ldb, nr, kc);
+        } else if (!g->tb) {
             for (int k = 0; k < kc; k++) {
                 const float *src = B + (size_t)(p0 + k) * ldb + j0 + jj;
                 float *d = dst + (size_t)k * NR;

@@ -48,7 +48,7 @@ static void ukr_avx2_6x16(int kc, const float *a, const float *b, float *c, ptrd
     bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
 }
 
-const bt_ukernel bt_ukernel_avx2 = {"avx2 6x16", MR, NR, ukr_avx2_6x16};
+const bt_ukernel bt_ukernel_avx2 = {"avx2 6x16", MR, NR, ukr_avx2_6x16, NULL};
 #else
-const bt_ukernel bt_ukernel_avx2 = {"avx2 (not built)", 0, 0, 0};
+const bt_ukernel bt_ukernel_avx2 = {"avx2 (not built)", 0, 0, 0, 0};
 #endif
