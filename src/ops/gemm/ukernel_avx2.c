@@ -48,7 +48,55 @@ static void ukr_avx2_6x16(int kc, const float *a, const float *b, float *c, ptrd
     bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
 }
 
-const bt_ukernel bt_ukernel_avx2 = {"avx2 6x16", MR, NR, ukr_avx2_6x16, NULL};
+/* In-register 8 x 8 transpose: r[i] lane j -> r[j] lane i (unpack, shuffle, then swap the
+ * 128-bit halves). */
+static inline void tr8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 2; g++) {
+        u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        r[c + 4] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+}
+
+/* Lane mask of the first n (0..8) lanes, for maskload/maskstore. */
+static inline __m256i first_lanes(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Up to 8 rows (nrows) into `lanes` (<= 8) columns of dst, stride dstride per k. */
+static void pack_t8(float *dst, int dstride, int lanes, const float *src, size_t ld, int nrows,
+                    int kc) {
+    const __m256i sm = first_lanes(lanes);
+    for (int k0 = 0; k0 < kc; k0 += 8) {
+        const int kk = kc - k0 < 8 ? kc - k0 : 8;
+        const __m256i lm = first_lanes(kk);
+        __m256 r[8];
+        for (int i = 0; i < 8; i++)
+            r[i] = i < nrows ? _mm256_maskload_ps(src + i * ld + k0, lm) : _mm256_setzero_ps();
+        tr8(r);
+        for (int j = 0; j < kk; j++) _mm256_maskstore_ps(dst + (size_t)(k0 + j) * dstride, sm, r[j]);
+    }
+}
+
+static void pack_t_avx2(float *dst, int width, const float *src, size_t ld, int nrows, int kc) {
+    for (int r0 = 0; r0 < width; r0 += 8) {
+        const int lanes = width - r0 < 8 ? width - r0 : 8;
+        const int rows = nrows - r0 < 0 ? 0 : nrows - r0 < 8 ? nrows - r0 : 8;
+        pack_t8(dst + r0, width, lanes, src + (size_t)r0 * ld, ld, rows, kc);
+    }
+}
+
+const bt_ukernel bt_ukernel_avx2 = {"avx2 6x16", MR, NR, ukr_avx2_6x16, pack_t_avx2};
 #else
 const bt_ukernel bt_ukernel_avx2 = {"avx2 (not built)", 0, 0, 0, 0};
 #endif
