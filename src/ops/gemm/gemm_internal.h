@@ -22,11 +22,17 @@ typedef void (*bt_ukr_fn)(int kc, const float *a, const float *b, float *c, ptrd
  * a time, it costs as much as the products on the small-K GEMMs of Winograd. */
 typedef void (*bt_pack_fn)(float *dst, int width, const float *src, size_t ld, int nrows, int kc);
 
+/* Packs nrows (<= width) columns of src k-major without transposing: dst[k * width + r] =
+ * src[k * ld + r], zero for nrows <= r < width (op(A) of a transposed A, op(B) of a row-major
+ * B). */
+typedef bt_pack_fn bt_pack_n_fn;
+
 typedef struct {
     const char *name;
     int mr, nr;
     bt_ukr_fn fn;
-    bt_pack_fn pack_t; /* NULL: the portable loop in sgemm.c */
+    bt_pack_fn pack_t;   /* NULL: the portable loops in sgemm.c */
+    bt_pack_n_fn pack_n; /* NULL: likewise */
 } bt_ukernel;
 
 /* The kernel of path isa (NULL if this build has none for it, e.g. off x86). */

@@ -117,6 +117,8 @@ static void pack_a(float *dst, const gemm_ctx *g, int i0, int mc, int p0, int kc
             }
             for (int r = mr; r < MR; r++)
                 for (int k = 0; k < kc; k++) dst[(size_t)k * MR + r] = 0.0f;
+        } else if (g->u->pack_n) {
+            g->u->pack_n(dst, MR, A + (size_t)p0 * lda + i0 + ip, lda, mr, kc);
         } else {
             for (int k = 0; k < kc; k++) {
                 const float *src = A + (size_t)(p0 + k) * lda + i0 + ip;
@@ -137,6 +139,8 @@ static void pack_b(float *dst, const gemm_ctx *g, int j0, int nc, int p0, int kc
         const int nr = nc - jj < NR ? nc - jj : NR;
         if (g->tb && g->u->pack_t) {
             g->u->pack_t(dst, NR, B + (size_t)(j0 + jj) * ldb + p0, ldb, nr, kc);
+        } else if (!g->tb && g->u->pack_n) {
+            g->u->pack_n(dst, NR, B + (size_t)p0 * ldb + j0 + jj, ldb, nr, kc);
         } else if (!g->tb) {
             for (int k = 0; k < kc; k++) {
                 const float *src = B + (size_t)(p0 + k) * ldb + j0 + jj;

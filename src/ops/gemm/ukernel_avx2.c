@@ -96,7 +96,19 @@ static void pack_t_avx2(float *dst, int width, const float *src, size_t ld, int 
     }
 }
 
-const bt_ukernel bt_ukernel_avx2 = {"avx2 6x16", MR, NR, ukr_avx2_6x16, pack_t_avx2};
+static void pack_n_avx2(float *dst, int width, const float *src, size_t ld, int nrows, int kc) {
+    for (int r0 = 0; r0 < width; r0 += 8) {
+        const int lanes = width - r0 < 8 ? width - r0 : 8;
+        const int rows = nrows - r0 < 0 ? 0 : nrows - r0 < 8 ? nrows - r0 : 8;
+        const __m256i lm = first_lanes(rows), sm = first_lanes(lanes);
+        for (int k = 0; k < kc; k++)
+            _mm256_maskstore_ps(dst + (size_t)k * width + r0, sm,
+                                _mm256_maskload_ps(src + (size_t)k * ld + r0, lm));
+    }
+}
+
+const bt_ukernel bt_ukernel_avx2 = {"avx2 6x16", MR, NR, ukr_avx2_6x16, pack_t_avx2,
+                                    pack_n_avx2};
 #else
-const bt_ukernel bt_ukernel_avx2 = {"avx2 (not built)", 0, 0, 0, 0};
+const bt_ukernel bt_ukernel_avx2 = {"avx2 (not built)", 0, 0, 0, 0, 0};
 #endif

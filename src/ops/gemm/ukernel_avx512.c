@@ -104,10 +104,21 @@ static void pack_t_avx512(float *dst, int width, const float *src, size_t ld, in
     }
 }
 
+static void pack_n_avx512(float *dst, int width, const float *src, size_t ld, int nrows, int kc) {
+    for (int r0 = 0; r0 < width; r0 += 16) {
+        const int lanes = width - r0 < 16 ? width - r0 : 16;
+        const int rows = nrows - r0 < 0 ? 0 : nrows - r0 < 16 ? nrows - r0 : 16;
+        const __mmask16 lm = (__mmask16)((1u << rows) - 1), sm = (__mmask16)((1u << lanes) - 1);
+        for (int k = 0; k < kc; k++)
+            _mm512_mask_storeu_ps(dst + (size_t)k * width + r0, sm,
+                                  _mm512_maskz_loadu_ps(lm, src + (size_t)k * ld + r0));
+    }
+}
+
 #define BT_STR_(x) #x
 #define BT_STR(x) BT_STR_(x)
 const bt_ukernel bt_ukernel_avx512 = {"avx512 " BT_STR(MR) "x32", MR, NR, ukr_avx512,
-                                       pack_t_avx512};
+                                       pack_t_avx512, pack_n_avx512};
 #else
-const bt_ukernel bt_ukernel_avx512 = {"avx512 (not built)", 0, 0, 0, 0};
+const bt_ukernel bt_ukernel_avx512 = {"avx512 (not built)", 0, 0, 0, 0, 0};
 #endif
