@@ -2,8 +2,9 @@
 # every tests/test_*.c (each its own program) through tests/run.sh.
 # Variables: CC (gcc|clang), SAN=1 (ASan+UBSan build into build-san/), MPI=1 (Open MPI build
 # into build-mpi/, for multi-process training), OPT (default -O3 -g: no -march, so
-# one binary runs on any x86-64; the ISA-specific kernels in src/ops/gemm/ get their own flags
-# below and are chosen at run time).
+# one binary runs on any x86-64; the ISA-specific kernels in src/ops/gemm/ carry their own
+# target attributes and are chosen at run time). -ffp-contract=off: no compiler (or
+# instruction-set copy of a loop) fuses a * b + c differently from another.
 CC      ?= gcc
 SAN     ?= 0
 MPI     ?= 0
@@ -22,7 +23,7 @@ OPT     ?= -O3 -g
 LDSAN   :=
 endif
 BLASDIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
-CFLAGS  := -std=c11 -D_GNU_SOURCE $(MPIDEF) -Wall -Wextra -Werror -fopenmp $(OPT) -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp -I/usr/include/cjson $(shell pkg-config --cflags cairo)
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(MPIDEF) -Wall -Wextra -Werror -fopenmp -ffp-contract=off $(OPT) -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp -I/usr/include/cjson $(shell pkg-config --cflags cairo)
 # OpenBLAS is only a reference for the tests and benchmarks (BLASLIBS): libbarlow and the
 # barlow binary use their own GEMM (src/ops/gemm/).
 BLASLIBS := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas
@@ -43,12 +44,6 @@ all: $(BUILD)/libbarlow.a $(BUILD)/barlow
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
-
-# The only objects built for a particular instruction set: barlow's GEMM micro-kernels. They run
-# only where CPUID says they can (src/core/cpu_features.c), so the flags cannot leak into code
-# that runs everywhere.
-$(BUILD)/obj/src/ops/gemm/ukernel_avx2.o: CFLAGS += -mavx2 -mfma
-$(BUILD)/obj/src/ops/gemm/ukernel_avx512.o: CFLAGS += -mavx2 -mfma -mavx512f -mavx512bw -mavx512dq -mavx512vl
 
 $(BUILD)/libbarlow.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)

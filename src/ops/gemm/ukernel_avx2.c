@@ -1,11 +1,19 @@
 /* The AVX2+FMA micro-kernel: 6 x 16 (12 ymm accumulators, two B vectors and one broadcast:
  * 15 of the 16 ymm registers), the shape BLIS and OpenBLAS use on Haswell-class cores, which
  * keeps both FMA ports busy with 12 independent chains (more than FMA latency x ports).
- * This file alone is compiled with -mavx2 -mfma (see the Makefile); it only runs where
- * bt_isa_supported(BT_ISA_AVX2) holds. */
+ * It only runs where bt_isa_supported(BT_ISA_AVX2) holds. */
 #include "gemm_internal.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+
+/* Every function below is compiled for AVX2+FMA (and only they are), by attribute rather than
+ * by per-file flags, so any build of this file (the fuzzers' too) compiles it the same way. */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
 
 #define MR 6
 #define NR 16
@@ -106,6 +114,12 @@ static void pack_n_avx2(float *dst, int width, const float *src, size_t ld, int 
                                 _mm256_maskload_ps(src + (size_t)k * ld + r0, lm));
     }
 }
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
 
 const bt_ukernel bt_ukernel_avx2 = {"avx2 6x16", MR, NR, ukr_avx2_6x16, pack_t_avx2,
                                     pack_n_avx2};

@@ -3,11 +3,19 @@
  * FMA ports with room to spare, and each k step does 28 FMAs for 2 loads of B and 14
  * broadcasts of A (memory operands of the FMAs), the best ratio the register file allows.
  * Chosen against 12 x 32 and 6 x 64 with bench_gemm (see bench/README.md).
- * This file alone is compiled with the AVX-512 flags (see the Makefile); it only runs where
- * bt_isa_supported(BT_ISA_AVX512) holds. */
+ * It only runs where bt_isa_supported(BT_ISA_AVX512) holds. */
 #include "gemm_internal.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+
+/* Every function below is compiled for AVX-512 (and only they are), by attribute rather than
+ * by per-file flags, so any build of this file (the fuzzers' too) compiles it the same way. */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")
+#endif
 
 #ifndef BT_AVX512_MR
 #define BT_AVX512_MR 14
@@ -117,6 +125,12 @@ static void pack_n_avx512(float *dst, int width, const float *src, size_t ld, in
 
 #define BT_STR_(x) #x
 #define BT_STR(x) BT_STR_(x)
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
 const bt_ukernel bt_ukernel_avx512 = {"avx512 " BT_STR(MR) "x32", MR, NR, ukr_avx512,
                                        pack_t_avx512, pack_n_avx512};
 #else
