@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -149,7 +150,8 @@ int main(int argc, char **argv) {
     }
     bt_isa_set(forced);
     if (openblas) {
-        const char *cores[3] = {"", ci->avx512 ? "SkylakeX" : NULL, ci->avx2_fma ? "Haswell" : NULL};
+        const char *cores[3] = {"", ci->avx512 ? "SkylakeX" : NULL,
+                                ci->avx2_fma ? "Haswell" : NULL};
         char exe[4096];
         ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
         if (n <= 0) {
@@ -187,13 +189,15 @@ int main(int argc, char **argv) {
         for (int c = 0; c < ncol; c++) printf(" | %-26.1f", r[c][i]);
         printf("\n");
     }
-    /* Our best path against the forced OpenBLAS core of the same ISA at 1024^3 (target 3). */
+    /* Each path against the forced OpenBLAS core of the same ISA at 1024^3 (target 3). */
     for (int c = 0; c < ncol; c++) {
         const char *p = strstr(names[c], "barlow ") == names[c] ? names[c] + 7 : NULL;
         if (!p) continue;
-        const char *peer = !strcmp(p, "avx512") ? "OpenBLAS SKYLAKEX" : !strcmp(p, "avx2") ? "OpenBLAS HASWELL" : NULL;
+        const char *peer = !strcmp(p, "avx512") ? "OpenBLAS SKYLAKEX"
+                           : !strcmp(p, "avx2") ? "OpenBLAS HASWELL"
+                                                : NULL;
         for (int d = 0; peer && d < ncol; d++)
-            if (!strncasecmp(names[d], peer, strlen(peer)))
+            if (!strncasecmp(names[d], peer, strlen(peer)) && strstr(names[d], "(forced)"))
                 printf("1024^3: barlow %s / %s = %.2f\n", p, names[d], r[c][0] / r[d][0]);
     }
     return 0;

@@ -417,7 +417,8 @@ static void test_dgemm(void) {
                     s += q, sa += fabsl(q);
                 }
                 const long double ref = -0.5L * s + 2.0L * C0[i * ldc + j];
-                const double tol = (K + 4) * ldexp(1.0, -52) * (double)(0.5L * sa + 2 * fabs(C0[i * ldc + j]));
+                const double tol = (K + 4) * ldexp(1.0, -52) *
+                                   (double)(0.5L * sa + 2 * fabs(C0[i * ldc + j]));
                 const double e = fabs((double)(C[i * ldc + j] - ref)) / tol;
                 if (e > worst) worst = e;
             }

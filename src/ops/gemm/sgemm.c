@@ -286,8 +286,10 @@ static void sgemm_run(bt_trans ta, bt_trans tb, int M, int N, int K, float alpha
         const int team = omp_get_num_threads();
         for (int w = omp_get_thread_num(); w < tm * tn; w += team) {
             const int bi = w / tn, bj = w % tn;
-            const int i0 = (int)((int64_t)mt * bi / tm) * MR, i1 = (int)((int64_t)mt * (bi + 1) / tm) * MR;
-            const int j0 = (int)((int64_t)ntl * bj / tn) * NR, j1 = (int)((int64_t)ntl * (bj + 1) / tn) * NR;
+            const int i0 = (int)((int64_t)mt * bi / tm) * MR;
+            const int i1 = (int)((int64_t)mt * (bi + 1) / tm) * MR;
+            const int j0 = (int)((int64_t)ntl * bj / tn) * NR;
+            const int j1 = (int)((int64_t)ntl * (bj + 1) / tn) * NR;
             gemm_block(&g, i0, i1 < M ? i1 : M, j0, j1 < N ? j1 : N);
         }
     }

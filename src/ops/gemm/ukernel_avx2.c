@@ -92,7 +92,8 @@ static void pack_t8(float *dst, int dstride, int lanes, const float *src, size_t
         for (int i = 0; i < 8; i++)
             r[i] = i < nrows ? _mm256_maskload_ps(src + i * ld + k0, lm) : _mm256_setzero_ps();
         tr8(r);
-        for (int j = 0; j < kk; j++) _mm256_maskstore_ps(dst + (size_t)(k0 + j) * dstride, sm, r[j]);
+        for (int j = 0; j < kk; j++)
+            _mm256_maskstore_ps(dst + (size_t)(k0 + j) * dstride, sm, r[j]);
     }
 }
 

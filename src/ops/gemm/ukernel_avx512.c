@@ -100,7 +100,8 @@ static void pack_t16(float *dst, int dstride, int lanes, const float *src, size_
         for (int i = 0; i < 16; i++)
             r[i] = i < nrows ? _mm512_maskz_loadu_ps(lm, src + i * ld + k0) : _mm512_setzero_ps();
         tr16(r);
-        for (int j = 0; j < kk; j++) _mm512_mask_storeu_ps(dst + (size_t)(k0 + j) * dstride, sm, r[j]);
+        for (int j = 0; j < kk; j++)
+            _mm512_mask_storeu_ps(dst + (size_t)(k0 + j) * dstride, sm, r[j]);
     }
 }
 
