@@ -1,7 +1,10 @@
 # barlow build. `make` builds build/libbarlow.a and build/barlow; `make test` builds and runs
 # every tests/test_*.c (each its own program) through tests/run.sh.
 # Variables: CC (gcc|clang), SAN=1 (ASan+UBSan build into build-san/), MPI=1 (Open MPI build
-# into build-mpi/, for multi-process training), OPT (default -O3 -march=native).
+# into build-mpi/, for multi-process training), OPT (default -O3 -g: no -march, so
+# one binary runs on any x86-64; the ISA-specific kernels in src/ops/gemm/ carry their own
+# target attributes and are chosen at run time). -ffp-contract=off: no compiler (or
+# instruction-set copy of a loop) fuses a * b + c differently from another.
 CC      ?= gcc
 SAN     ?= 0
 MPI     ?= 0
@@ -16,15 +19,18 @@ OPT     ?= -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sani
 LDSAN   := -fsanitize=address,undefined
 else
 BUILD   ?= build
-OPT     ?= -O3 -march=native -g
+OPT     ?= -O3 -g
 LDSAN   :=
 endif
 BLASDIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
-CFLAGS  := -std=c11 -D_GNU_SOURCE $(MPIDEF) -Wall -Wextra -Werror -fopenmp $(OPT) -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp -I/usr/include/cjson $(shell pkg-config --cflags cairo)
-LDLIBS  := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lcjson -lturbojpeg -lpng -lz -lm -lpthread $(shell pkg-config --libs cairo)
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(MPIDEF) -Wall -Wextra -Werror -fopenmp -ffp-contract=off $(OPT) -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp -I/usr/include/cjson $(shell pkg-config --cflags cairo)
+# OpenBLAS is only a reference for the tests and benchmarks (BLASLIBS): libbarlow and the
+# barlow binary use their own GEMM (src/ops/gemm/).
+BLASLIBS := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas
+LDLIBS  := -lcjson -lturbojpeg -lpng -lz -lm -lpthread $(shell pkg-config --libs cairo)
 LDFLAGS := -fopenmp $(LDSAN)
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/ops/*.c src/nn/*.c src/train/*.c src/io/*.c src/data/*.c))
+LIB_SRC := $(sort $(wildcard src/core/*.c src/ops/*.c src/ops/gemm/*.c src/nn/*.c src/train/*.c src/io/*.c src/data/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
@@ -48,11 +54,11 @@ $(BUILD)/barlow: $(CLI_OBJ) $(BUILD)/libbarlow.a
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/testutil.o $(BUILD)/libbarlow.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/obj/tests/testutil.o $(BUILD)/libbarlow.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/obj/tests/testutil.o $(BUILD)/libbarlow.a $(LDLIBS) $(BLASLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libbarlow.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libbarlow.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libbarlow.a $(LDLIBS) $(BLASLIBS)
 
 # MPI-only test programs (tests/mpi/*.c), run under mpirun by tests/test_mpi.c.
 MPI_TEST_BIN := $(patsubst tests/mpi/%.c,$(BUILD)/mpi/%,$(wildcard tests/mpi/*.c))
@@ -64,12 +70,12 @@ mpi-progs: $(MPI_TEST_BIN) $(BUILD)/barlow
 mpi:
 	$(MAKE) MPI=1 mpi-progs
 
-# tests/run.sh asks it which OpenBLAS core type this machine detects (see run.sh).
-$(BUILD)/tests/tools/blas_core: $(BUILD)/obj/tests/tools/blas_core.o
+# tests/run.sh asks it which kernel paths this CPU can execute (see run.sh).
+$(BUILD)/tests/tools/isa_paths: $(BUILD)/obj/tests/tools/isa_paths.o $(BUILD)/libbarlow.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libbarlow.a $(LDLIBS)
 
-tests: $(TEST_BIN) $(BUILD)/barlow $(BUILD)/tests/tools/blas_core
+tests: $(TEST_BIN) $(BUILD)/barlow $(BUILD)/tests/tools/isa_paths
 bench: $(BENCH_BIN) $(BUILD)/barlow
 
 # Runs every test program (optionally a subset: make test T='conv bn').

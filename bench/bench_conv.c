@@ -3,6 +3,7 @@
  * Winograd on and off in the same run (interleaved, so a neighbour's load hits both alike),
  * and, on maps of 8x8 and more, the opt-in F(4x4) tile against the default F(2x2).
  * Usage: bench_conv [threads] (default 2). */
+#include "barlow/cpu.h"
 #include "barlow/error.h"
 #include "barlow/ops.h"
 #include "barlow/scratch.h"
@@ -160,6 +161,15 @@ int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     bt_set_threads(threads);
     printf("threads: %d\n", bt_threads());
+    {
+        /* BARLOW_ISA forces the kernels' path, as in the barlow program. */
+        const char *isa = getenv("BARLOW_ISA");
+        if (isa && *isa && bt_isa_select(isa) != BT_OK) {
+            fprintf(stderr, "bench_conv: BARLOW_ISA=%s: %s\n", isa, bt_error());
+            return 1;
+        }
+        printf("kernels: path %s\n", bt_isa_name(bt_isa_current()));
+    }
     unsigned seed = 2;
     bench_ctx g = {.n = 1024};
     size_t nn = (size_t)g.n * g.n;

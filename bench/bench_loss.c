@@ -2,6 +2,7 @@
  * device, D = 8192 and 2048) in both forms on 2 threads, then times PyTorch's reference
  * formulation (BatchNorm1d + c = bn(z1).T @ bn(z2) with autograd, 2 threads) on the same
  * sizes and prints the ratio. Run from the repository root: build/bench/bench_loss [reps]. */
+#include "barlow/cpu.h"
 #include "barlow/error.h"
 #include "barlow/loss.h"
 #include "barlow/rng.h"
@@ -66,6 +67,15 @@ int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 3, N = 256;
     if (reps < 1) reps = 1;
     bt_set_threads(2);
+    {
+        /* BARLOW_ISA forces the kernels' path, as in the barlow program. */
+        const char *isa = getenv("BARLOW_ISA");
+        if (isa && *isa && bt_isa_select(isa) != BT_OK) {
+            fprintf(stderr, "bench_loss: BARLOW_ISA=%s: %s\n", isa, bt_error());
+            return 1;
+        }
+        printf("kernels: path %s\n", bt_isa_name(bt_isa_current()));
+    }
     const int Ds[2] = {8192, 2048};
     double ours[2][2];
     for (int k = 0; k < 2; k++) {

@@ -15,6 +15,7 @@
  * Useful FLOPs are nominal: 2 x the multiply-adds of every convolution and linear layer for
  * both views, backward counted as twice the forward, plus the GEMMs of the loss form used;
  * BatchNorm, ReLU, pooling and the optimizer are not counted. */
+#include "barlow/cpu.h"
 #include "barlow/error.h"
 #include "barlow/loss.h"
 #include "barlow/model.h"
@@ -328,6 +329,15 @@ int main(int argc, char **argv) {
     }
     if ((o.no_torch && o.torch_only) || (o.scaling && (o.torch_only || o.threads < 2))) usage();
     bt_set_threads(o.threads); /* also omp_set_num_threads: the OpenMP OpenBLAS follows it */
+    {
+        /* BARLOW_ISA forces the kernels' path, as in the barlow program. */
+        const char *isa = getenv("BARLOW_ISA");
+        if (isa && *isa && bt_isa_select(isa) != BT_OK) {
+            fprintf(stderr, "bench_step: BARLOW_ISA=%s: %s\n", isa, bt_error());
+            return 1;
+        }
+        printf("kernels: path %s\n", bt_isa_name(bt_isa_current()));
+    }
 
     bt_model_cfg cfg;
     if (bt_model_cfg_parse(&cfg, o.arch, o.projector) != BT_OK || !cfg.nproj) {

@@ -4,12 +4,11 @@
 # "N passed, M failed, K skipped". Exit status non-zero if any test program failed, crashed or
 # printed no summary, or if the arguments match no test program.
 #
-# Code paths: today the GEMM kernels are OpenBLAS's, and which of its kernel sets ("core
-# types") runs depends on the CPU: the one it detects, and each one forced with
-# OPENBLAS_CORETYPE that the CPU supports (Prescott: SSE3, any x86-64; Haswell: AVX2+FMA;
-# SkylakeX: AVX-512 F/BW/DQ/VL). Float sums come out in another order on each, so every check
-# runs on each. BT_TEST_PATHS=first runs only the first path (the detected one; the sanitizer
-# build uses it), BT_TEST_PATHS=all (default) every one.
+# Code paths: barlow's kernels take the widest instruction-set path the CPU offers (avx512,
+# avx2, generic: include/barlow/cpu.h), and float sums come out in another order on each, so
+# every check runs on each path the CPU can execute, with BARLOW_ISA set (the test harness and
+# the barlow program read it). BT_TEST_PATHS=first runs only the first path (the detected
+# one; the sanitizer build uses it), BT_TEST_PATHS=all (default) every one.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -30,23 +29,17 @@ if [ ${#progs[@]} -eq 0 ]; then
   exit 2
 fi
 
-# The paths: "label env-assignment..." per line.
-flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
-has() { for f in "$@"; do [[ " $flags " == *" $f "* ]] || return 1; done; }
+# The paths: "label|env-assignment" per entry.
 paths=()
-detected=$("$BUILD"/tests/tools/blas_core 2>/dev/null)
-if [ -z "$detected" ]; then
-  echo "tests/run.sh: $BUILD/tests/tools/blas_core is missing or failed: run 'make tests'" >&2
+isas=$("$BUILD"/tests/tools/isa_paths 2>/dev/null)
+if [ -z "$isas" ]; then
+  echo "tests/run.sh: $BUILD/tests/tools/isa_paths is missing or failed: run 'make tests'" >&2
   exit 2
 fi
-paths+=("openblas:$detected(detected)|")
-for core in Prescott Haswell SkylakeX; do
-  case $core in
-    Haswell) has avx2 fma || continue ;;
-    SkylakeX) has avx512f avx512bw avx512dq avx512vl || continue ;;
-  esac
-  [ "${core,,}" = "${detected,,}" ] && continue
-  paths+=("openblas:$core|OPENBLAS_CORETYPE=$core")
+first=1
+for isa in $isas; do
+  if [ $first = 1 ]; then paths+=("$isa(detected)|BARLOW_ISA=$isa"); first=0
+  else paths+=("$isa|BARLOW_ISA=$isa"); fi
 done
 [ "${BT_TEST_PATHS:-all}" = first ] && paths=("${paths[0]}")
 

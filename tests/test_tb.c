@@ -66,7 +66,7 @@ static cJSON *run_reader(const char *args) {
     buf[n] = 0;
     int st = pclose(p);
     CHECK(st == 0, "%s exited with status %d (is the tensorboard package installed? "
-                   "tools/install-deps.sh installs it)", cmd, st);
+                   "tools/install-test-deps.sh installs it)", cmd, st);
     cJSON *j = st == 0 ? cJSON_Parse(buf) : NULL;
     CHECK(st != 0 || j != NULL, "%s printed no JSON: %.200s", cmd, buf);
     free(buf);

@@ -1,5 +1,7 @@
 /* Test harness implementation: case bookkeeping, seeded data, finite differences. */
 #include "testutil.h"
+#include "barlow/cpu.h"
+#include "barlow/error.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -12,9 +14,24 @@ static char tu_skip_why[512];
 static int tu_passed, tu_failed, tu_skipped;
 static char tu_tmp[512];
 
+/* BARLOW_ISA (avx512|avx2|generic) forces the kernels' path for the whole program, as the CLI
+ * does: read here because the library reads no environment. A path the CPU lacks is an
+ * error, not a silent fallback (exit status 2). */
+static void tu_select_isa(void) {
+    static int done;
+    if (done) return;
+    done = 1;
+    const char *isa = getenv("BARLOW_ISA");
+    if (isa && *isa && bt_isa_select(isa) != BT_OK) {
+        fprintf(stderr, "BARLOW_ISA: %s\n", bt_error());
+        exit(2);
+    }
+}
+
 static int tu_only_matched;
 
 void tu_run(const char *name, void (*fn)(void)) {
+    tu_select_isa();
     const char *only = getenv("TU_ONLY"); /* development: run only the cases named so */
     if (only && only[0] && !strstr(name, only)) return;
     tu_only_matched = 1;

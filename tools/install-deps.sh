@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Installs what barlow needs on Debian 12 (as root): compilers, OpenBLAS (OpenMP build), cJSON,
-# libjpeg-turbo, libpng, and the PyTorch reference used by the tests and benchmarks.
+# Installs what barlow needs to build and run on Debian 12 (as root): compilers, OpenMP,
+# cJSON, libjpeg-turbo, libpng, zlib, cairo (plots), protobuf-c (ONNX export). barlow has its
+# own GEMM, so no BLAS. The extras for the tests and benchmarks (OpenBLAS as a reference,
+# PyTorch, ONNX, onnxruntime, tensorboard, Open MPI) are tools/install-test-deps.sh.
 # Skips apt entirely when everything is already there.
 set -euo pipefail
-pkgs=(build-essential clang make pkg-config libopenblas-openmp-dev libcjson-dev libturbojpeg0-dev
-      libjpeg62-turbo-dev libpng-dev zlib1g-dev libcairo2-dev fonts-dejavu-core python3-torch python3-torchvision python3-numpy
-      python3-pil python3-pip libopenmpi-dev openmpi-bin protobuf-c-compiler libprotobuf-c-dev
-      python3-onnx)
+pkgs=(build-essential clang make pkg-config libcjson-dev libturbojpeg0-dev libjpeg62-turbo-dev
+      libpng-dev zlib1g-dev libcairo2-dev fonts-dejavu-core protobuf-c-compiler libprotobuf-c-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,22 +16,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-# The safetensors package (PyPI) checks interop in the tests; Debian 12 does not package it.
-if ! /usr/bin/python3 -c "import safetensors" 2>/dev/null; then
-  /usr/bin/python3 -m pip install -q --break-system-packages 'safetensors==0.8.0'
-fi
-# onnxruntime (PyPI) runs the ONNX export in the interop test. --no-deps: its declared
-# protobuf>=4 would replace Debian's python3-protobuf 3.21 that python3-onnx is built against;
-# inference needs only numpy, which Debian provides.
-if ! /usr/bin/python3 -c "import onnxruntime" 2>/dev/null; then
-  /usr/bin/python3 -m pip install -q --break-system-packages --no-deps 'onnxruntime==1.32.0'
-fi
-# tensorboard (PyPI) reads the event files back in the TensorBoard test, with its own reader.
-# --no-deps and pinned: newer releases and their declared protobuf would replace Debian's
-# python3-protobuf 3.21 (python3-onnx needs it), and recent releases (2.21 tried) ship code that needs
-# protobuf 5 (google.protobuf.runtime_version). The event reader needs only absl-py (pure Python, no deps), numpy and protobuf.
-if ! /usr/bin/python3 -c "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator" 2>/dev/null; then
-  /usr/bin/python3 -m pip install -q --break-system-packages --no-deps 'tensorboard==2.18.0' 'absl-py>=1.0'
 fi
 echo "install-deps: ok"

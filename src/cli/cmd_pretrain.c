@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include "barlow/augment.h"
 #include "barlow/checkpoint.h"
+#include "barlow/cpu.h"
 #include "barlow/dataset.h"
 #include "barlow/error.h"
 #include "barlow/loader.h"
@@ -39,7 +40,7 @@
 
 typedef struct {
     int epochs, batch, print_freq, workers, threads, warmup, knn_every, help, tb_image_every;
-    const char *init_from;
+    const char *init_from, *isa;
     double lrw, lrb, wd, lambd, eta;
     long seed, max_steps, train_limit, save_every;
     const char *projector, *ckdir, *arch, *preset, *loss_form;
@@ -186,6 +187,24 @@ static int check_compatible(const cJSON *mine, const char *stored, const char *p
     return rc;
 }
 
+/* One line when a resume runs on another kernel path or thread count than the checkpoint's
+ * run: results stay within float tolerance, but bit-exact resume is promised only for the
+ * same path and thread count. Checkpoints older than the path record say nothing. */
+static void note_other_path(const char *stored, int threads) {
+    cJSON *old = cJSON_Parse(stored);
+    const cJSON *isa = cJSON_GetObjectItemCaseSensitive(old, "isa");
+    const cJSON *th = cJSON_GetObjectItemCaseSensitive(old, "threads");
+    const char *now = bt_isa_name(bt_isa_current());
+    const int other_isa = cJSON_IsString(isa) && strcmp(isa->valuestring, now) != 0;
+    const int other_threads = cJSON_IsNumber(th) && th->valueint != threads;
+    if (other_isa || other_threads)
+        printf("%s: note: resuming on kernel path %s with %d threads; the checkpoint was made "
+               "on %s with %d: results agree to float tolerance, not bit for bit\n",
+               PT, now, threads, cJSON_IsString(isa) ? isa->valuestring : now,
+               cJSON_IsNumber(th) ? th->valueint : threads);
+    cJSON_Delete(old);
+}
+
 /* Everything a run owns, so that every exit path frees it (the SAN build checks leaks). */
 typedef struct {
     pt_opts o;
@@ -243,6 +262,7 @@ static int stats_line(pt_run *r, int epoch, long step, double lrw, double lrb,
     cJSON_AddNumberToObject(j, "off_diag", res->off_diag);
     cJSON_AddNumberToObject(j, "images_per_s", round(ips * 10) / 10);
     cJSON_AddNumberToObject(j, "skipped", (double)skipped);
+    cJSON_AddStringToObject(j, "isa", bt_isa_name(bt_isa_current())); /* the kernels' path */
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!s) return bt_fail(BT_ENOMEM, "out of memory");
@@ -303,6 +323,9 @@ static int setup(pt_run *r, int argc, char **argv, const char **data, int *form)
         {"aug", BT_ARG_LIST, &o->aug, NULL, 1, 0, NULL,
          "override an augmentation setting, KEY=VALUE (e.g. blur-p.1=0.5)", 0},
         {"threads", BT_ARG_INT, &o->threads, "0", 0, 4096, NULL, "compute threads (0 = all cores)", 0},
+        {"isa", BT_ARG_STRING, &o->isa, NULL, 1, 0, NULL,
+         "kernels' instruction set: avx512|avx2|generic|auto (default: $BARLOW_ISA, else the "
+         "best this CPU has)", 0},
         {"seed", BT_ARG_LONG, &o->seed, "0", 0, 9007199254740992.0, NULL,
          "seed of the initialisation, data order and augmentation", 0},
         {"warmup-epochs", BT_ARG_INT, &o->warmup, "10", 0, INT_MAX, NULL, "linear warm-up epochs", 0},
@@ -504,6 +527,10 @@ static int run(pt_run *r, int argc, char **argv) {
 
     int threads = o->threads > 0 ? o->threads : omp_get_num_procs();
     bt_set_threads(threads);
+    if (o->isa && bt_isa_select(o->isa) != BT_OK) {
+        fprintf(stderr, "%s: --isa: %s\n", PT, bt_error());
+        return 2;
+    }
     const bt_comm *comm = bt_cli_comm;
     int world = bt_comm_world(comm), rank = bt_comm_rank(comm);
     if (o->batch % world != 0) {
@@ -525,9 +552,21 @@ static int run(pt_run *r, int argc, char **argv) {
             comm->abort(comm, 2);
         }
     }
+    /* The kernels' path goes into the stored configuration (after the ranks' comparison:
+     * ranks on different CPUs may take different paths and still train one model). */
+    cJSON_AddStringToObject(r->config, "isa", bt_isa_name(bt_isa_current()));
+    free(r->config_text);
+    if (!(r->config_text = cJSON_PrintUnformatted(r->config))) {
+        fprintf(stderr, "%s: out of memory\n", PT);
+        return 1;
+    }
     char *pretty = cJSON_Print(r->config);
     printf("%s: configuration %s\n", PT, pretty ? pretty : r->config_text);
     free(pretty);
+    const bt_cpu_info *cpu = bt_cpu();
+    printf("%s: kernels: path %s (%s family %d model %d; best path here: %s)\n", PT,
+           bt_isa_name(bt_isa_current()), cpu->vendor[0] ? cpu->vendor : "non-x86", cpu->family,
+           cpu->model, bt_isa_name(bt_isa_best()));
 
     const char *sep = o->ckdir[strlen(o->ckdir) - 1] == '/' ? "" : "/";
     snprintf(r->ckpath, sizeof r->ckpath, "%s%scheckpoint.safetensors", o->ckdir, sep);
@@ -588,6 +627,7 @@ static int run(pt_run *r, int argc, char **argv) {
                     r->ckpath, st.steps_per_epoch, r->spe);
             return 2;
         }
+        note_other_path(st.config, threads);
         if ((rc = bt_ckpt_restore(r->m, r->ck, &st)) != BT_OK) goto fail;
         epoch = st.epoch;
         nb = st.next_batch;

@@ -18,7 +18,7 @@
 #include "barlow/model.h"
 #include "barlow/plot.h"
 #include <cJSON.h>
-#include <cblas.h>
+#include "barlow/gemm.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -336,9 +336,9 @@ static int rp_pca2(float *pc, double frac[2], const float *x, int n, int d) {
         for (int i = 0; i < n; i++) xc[(size_t)i * d + j] = x[(size_t)i * d + j] - mean;
     }
     if (n < d) /* g = Xc Xc^T */
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, d, 1, xc, d, xc, d, 0, g, n);
+        bt_dgemm(BT_NOTRANS, BT_TRANS, n, n, d, 1, xc, d, xc, d, 0, g, n);
     else       /* g = Xc^T Xc */
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, n, 1, xc, d, xc, d, 0, g, d);
+        bt_dgemm(BT_TRANS, BT_NOTRANS, d, d, n, 1, xc, d, xc, d, 0, g, d);
     double trace = 0;
     for (int i = 0; i < small; i++) trace += g[(size_t)i * small + i];
     /* deterministic start: two fixed, independent-looking vectors */
@@ -349,7 +349,7 @@ static int rp_pca2(float *pc, double frac[2], const float *x, int n, int d) {
     double lam[2] = {0, 0};
     for (int it = 0; it < 500; it++) {
         /* t = g v, then Gram-Schmidt */
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, small, 2, small, 1, g, small, v,
+        bt_dgemm(BT_NOTRANS, BT_NOTRANS, small, 2, small, 1, g, small, v,
                     2, 0, t, 2);
         double n0 = 0, dot = 0, n1 = 0, change = 0;
         for (int i = 0; i < small; i++) n0 += t[2 * i] * t[2 * i];

@@ -1,6 +1,8 @@
 /* The barlow command-line program: dispatches `barlow COMMAND ...` to the command's entry
  * point (each takes argc/argv with argv[0] = the command name). */
 #include "barlow/comm.h"
+#include "barlow/cpu.h"
+#include "barlow/error.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +82,13 @@ int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;
+    }
+    /* BARLOW_ISA forces the kernels' path (the library reads no environment). A path this
+     * CPU lacks, or a misspelt one, stops here rather than running some other path. */
+    const char *isa = getenv("BARLOW_ISA");
+    if (isa && *isa && bt_isa_select(isa) != BT_OK) {
+        fprintf(stderr, "barlow: BARLOW_ISA=%s: %s\n", isa, bt_error());
+        return 1;
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {

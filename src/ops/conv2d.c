@@ -1,13 +1,13 @@
-/* Optimised float32 conv2d (groups=1, dilation=1): im2col / col2im around cblas_sgemm.
+/* Optimised float32 conv2d (groups=1, dilation=1): im2col / col2im around bt_sgemm.
  *
  * Work is split over groups of G consecutive images. Small feature maps (late ResNet stages,
- * 4x4 on CIFAR) make a per-image GEMM too thin for BLAS to be efficient, so G images are
+ * 4x4 on CIFAR) make a per-image GEMM too thin to be efficient, so G images are
  * unrolled side by side into one column matrix (CRS, G*P) and handled by one GEMM; large maps
  * use G = 1, where the output and dout rows of an image are used in place.
  * With more than one group and thread, groups are spread over OpenMP threads, each with its
- * own buffers from the scratch arena and single-threaded GEMMs (OpenBLAS runs serially inside
- * a parallel region). With a single group the loop runs outside any parallel region, so BLAS
- * itself uses every thread. The weight gradient is summed into per-thread partials that are
+ * own buffers from the scratch arena and single-threaded GEMMs (bt_sgemm runs serially inside
+ * a parallel region). With a single group the loop runs outside any parallel region, so
+ * bt_sgemm itself uses every thread. The weight gradient is summed into per-thread partials that are
  * reduced at the end, in a fixed order: for a given thread count results are reproducible.
  * 3x3 stride-1 pad-1 layers go to Winograd F(2x2, 3x3) (conv_winograd.c) for the forward and
  * the input gradient, unless BT_CONV_WINOGRAD=0; their weight gradient stays here.
@@ -16,13 +16,13 @@
 #include "barlow/ops.h"
 #include "barlow/scratch.h"
 #include "winograd_internal.h"
-#include <cblas.h>
+#include "barlow/gemm.h"
 #include <limits.h>
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
-/* Element counts must fit a size_t comfortably and GEMM dimensions a BLAS int. */
+/* Element counts must fit a size_t comfortably and GEMM dimensions an int. */
 static int too_big(int64_t a, int64_t b, int64_t c, int64_t d, int64_t lim) {
     int64_t p = a;
     if (p > lim / b) return 1;
@@ -173,7 +173,7 @@ static void forward_group(float *out, const float *in, const float *w, const flo
         B = col;
     }
     float *Cm = g == 1 ? out + (size_t)n0 * out_img : tmp; /* (K, G*P) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, GP, CRS, 1.0f, w, CRS, B, GP, 0.0f,
+    bt_sgemm(BT_NOTRANS, BT_NOTRANS, K, GP, CRS, 1.0f, w, CRS, B, GP, 0.0f,
                 Cm, GP);
     for (int i = 0; i < g; i++) {
         float *o = out + (n0 + i) * out_img;
@@ -242,15 +242,15 @@ static void backward_group(float *dinp, float *dwp, const float *dout, const flo
             for (int i = 0; i < g; i++) im2col(col + (size_t)i * P, GP, in + (n0 + i) * in_img, d);
             B = col;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, CRS, GP, 1.0f, dy, GP, B, GP, 1.0f,
+        bt_sgemm(BT_NOTRANS, BT_TRANS, K, CRS, GP, 1.0f, dy, GP, B, GP, 1.0f,
                     dwp, CRS);
     }
     if (dinp) {
         if (direct) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CRS, GP, K, 1.0f, w, CRS, dy, GP,
+            bt_sgemm(BT_TRANS, BT_NOTRANS, CRS, GP, K, 1.0f, w, CRS, dy, GP,
                         1.0f, dinp + n0 * in_img, GP);
         } else {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CRS, GP, K, 1.0f, w, CRS, dy, GP,
+            bt_sgemm(BT_TRANS, BT_NOTRANS, CRS, GP, K, 1.0f, w, CRS, dy, GP,
                         0.0f, col, GP);
             for (int i = 0; i < g; i++)
                 col2im(dinp + (n0 + i) * in_img, col + (size_t)i * P, GP, d);

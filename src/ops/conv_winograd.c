@@ -27,20 +27,21 @@
  *
  * Work is split into chunks of whole images (or, for a map larger than the budget, bands of
  * tile rows of one image). Each OpenMP thread takes whole chunks and runs the four steps on
- * its own buffers with single-threaded BLAS, so a chunk stays in that core's cache and the
+ * its own buffers with single-threaded GEMMs (bt_sgemm_batch), so a chunk stays in that core's cache and the
  * threads never wait for each other until the end. Measured on 2 threads against one shared
  * chunk at a time (transforms split over threads, then the 16 GEMMs in an OpenMP loop, or
- * each GEMM using BLAS's threads), this was the fastest on every ResNet-18/CIFAR layer, by
+ * each GEMM threaded itself), this was the fastest on every ResNet-18/CIFAR layer, by
  * 1.3x to 2.5x and 3x to 9x respectively, on a machine that other jobs kept busy (which
  * punishes every barrier). A chunk's V + M is kept to a budget, which bounds the scratch
  * memory whatever the batch. A chunk's result does not depend on which thread computes it, so
  * for a given thread count (which sets the chunk sizes) results are reproducible.
  * Tiles of a map with odd H or W overhang it: missing inputs read as zero (as padding does)
  * and outputs that fall outside are not written. */
+#include "barlow/cpu.h"
 #include "barlow/error.h"
+#include "barlow/gemm.h"
 #include "barlow/scratch.h"
 #include "winograd_internal.h"
-#include <cblas.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -452,11 +453,44 @@ static void run_chunk(const wino_plan *pl, int q, float *V, size_t vp, float *XM
     const int T = nb * (th1 - th0) * pl->TW;
     to_channels_last(XM, pl->src, pl->Ci, pl->Cp, pl->H, pl->W, img0, nb, ya, yb);
     input_transform(V, vp, XM, pl, nb, th0, th1, ya, yb);
-    for (int xi = 0; xi < pl->np; xi++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, pl->flip ? CblasNoTrans : CblasTrans, T, pl->Kp,
-                    pl->Cp, 1.0f, V + xi * vp, pl->Cp, pl->U + xi * pl->up,
-                    pl->flip ? pl->Kp : pl->Cp, 0.0f, XM + xi * mp, pl->Kp);
+    /* np products M[xi] (T, Kp) = V[xi] (T, Cp) U[xi] (Cp, Kp), on this thread (the batch runs
+     * serially inside the chunk loop's parallel region). */
+    bt_sgemm_batch(pl->np, BT_NOTRANS, pl->flip ? BT_NOTRANS : BT_TRANS, T, pl->Kp, pl->Cp, 1.0f,
+                   V, pl->Cp, (ptrdiff_t)vp, pl->U, pl->flip ? pl->Kp : pl->Cp, (ptrdiff_t)pl->up,
+                   0.0f, XM, pl->Kp, (ptrdiff_t)mp);
     output_transform(XM, mp, pl, img0, nb, th0, th1);
+}
+
+/* The transforms per instruction set: the same C compiled for AVX2 and AVX-512 (flatten
+ * inlines the transforms into each copy; the GEMMs are calls), chosen with the GEMM kernels'
+ * path, so BARLOW_ISA pins them too. The arithmetic of each element is the same in every
+ * copy (no reductions, and no contraction into FMAs: -ffp-contract=off), only the vector
+ * width changes. */
+typedef void (*chunk_fn)(const wino_plan *pl, int q, float *V, size_t vp, float *XM, size_t mp);
+#if defined(__x86_64__) || defined(__i386__)
+#define WINO_AVX2 "avx2,fma"
+#define WINO_AVX512 "avx2,fma,avx512f,avx512bw,avx512dq,avx512vl"
+__attribute__((target(WINO_AVX2), flatten)) static void run_chunk_avx2(const wino_plan *pl, int q,
+                                                                        float *V, size_t vp,
+                                                                        float *XM, size_t mp) {
+    run_chunk(pl, q, V, vp, XM, mp);
+}
+__attribute__((target(WINO_AVX512), flatten)) static void run_chunk_avx512(const wino_plan *pl,
+                                                                            int q, float *V,
+                                                                            size_t vp, float *XM,
+                                                                            size_t mp) {
+    run_chunk(pl, q, V, vp, XM, mp);
+}
+#endif
+static chunk_fn chunk_for_isa(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    switch (bt_isa_current()) {
+    case BT_ISA_AVX512: return run_chunk_avx512;
+    case BT_ISA_AVX2: return run_chunk_avx2;
+    default: break;
+    }
+#endif
+    return run_chunk;
 }
 
 /* Tiles per chunk before plan_chunks' limits: as many as keep a chunk's transformed input and
@@ -516,13 +550,14 @@ static int wino_run(float *dst, const float *src, const float *w, const float *b
     memset(zero, 0, sizeof(float) * pl.Cp);
     weight_transform(U, pl.up, w, flip ? Ci : Ko, flip ? Ko : Ci, flip, bt_threads(), m);
     pl.U = U, pl.zero = zero;
+    const chunk_fn chunk = chunk_for_isa();
     /* Chunks are independent and computed the same way on any thread: dynamic scheduling
      * balances a busy machine without changing the result. */
 #pragma omp parallel num_threads(nt)
     {
         float *V = bufs + (size_t)omp_get_thread_num() * (v_n + xm_n), *XM = V + v_n;
 #pragma omp for schedule(dynamic, 1)
-        for (int q = 0; q < nchunks; q++) run_chunk(&pl, q, V, vp, XM, mp);
+        for (int q = 0; q < nchunks; q++) chunk(&pl, q, V, vp, XM, mp);
     }
     return BT_OK;
 }
@@ -593,9 +628,33 @@ static void run_chunk_dw(const wino_plan *pl, const float *dout, int q, float *V
     input_transform(V, vp, X, pl, nb, th0, th1, ya, yb);
     to_channels_last(X, dout, pl->Ko, pl->Kp, pl->H, pl->W, img0, nb, oa, ob);
     grad_transform(D, dp, X, pl, nb, th0, th1, oa, ob);
-    for (int xi = 0; xi < 16; xi++)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, pl->Kp, pl->Cp, T, 1.0f, D + xi * dp,
-                    pl->Kp, V + xi * vp, pl->Cp, first ? 0.0f : 1.0f, dU + xi * pl->up, pl->Cp);
+    bt_sgemm_batch(16, BT_TRANS, BT_NOTRANS, pl->Kp, pl->Cp, T, 1.0f, D, pl->Kp, (ptrdiff_t)dp, V,
+                   pl->Cp, (ptrdiff_t)vp, first ? 0.0f : 1.0f, dU, pl->Cp, (ptrdiff_t)pl->up);
+}
+
+typedef void (*chunk_dw_fn)(const wino_plan *pl, const float *dout, int q, float *V, size_t vp,
+                            float *D, size_t dp, float *X, float *dU, int first);
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target(WINO_AVX2), flatten)) static void
+run_chunk_dw_avx2(const wino_plan *pl, const float *dout, int q, float *V, size_t vp, float *D,
+                  size_t dp, float *X, float *dU, int first) {
+    run_chunk_dw(pl, dout, q, V, vp, D, dp, X, dU, first);
+}
+__attribute__((target(WINO_AVX512), flatten)) static void
+run_chunk_dw_avx512(const wino_plan *pl, const float *dout, int q, float *V, size_t vp, float *D,
+                    size_t dp, float *X, float *dU, int first) {
+    run_chunk_dw(pl, dout, q, V, vp, D, dp, X, dU, first);
+}
+#endif
+static chunk_dw_fn chunk_dw_for_isa(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    switch (bt_isa_current()) {
+    case BT_ISA_AVX512: return run_chunk_dw_avx512;
+    case BT_ISA_AVX2: return run_chunk_dw_avx2;
+    default: break;
+    }
+#endif
+    return run_chunk_dw;
 }
 
 /* dw (K, C, 3, 3) += G^T u G, u the 4x4 sum over the `parts` dU copies (each 16 planes of
@@ -659,6 +718,7 @@ int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
     memset(zero, 0, sizeof(float) * cmax);
     pl.zero = zero;
     int parts = nt;
+    const chunk_dw_fn chunk = chunk_dw_for_isa();
 #pragma omp parallel num_threads(nt)
     {
         const int u = omp_get_thread_num(), team = omp_get_num_threads();
@@ -667,7 +727,7 @@ int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
         /* Thread u's share: chunks [q0, q1), never empty since nt <= nchunks. */
         const int q0 = (int)((int64_t)nchunks * u / team);
         const int q1 = (int)((int64_t)nchunks * (u + 1) / team);
-        for (int q = q0; q < q1; q++) run_chunk_dw(&pl, dout, q, V, vp, D, dp, X, dU, q == q0);
+        for (int q = q0; q < q1; q++) chunk(&pl, dout, q, V, vp, D, dp, X, dU, q == q0);
 #pragma omp single
         parts = team;
     }

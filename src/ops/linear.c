@@ -1,7 +1,7 @@
-/* Optimised float32 fully-connected layer (F.linear): y = x w^T + b, via cblas_sgemm.
- * Called outside parallel regions, so OpenBLAS threads the GEMMs itself. */
+/* Optimised float32 fully-connected layer (F.linear): y = x w^T + b, via bt_sgemm.
+ * Called outside parallel regions, so bt_sgemm threads the GEMMs itself. */
 #include "barlow/ops.h"
-#include <cblas.h>
+#include "barlow/gemm.h"
 #include <string.h>
 
 void bt_linear_forward(float *y, const float *x, const float *w, const float *b, int N, int In,
@@ -15,7 +15,7 @@ void bt_linear_forward(float *y, const float *x, const float *w, const float *b,
     /* Seed y with the bias so the GEMM adds onto it (beta = 1) instead of a second pass. */
     if (b)
         for (int n = 0; n < N; n++) memcpy(y + (size_t)n * O, b, sizeof(float) * O);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, In, 1.0f, x, In, w, In,
+    bt_sgemm(BT_NOTRANS, BT_TRANS, N, O, In, 1.0f, x, In, w, In,
                 b ? 1.0f : 0.0f, y, O);
 }
 
@@ -34,9 +34,9 @@ void bt_linear_backward(float *dx, float *dw, float *db, const float *dy, const 
         }
     if (In <= 0) return;
     if (dx) /* dx (N,In) += dy (N,O) w (O,In) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, In, O, 1.0f, dy, O, w, In, 1.0f,
+        bt_sgemm(BT_NOTRANS, BT_NOTRANS, N, In, O, 1.0f, dy, O, w, In, 1.0f,
                     dx, In);
     if (dw) /* dw (O,In) += dy^T (O,N) x (N,In) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, In, N, 1.0f, dy, O, x, In, 1.0f, dw,
+        bt_sgemm(BT_TRANS, BT_NOTRANS, O, In, N, 1.0f, dy, O, x, In, 1.0f, dw,
                     In);
 }

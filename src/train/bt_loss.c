@@ -3,7 +3,7 @@
 #include "barlow/loss.h"
 #include "barlow/error.h"
 #include "barlow/scratch.h"
-#include <cblas.h>
+#include "barlow/gemm.h"
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
@@ -25,8 +25,8 @@ int bt_bt_loss_choose(int N, int D) { return D > N ? BT_LOSS_GRAM : BT_LOSS_DIRE
 
 #define REAL float
 #define SFX f32
-#define GEMM cblas_sgemm
-#define SYRK cblas_ssyrk
+#define GEMM bt_sgemm
+#define SYRK bt_ssyrk
 #include "bt_loss.inc"
 #undef REAL
 #undef SFX
@@ -35,8 +35,8 @@ int bt_bt_loss_choose(int N, int D) { return D > N ? BT_LOSS_GRAM : BT_LOSS_DIRE
 
 #define REAL double
 #define SFX f64
-#define GEMM cblas_dgemm
-#define SYRK cblas_dsyrk
+#define GEMM bt_dgemm
+#define SYRK bt_dsyrk
 #include "bt_loss.inc"
 #undef REAL
 #undef SFX

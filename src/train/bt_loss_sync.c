@@ -10,7 +10,7 @@
 #include "barlow/error.h"
 #include "barlow/loss.h"
 #include "barlow/scratch.h"
-#include <cblas.h>
+#include "barlow/gemm.h"
 #include <math.h>
 #include <string.h>
 
@@ -100,7 +100,7 @@ static int loss_direct(bt_loss_result *res, float *dz1, float *dz2, const float 
             B[i] = (float)((z2[i] - m2[d]) * r2[d]);
         }
     /* C (D,D) = A^T B / N_global, summed over ranks */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, D, N, (float)(1.0 / cnt), A, D, B, D,
+    bt_sgemm(BT_TRANS, BT_NOTRANS, D, D, N, (float)(1.0 / cnt), A, D, B, D,
                 0.0f, C, D);
     if ((rc = comm->allreduce_f32(comm, C, dd))) return rc;
     double on = 0, off = 0;
@@ -122,9 +122,9 @@ static int loss_direct(bt_loss_result *res, float *dz1, float *dz2, const float 
             dC[(size_t)i * D + j] = i == j ? 2.0f * (c - 1.0f) : 2.0f * lambda * c;
         }
     /* dA = B dC^T / N_g, dB = A dC / N_g */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, D, D, (float)(1.0 / cnt), B, D, dC, D,
+    bt_sgemm(BT_NOTRANS, BT_TRANS, N, D, D, (float)(1.0 / cnt), B, D, dC, D,
                 0.0f, dA, D);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, D, D, (float)(1.0 / cnt), A, D, dC, D,
+    bt_sgemm(BT_NOTRANS, BT_NOTRANS, N, D, D, (float)(1.0 / cnt), A, D, dC, D,
                 0.0f, dB, D);
     /* BN (no affine) backward with global sums: dz = r (dA - mean(dA) - A mean(dA A)) */
     double *s = tmp; /* (4D): sum dA, sum dA*A, sum dB, sum dB*B */

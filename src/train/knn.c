@@ -1,7 +1,7 @@
 /* Weighted kNN classification of frozen features (InstDisc / solo-learn): similarities by
  * sgemm over blocks of test rows, a bounded heap per row for the k nearest train rows, and
  * exp(s/T)-weighted class votes. */
-#include <cblas.h>
+#include "barlow/gemm.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +68,7 @@ int bt_knn_eval(double *top1, double *top5, const float *train_feat,
     int err = 0;
     for (size_t t0 = 0; t0 < ntest; t0 += blk) {
         int nb = (int)(ntest - t0 < blk ? ntest - t0 : blk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int)ntrain, dim, 1.0f,
+        bt_sgemm(BT_NOTRANS, BT_TRANS, nb, (int)ntrain, dim, 1.0f,
                     test_feat + t0 * dim, dim, train_feat, dim, 0.0f, sim, (int)ntrain);
 #pragma omp parallel reduction(+ : c1, c5)
         {

@@ -20,7 +20,7 @@ try:
     from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as tb_pywrap
 except Exception as e:  # noqa: BLE001 - any import failure means the reference is unusable
     sys.stderr.write("tb_read.py: the tensorboard package is not importable (%s); "
-                     "run tools/install-deps.sh\n" % e)
+                     "run tools/install-test-deps.sh\n" % e)
     sys.exit(2)
 
 

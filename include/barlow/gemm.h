@@ -1,0 +1,46 @@
+/* barlow's own dense matrix products (src/ops/gemm/): what every GEMM of the trainer calls.
+ *
+ * All matrices are row-major, with the semantics of cblas_?gemm(CblasRowMajor, ...), so a
+ * cblas call converts one to one:
+ *   C (M, N) = alpha * op(A) op(B) + beta * C,  op(A) (M, K), op(B) (K, N),
+ * op(X) = X or X^T. A is (M, K) with row stride lda >= K, or (K, M) with lda >= M if
+ * transposed; likewise B. With beta == 0, C is only written (it may hold NaN on entry); with
+ * K == 0 or alpha == 0, C = beta * C.
+ *
+ * bt_sgemm runs the path of bt_isa_current() (include/barlow/cpu.h) on bt_threads() threads,
+ * or on the calling thread alone when called inside an OpenMP parallel region. Each element of
+ * C is summed in an order that depends only on the path and K (not on the thread count or on
+ * which thread computes it), so results repeat bit for bit on the same path.
+ * Bad arguments (negative sizes, short leading dimensions) are programming errors: they stop
+ * the program with a message, as an always-on assert. */
+#ifndef BARLOW_GEMM_H
+#define BARLOW_GEMM_H
+#include <stddef.h>
+
+typedef enum { BT_NOTRANS = 0, BT_TRANS = 1 } bt_trans;
+
+void bt_sgemm(bt_trans ta, bt_trans tb, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* count independent products C_i = alpha op(A_i) op(B_i) + beta C_i, X_i = X + i * strideX
+ * (in floats). The products are spread over the threads (each on one thread), which suits
+ * many small GEMMs better than threading each; fewer products than threads fall back to
+ * threading each product. Inside a parallel region all run on the calling thread. */
+void bt_sgemm_batch(int count, bt_trans ta, bt_trans tb, int M, int N, int K, float alpha,
+                    const float *A, int lda, ptrdiff_t strideA, const float *B, int ldb,
+                    ptrdiff_t strideB, float beta, float *C, int ldc, ptrdiff_t strideC);
+
+/* Upper triangle (and diagonal) of C (N, N) = alpha A A^T + beta C, A (N, K) row-major
+ * (cblas_ssyrk(RowMajor, Upper, NoTrans)). Entries below the diagonal may be overwritten
+ * with their mirror image's value or left alone: callers that need them copy the upper
+ * triangle down. */
+void bt_ssyrk(int N, int K, float alpha, const float *A, int lda, float beta, float *C, int ldc);
+
+/* Double precision, for the float64 reference paths (the loss's test instantiation, report
+ * statistics): cache-blocked plain C, threaded over rows of C; same conventions as above. */
+void bt_dgemm(bt_trans ta, bt_trans tb, int M, int N, int K, double alpha, const double *A,
+              int lda, const double *B, int ldb, double beta, double *C, int ldc);
+void bt_dsyrk(int N, int K, double alpha, const double *A, int lda, double beta, double *C,
+              int ldc);
+
+#endif

@@ -1,0 +1,61 @@
+/* Inside barlow's GEMM (src/ops/gemm/): the micro-kernel contract shared by sgemm.c and the
+ * per-ISA kernels, and the hooks the tests and benchmarks use to reach single kernels.
+ *
+ * A micro-kernel computes one MR x NR tile of C from packed panels:
+ *   a: MR x kc, column after column (a[k * MR + i] = A(i, k)), rows past m zero;
+ *   b: kc x NR, row after row (b[k * NR + j] = B(k, j)), columns past n zero;
+ *   C[i][j] = alpha * sum_k a(i, k) b(k, j) + beta * C[i][j]  for i < m, j < n,
+ * the sum taken in k order, one fused multiply-add per k on the FMA paths. With beta == 0, C
+ * is not read. Every element is rounded the same way whether or not its tile is partial:
+ * alpha * acc and beta * C are each rounded and then added (bt_ukr_store_tile's order). */
+#ifndef BARLOW_GEMM_INTERNAL_H
+#define BARLOW_GEMM_INTERNAL_H
+#include "barlow/cpu.h"
+#include <stddef.h>
+
+typedef void (*bt_ukr_fn)(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
+                          float alpha, float beta, int m, int n);
+
+/* Packs nrows (<= width) rows of src (row stride ld, kc floats each) k-major: dst[k * width + r]
+ * = src[r * ld + k], zero for nrows <= r < width. The transposing copy of packing op(A) when A
+ * is row-major (and op(B) when B is transposed); vectorised per ISA because, done one float at
+ * a time, it costs as much as the products on the small-K GEMMs of Winograd. */
+typedef void (*bt_pack_fn)(float *dst, int width, const float *src, size_t ld, int nrows, int kc);
+
+/* Packs nrows (<= width) columns of src k-major without transposing: dst[k * width + r] =
+ * src[k * ld + r], zero for nrows <= r < width (op(A) of a transposed A, op(B) of a row-major
+ * B). */
+typedef bt_pack_fn bt_pack_n_fn;
+
+typedef struct {
+    const char *name;
+    int mr, nr;
+    bt_ukr_fn fn;
+    bt_pack_fn pack_t;   /* NULL: the portable loops in sgemm.c */
+    bt_pack_n_fn pack_n; /* NULL: likewise */
+} bt_ukernel;
+
+/* The kernel of path isa (NULL if this build has none for it, e.g. off x86). */
+const bt_ukernel *bt_gemm_ukernel(bt_isa isa);
+
+/* The kernels (ukernel_*.c); the AVX ones may only run where bt_isa_supported says so. */
+extern const bt_ukernel bt_ukernel_ref, bt_ukernel_avx2, bt_ukernel_avx512;
+
+/* The plain C kernel for any mr x nr (the tests' reference for the kernel contract). */
+void bt_ukr_ref_any(int mr, int nr, int kc, const float *a, const float *b, float *c,
+                    ptrdiff_t ldc, float alpha, float beta, int m, int n);
+
+/* C[i][j] = t[i][j] + beta * C[i][j] (C not read when beta == 0) for i < m, j < n; t holds
+ * alpha * acc with row stride nr. The partial-tile store of every kernel. */
+void bt_ukr_store_tile(const float *t, int nr, float *c, ptrdiff_t ldc, float beta, int m, int n);
+
+/* Cache blocking of path isa: MC, KC, NC, derived from the cache sizes (bt_cpu()). */
+typedef struct {
+    int mc, kc, nc;
+} bt_gemm_blocking;
+bt_gemm_blocking bt_gemm_blocking_for(bt_isa isa);
+/* Replaces the derived blocking (0 = keep derived) for tuning in bench_gemm; affects every
+ * later call on every path. Not for use while a GEMM runs. */
+void bt_gemm_set_blocking(int mc, int kc, int nc);
+
+#endif

@@ -1,0 +1,335 @@
+/* bt_sgemm and friends (include/barlow/gemm.h): the BLIS-style driver around the per-ISA
+ * micro-kernels. Everything here is portable C; the ISA code is in ukernel_*.c.
+ *
+ * Loops (Goto/BLIS): jc over NC-wide column blocks of C; pc over KC-deep slices of K, for
+ * which the KC x NC block of op(B) is packed into NR-wide panels (it stays in L3); ic over
+ * MC-tall row blocks, for which the MC x KC block of op(A) is packed into MR-tall panels (in
+ * L2); then the macro-kernel: jr over B panels, ir over A
+ * panels, one micro-kernel call per MR x NR tile of C. In the innermost loop one B panel
+ * (KC x NR) is reused across the A panels, so it should stay in L1: that sets KC; MC follows
+ * from L2 and NC from L3 (bt_gemm_blocking_for).
+ *
+ * Threads take blocks of C of a tm x tn grid (see sgemm_run), each running the loops above on
+ * its block with its own packing buffers, with no barrier inside the product. Blocks start at
+ * multiples of MR and NR, so tiles sit where a one-thread run puts them, and each element of
+ * C is summed over the same KC slices in the same order: the result does not depend on the
+ * thread count. */
+#include "barlow/gemm.h"
+#include "barlow/error.h"
+#include "barlow/scratch.h"
+#include "gemm_internal.h"
+#include <omp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Below this many multiply-adds a parallel region costs more than it saves (a few us at
+ * ~100 GFLOP/s). */
+#define BT_GEMM_PAR_MIN ((size_t)1 << 18)
+
+static bt_gemm_blocking bt_gemm_override;
+
+void bt_gemm_set_blocking(int mc, int kc, int nc) {
+    bt_gemm_override = (bt_gemm_blocking){mc, kc, nc};
+}
+
+const bt_ukernel *bt_gemm_ukernel(bt_isa isa) {
+    const bt_ukernel *k = isa == BT_ISA_AVX512 ? &bt_ukernel_avx512
+                          : isa == BT_ISA_AVX2 ? &bt_ukernel_avx2
+                                               : &bt_ukernel_ref;
+    return k->fn ? k : NULL;
+}
+
+static int clampi(size_t v, int lo, int hi) {
+    return v < (size_t)lo ? lo : v > (size_t)hi ? hi : (int)v;
+}
+
+bt_gemm_blocking bt_gemm_blocking_for(bt_isa isa) {
+    const bt_ukernel *u = bt_gemm_ukernel(isa);
+    const bt_cpu_info *ci = bt_cpu();
+    bt_gemm_blocking b;
+    /* KC: the B panel (KC x NR) in about 5/8 of L1, the rest for the streaming A panels and
+     * C. MC: the A block (MC x KC) in half of L2. NC: the B block (KC x NC) in a quarter of
+     * L3, which the cores share. Multiples of 8 / MR / NR. */
+    b.kc = clampi(ci->l1d * 5 / 8 / (sizeof(float) * u->nr), 64, 1024) & ~7;
+    b.mc = clampi(ci->l2 / 2 / (sizeof(float) * b.kc), u->mr, 4096);
+    b.mc -= b.mc % u->mr;
+    b.nc = clampi(ci->l3 / 4 / (sizeof(float) * b.kc), u->nr, 8192);
+    b.nc -= b.nc % u->nr;
+    if (bt_gemm_override.mc) b.mc = bt_gemm_override.mc - bt_gemm_override.mc % u->mr;
+    if (bt_gemm_override.kc) b.kc = bt_gemm_override.kc;
+    if (bt_gemm_override.nc) b.nc = bt_gemm_override.nc - bt_gemm_override.nc % u->nr;
+    if (b.mc < u->mr) b.mc = u->mr;
+    if (b.nc < u->nr) b.nc = u->nr;
+    return b;
+}
+
+/* Per-thread packing memory, grown as needed and kept: GEMMs run thousands of times per
+ * epoch, often inside other parallel loops, and a fresh allocation each time would page-fault
+ * megabytes. Bounded by the blocking, not by the problem. A thread-specific key frees it when
+ * its thread ends (OpenMP retires pool threads when a team shrinks). */
+static _Thread_local float *bt_gemm_tl_buf;
+static _Thread_local size_t bt_gemm_tl_n;
+static pthread_key_t bt_gemm_key;
+static pthread_once_t bt_gemm_key_once = PTHREAD_ONCE_INIT;
+
+static void tl_free(void *p) { bt_free(p); }
+static void tl_key_init(void) {
+    if (pthread_key_create(&bt_gemm_key, tl_free)) abort(); /* only on exhausted keys */
+}
+
+static float *tl_buffer(size_t n) {
+    if (n <= bt_gemm_tl_n) return bt_gemm_tl_buf;
+    pthread_once(&bt_gemm_key_once, tl_key_init);
+    float *p = bt_alloc(n * sizeof(float));
+    if (!p) return NULL;
+    bt_free(bt_gemm_tl_buf);
+    bt_gemm_tl_buf = p;
+    bt_gemm_tl_n = n;
+    pthread_setspecific(bt_gemm_key, p);
+    return p;
+}
+
+typedef struct {
+    const bt_ukernel *u;
+    bt_gemm_blocking blk;
+    int ta, tb, M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    int lda, ldb, ldc;
+    float *C;
+} gemm_ctx;
+
+/* Rows [i0, i0+mc), columns [p0, p0+kc) of op(A) into MR-tall panels, zero-padded. */
+static void pack_a(float *dst, const gemm_ctx *g, int i0, int mc, int p0, int kc) {
+    const int MR = g->u->mr;
+    const float *A = g->A;
+    const size_t lda = (size_t)g->lda;
+    for (int ip = 0; ip < mc; ip += MR, dst += (size_t)MR * kc) {
+        const int mr = mc - ip < MR ? mc - ip : MR;
+        if (!g->ta && g->u->pack_t) {
+            g->u->pack_t(dst, MR, A + (size_t)(i0 + ip) * lda + p0, lda, mr, kc);
+        } else if (!g->ta) {
+            for (int r = 0; r < mr; r++) {
+                const float *src = A + (size_t)(i0 + ip + r) * lda + p0;
+                for (int k = 0; k < kc; k++) dst[(size_t)k * MR + r] = src[k];
+            }
+            for (int r = mr; r < MR; r++)
+                for (int k = 0; k < kc; k++) dst[(size_t)k * MR + r] = 0.0f;
+        } else if (g->u->pack_n) {
+            g->u->pack_n(dst, MR, A + (size_t)p0 * lda + i0 + ip, lda, mr, kc);
+        } else {
+            for (int k = 0; k < kc; k++) {
+                const float *src = A + (size_t)(p0 + k) * lda + i0 + ip;
+                float *d = dst + (size_t)k * MR;
+                for (int r = 0; r < mr; r++) d[r] = src[r];
+                for (int r = mr; r < MR; r++) d[r] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Columns [j0, j0+nc), rows [p0, p0+kc) of op(B) into NR-wide panels, zero-padded. */
+static void pack_b(float *dst, const gemm_ctx *g, int j0, int nc, int p0, int kc) {
+    const int NR = g->u->nr;
+    const float *B = g->B;
+    const size_t ldb = (size_t)g->ldb;
+    for (int jj = 0; jj < nc; jj += NR, dst += (size_t)NR * kc) {
+        const int nr = nc - jj < NR ? nc - jj : NR;
+        if (g->tb && g->u->pack_t) {
+            g->u->pack_t(dst, NR, B + (size_t)(j0 + jj) * ldb + p0, ldb, nr, kc);
+        } else if (!g->tb && g->u->pack_n) {
+            g->u->pack_n(dst, NR, B + (size_t)p0 * ldb + j0 + jj, ldb, nr, kc);
+        } else if (!g->tb) {
+            for (int k = 0; k < kc; k++) {
+                const float *src = B + (size_t)(p0 + k) * ldb + j0 + jj;
+                float *d = dst + (size_t)k * NR;
+                for (int c = 0; c < nr; c++) d[c] = src[c];
+                for (int c = nr; c < NR; c++) d[c] = 0.0f;
+            }
+        } else {
+            for (int c = 0; c < nr; c++) {
+                const float *src = B + (size_t)(j0 + jj + c) * ldb + p0;
+                for (int k = 0; k < kc; k++) dst[(size_t)k * NR + c] = src[k];
+            }
+            for (int c = nr; c < NR; c++)
+                for (int k = 0; k < kc; k++) dst[(size_t)k * NR + c] = 0.0f;
+        }
+    }
+}
+
+/* The product without packing memory (the packing buffers could not be allocated): slow, but
+ * correct, so that an out-of-memory moment degrades speed rather than results. */
+static void gemm_unpacked(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
+    for (int i = i0; i < i1; i++)
+        for (int j = j0; j < j1; j++) {
+            float acc = 0.0f;
+            for (int k = 0; k < g->K; k++) {
+                const float a = g->ta ? g->A[(size_t)k * g->lda + i] : g->A[(size_t)i * g->lda + k];
+                const float b = g->tb ? g->B[(size_t)j * g->ldb + k] : g->B[(size_t)k * g->ldb + j];
+                acc += a * b;
+            }
+            float *c = g->C + (size_t)i * g->ldc + j;
+            *c = g->alpha * acc + (g->beta == 0.0f ? 0.0f : g->beta * *c);
+        }
+}
+
+/* Rows [i0, i1), columns [j0, j1) of C on the calling thread, with its own packing buffers.
+ * i0 and j0 are multiples of MR and NR, so tiles sit where a one-thread run puts them. */
+static void gemm_block(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
+    const int MR = g->u->mr, NR = g->u->nr, KC = g->blk.kc;
+    const int M = i1 - i0, N = j1 - j0, K = g->K;
+    const int MC = M < g->blk.mc ? M : g->blk.mc, NC = N < g->blk.nc ? N : g->blk.nc;
+    const int kcmax = K < KC ? K : KC;
+    const size_t an = ((size_t)(MC + MR - 1) / MR * MR * kcmax + 15) & ~(size_t)15;
+    const size_t bn = (size_t)(NC + NR - 1) / NR * NR * kcmax;
+    float *apack = tl_buffer(an + bn);
+    if (!apack) {
+        bt_clear_error();
+        gemm_unpacked(g, i0, i1, j0, j1);
+        return;
+    }
+    float *bpack = apack + an;
+    const bt_ukr_fn ukr = g->u->fn;
+    for (int jc = j0; jc < j1; jc += NC) {
+        const int nc = j1 - jc < NC ? j1 - jc : NC;
+        for (int pc = 0; pc < K; pc += KC) {
+            const int kc = K - pc < KC ? K - pc : KC;
+            const float beta = pc == 0 ? g->beta : 1.0f;
+            pack_b(bpack, g, jc, nc, pc, kc);
+            for (int ic = i0; ic < i1; ic += MC) {
+                const int mc = i1 - ic < MC ? i1 - ic : MC;
+                pack_a(apack, g, ic, mc, pc, kc);
+                for (int jr = 0; jr < nc; jr += NR) {
+                    const float *bp = bpack + (size_t)jr * kc;
+                    const int n = nc - jr < NR ? nc - jr : NR;
+                    float *cc = g->C + (size_t)ic * g->ldc + jc + jr;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        const int m = mc - ir < MR ? mc - ir : MR;
+                        ukr(kc, apack + (size_t)ir * kc, bp, cc + (size_t)ir * g->ldc, g->ldc,
+                            g->alpha, beta, m, n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void bad_args(const char *fn, const char *what, int v, int need) {
+    fprintf(stderr, "barlow: %s: %s = %d, need at least %d (programming error)\n", fn, what, v,
+            need);
+    abort();
+}
+
+/* C = beta * C (beta == 0: C = 0 without reading it). */
+static void scale_c(float *C, int M, int N, int ldc, float beta) {
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f)
+            for (int j = 0; j < N; j++) c[j] = 0.0f;
+        else if (beta != 1.0f)
+            for (int j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+/* The product on nt threads (1 = the calling thread, wherever it is). */
+static void sgemm_run(bt_trans ta, bt_trans tb, int M, int N, int K, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc, int nt) {
+    if (M < 0) bad_args("bt_sgemm", "M", M, 0);
+    if (N < 0) bad_args("bt_sgemm", "N", N, 0);
+    if (K < 0) bad_args("bt_sgemm", "K", K, 0);
+    const int acols = ta ? M : K, bcols = tb ? K : N;
+    if (lda < (acols > 1 ? acols : 1)) bad_args("bt_sgemm", "lda", lda, acols > 1 ? acols : 1);
+    if (ldb < (bcols > 1 ? bcols : 1)) bad_args("bt_sgemm", "ldb", ldb, bcols > 1 ? bcols : 1);
+    if (ldc < (N > 1 ? N : 1)) bad_args("bt_sgemm", "ldc", ldc, N > 1 ? N : 1);
+    if (M == 0 || N == 0) return;
+    if (K == 0 || alpha == 0.0f) {
+        scale_c(C, M, N, ldc, beta);
+        return;
+    }
+    gemm_ctx g = {.u = bt_gemm_ukernel(bt_isa_current()), .ta = ta != BT_NOTRANS,
+                  .tb = tb != BT_NOTRANS, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+                  .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C};
+    g.blk = bt_gemm_blocking_for(bt_isa_current());
+    const int MR = g.u->mr, NR = g.u->nr;
+    if ((size_t)M * N * K < BT_GEMM_PAR_MIN) nt = 1;
+    /* A tm x tn grid of threads, each on its own block of C with its own packing: no barrier
+     * inside the product, so a thread that the OS preempts (other jobs share these cores)
+     * delays only its block, and nobody spins waiting for it. Each thread packs the A rows and
+     * B columns of its block, so the grid is the factorisation of nt that packs least:
+     * tn * M * K + tm * K * N. */
+    const int mt = (M + MR - 1) / MR, ntl = (N + NR - 1) / NR; /* tiles per dimension */
+    int tm = 1, tn = 1;
+    double best = -1;
+    for (int f = 1; f <= nt; f++) {
+        if (nt % f) continue;
+        const int a = f, b = nt / f;
+        if (a > mt || b > ntl) continue;
+        const double cost = (double)b * M * K + (double)a * K * N;
+        if (best < 0 || cost < best) best = cost, tm = a, tn = b;
+    }
+    if (best < 0) { /* fewer tiles than threads in some factorisation: all along the longer */
+        if (mt >= ntl)
+            tm = mt < nt ? mt : nt, tn = 1;
+        else
+            tn = ntl < nt ? ntl : nt, tm = 1;
+    }
+    if (tm * tn == 1) {
+        gemm_block(&g, 0, M, 0, N);
+        return;
+    }
+#pragma omp parallel num_threads(tm * tn)
+    {
+        /* The runtime may grant fewer threads than asked: threads take the grid's blocks in
+         * turn, so every block is computed once whatever the team. */
+        const int team = omp_get_num_threads();
+        for (int w = omp_get_thread_num(); w < tm * tn; w += team) {
+            const int bi = w / tn, bj = w % tn;
+            const int i0 = (int)((int64_t)mt * bi / tm) * MR;
+            const int i1 = (int)((int64_t)mt * (bi + 1) / tm) * MR;
+            const int j0 = (int)((int64_t)ntl * bj / tn) * NR;
+            const int j1 = (int)((int64_t)ntl * (bj + 1) / tn) * NR;
+            gemm_block(&g, i0, i1 < M ? i1 : M, j0, j1 < N ? j1 : N);
+        }
+    }
+}
+
+void bt_sgemm(bt_trans ta, bt_trans tb, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    sgemm_run(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+              omp_in_parallel() ? 1 : bt_threads());
+}
+
+void bt_sgemm_batch(int count, bt_trans ta, bt_trans tb, int M, int N, int K, float alpha,
+                    const float *A, int lda, ptrdiff_t strideA, const float *B, int ldb,
+                    ptrdiff_t strideB, float beta, float *C, int ldc, ptrdiff_t strideC) {
+    if (count < 0) bad_args("bt_sgemm_batch", "count", count, 0);
+    const int nt = omp_in_parallel() ? 1 : bt_threads();
+    if (nt == 1 || count < nt) {
+        for (int i = 0; i < count; i++)
+            sgemm_run(ta, tb, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, beta,
+                      C + i * strideC, ldc, nt);
+        return;
+    }
+    /* Each product on one thread: its result is the same whichever thread takes it. */
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int i = 0; i < count; i++)
+        sgemm_run(ta, tb, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, beta,
+                  C + i * strideC, ldc, 1);
+}
+
+/* The upper triangle by row blocks: block [i0, i1) needs columns [i0, N) only, which halves
+ * the work of a full product. The diagonal blocks also fill a few entries below the diagonal
+ * (allowed by the contract in gemm.h). */
+void bt_ssyrk(int N, int K, float alpha, const float *A, int lda, float beta, float *C,
+              int ldc) {
+    if (N < 0) bad_args("bt_ssyrk", "N", N, 0);
+    const int nt = omp_in_parallel() ? 1 : bt_threads();
+    const int step = 64; /* small enough that the skipped lower part is most of it */
+    for (int i0 = 0; i0 < N; i0 += step) {
+        const int m = N - i0 < step ? N - i0 : step;
+        sgemm_run(BT_NOTRANS, BT_TRANS, m, N - i0, K, alpha, A + (size_t)i0 * lda, lda,
+                  A + (size_t)i0 * lda, lda, beta, C + (size_t)i0 * ldc + i0, ldc, nt);
+    }
+}

@@ -1,0 +1,139 @@
+/* The AVX-512 micro-kernel: 14 x 32 (28 zmm accumulators, two B vectors and one broadcast:
+ * 31 of the 32 zmm registers). 28 independent FMA chains cover the 4-cycle latency of two
+ * FMA ports with room to spare, and each k step does 28 FMAs for 2 loads of B and 14
+ * broadcasts of A (memory operands of the FMAs), the best ratio the register file allows.
+ * Chosen against 12 x 32 and 6 x 64 with bench_gemm (see bench/README.md).
+ * It only runs where bt_isa_supported(BT_ISA_AVX512) holds. */
+#include "gemm_internal.h"
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+/* Every function below is compiled for AVX-512 (and only they are), by attribute rather than
+ * by per-file flags, so any build of this file (the fuzzers' too) compiles it the same way. */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")
+#endif
+
+#ifndef BT_AVX512_MR
+#define BT_AVX512_MR 14
+#endif
+#define MR BT_AVX512_MR
+#define NR 32
+
+static void ukr_avx512(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
+                       float alpha, float beta, int m, int n) {
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            const __m512 ai = _mm512_set1_ps(a[i]);
+            c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+        }
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    if (m == MR && n == NR) {
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            float *ci = c + i * ldc;
+            __m512 r0 = _mm512_mul_ps(va, c0[i]), r1 = _mm512_mul_ps(va, c1[i]);
+            if (beta != 0.0f) {
+                r0 = _mm512_add_ps(r0, _mm512_mul_ps(vb, _mm512_loadu_ps(ci)));
+                r1 = _mm512_add_ps(r1, _mm512_mul_ps(vb, _mm512_loadu_ps(ci + 16)));
+            }
+            _mm512_storeu_ps(ci, r0);
+            _mm512_storeu_ps(ci + 16, r1);
+        }
+        return;
+    }
+    float t[MR * NR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        _mm512_storeu_ps(t + i * NR, _mm512_mul_ps(va, c0[i]));
+        _mm512_storeu_ps(t + i * NR + 16, _mm512_mul_ps(va, c1[i]));
+    }
+    bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
+}
+
+/* In-register 16 x 16 transpose: r[i] lane j -> r[j] lane i. Two unpack stages transpose the
+ * 4 x 4 blocks inside each 128-bit lane; two 128-bit-lane shuffles move the blocks. */
+static inline void tr16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) {
+        const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+        u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c)); /* columns 0, 4, 8, 12 */
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c)); /* 1, 5, 9, 13 */
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d)); /* 2, 6, 10, 14 */
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d)); /* 3, 7, 11, 15 */
+    }
+    for (int c = 0; c < 4; c++) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(2, 0, 2, 0));
+        const __m512 v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(3, 1, 3, 1));
+        const __m512 w0 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(2, 0, 2, 0));
+        const __m512 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(3, 1, 3, 1));
+        r[c] = _mm512_shuffle_f32x4(v0, w0, _MM_SHUFFLE(2, 0, 2, 0));
+        r[c + 8] = _mm512_shuffle_f32x4(v0, w0, _MM_SHUFFLE(3, 1, 3, 1));
+        r[c + 4] = _mm512_shuffle_f32x4(v1, w1, _MM_SHUFFLE(2, 0, 2, 0));
+        r[c + 12] = _mm512_shuffle_f32x4(v1, w1, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
+/* Up to 16 rows (nrows) into `lanes` (<= 16) columns of dst, stride dstride per k. */
+static void pack_t16(float *dst, int dstride, int lanes, const float *src, size_t ld, int nrows,
+                     int kc) {
+    const __mmask16 sm = (__mmask16)((1u << lanes) - 1);
+    for (int k0 = 0; k0 < kc; k0 += 16) {
+        const int kk = kc - k0 < 16 ? kc - k0 : 16;
+        const __mmask16 lm = (__mmask16)((1u << kk) - 1);
+        __m512 r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < nrows ? _mm512_maskz_loadu_ps(lm, src + i * ld + k0) : _mm512_setzero_ps();
+        tr16(r);
+        for (int j = 0; j < kk; j++)
+            _mm512_mask_storeu_ps(dst + (size_t)(k0 + j) * dstride, sm, r[j]);
+    }
+}
+
+static void pack_t_avx512(float *dst, int width, const float *src, size_t ld, int nrows, int kc) {
+    for (int r0 = 0; r0 < width; r0 += 16) {
+        const int lanes = width - r0 < 16 ? width - r0 : 16;
+        const int rows = nrows - r0 < 0 ? 0 : nrows - r0 < 16 ? nrows - r0 : 16;
+        pack_t16(dst + r0, width, lanes, src + (size_t)r0 * ld, ld, rows, kc);
+    }
+}
+
+static void pack_n_avx512(float *dst, int width, const float *src, size_t ld, int nrows, int kc) {
+    for (int r0 = 0; r0 < width; r0 += 16) {
+        const int lanes = width - r0 < 16 ? width - r0 : 16;
+        const int rows = nrows - r0 < 0 ? 0 : nrows - r0 < 16 ? nrows - r0 : 16;
+        const __mmask16 lm = (__mmask16)((1u << rows) - 1), sm = (__mmask16)((1u << lanes) - 1);
+        for (int k = 0; k < kc; k++)
+            _mm512_mask_storeu_ps(dst + (size_t)k * width + r0, sm,
+                                  _mm512_maskz_loadu_ps(lm, src + (size_t)k * ld + r0));
+    }
+}
+
+#define BT_STR_(x) #x
+#define BT_STR(x) BT_STR_(x)
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+const bt_ukernel bt_ukernel_avx512 = {"avx512 " BT_STR(MR) "x32", MR, NR, ukr_avx512,
+                                       pack_t_avx512, pack_n_avx512};
+#else
+const bt_ukernel bt_ukernel_avx512 = {"avx512 (not built)", 0, 0, 0, 0, 0};
+#endif
