@@ -24,7 +24,7 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE $(MPIDEF) -Wall -Wextra -Werror -fopenmp $(OPT
 LDLIBS  := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lcjson -lturbojpeg -lpng -lz -lm -lpthread $(shell pkg-config --libs cairo)
 LDFLAGS := -fopenmp $(LDSAN)
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/ops/*.c src/nn/*.c src/train/*.c src/io/*.c src/data/*.c))
+LIB_SRC := $(sort $(wildcard src/core/*.c src/ops/*.c src/nn/*.c src/backend/*.c src/train/*.c src/io/*.c src/data/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
