@@ -15,6 +15,7 @@
  * Useful FLOPs are nominal: 2 x the multiply-adds of every convolution and linear layer for
  * both views, backward counted as twice the forward, plus the GEMMs of the loss form used;
  * BatchNorm, ReLU, pooling and the optimizer are not counted. */
+#include "barlow/backend.h"
 #include "barlow/error.h"
 #include "barlow/loss.h"
 #include "barlow/model.h"
@@ -328,6 +329,13 @@ int main(int argc, char **argv) {
     }
     if ((o.no_torch && o.torch_only) || (o.scaling && (o.torch_only || o.threads < 2))) usage();
     bt_set_threads(o.threads); /* also omp_set_num_threads: the OpenMP OpenBLAS follows it */
+    { /* as the barlow program: BT_CONV_WINOGRAD=0 im2col only, =4 the F(4x4) tile */
+        const char *e = getenv("BT_CONV_WINOGRAD");
+        bt_backend_cfg bc;
+        bt_backend_cfg_default(&bc);
+        if (e) bc.winograd = !strcmp(e, "0") ? 0 : !strcmp(e, "4") ? 4 : 2;
+        bt_backend_cpu_settings(&bc);
+    }
 
     bt_model_cfg cfg;
     if (bt_model_cfg_parse(&cfg, o.arch, o.projector) != BT_OK || !cfg.nproj) {

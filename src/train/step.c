@@ -4,10 +4,9 @@
 #include "barlow/comm.h"
 #include "barlow/error.h"
 #include <stdlib.h>
-#include <string.h>
 
-/* Gradient buckets of at least 1 Mi floats (4 MiB; BARLOW_BUCKET_FLOATS overrides it, for
- * tuning and for the tests, which use tiny models), all-reduced without blocking. */
+/* Gradient buckets of at least 1 Mi floats (4 MiB; m->grad_bucket overrides it, for tuning
+ * and for the tests, which use tiny models), all-reduced without blocking. */
 #define MAX_BUCKETS 256
 
 typedef struct {
@@ -45,17 +44,20 @@ static int bucket_ready(void *ctx, size_t lo) {
 int bt_train_grads(bt_model *m, const float *x1, const float *x2, float lambda, int form,
                    bt_loss_result *res) {
     if (!m->cfg.nproj) return bt_fail(BT_EINVAL, "training needs a projector");
-    memset(m->g, 0, m->params.total * sizeof(float));
+    bt_backend *be = m->be;
     int rc;
+    if ((rc = bt_model_zero_grads(m)) != BT_OK) return rc;
     if ((rc = bt_model_forward(m, 0, x1, 1, 0)) != BT_OK) return rc;
     if ((rc = bt_model_forward(m, 1, x2, 1, 0)) != BT_OK) return rc;
     int D = bt_model_out_dim(m);
     size_t nd = (size_t)m->N * D;
-    memset(m->dz[0], 0, nd * sizeof(float));
-    memset(m->dz[1], 0, nd * sizeof(float));
-    rc = bt_bt_loss_sync(res, m->dz[0], m->dz[1], bt_model_output(m, 0), bt_model_output(m, 1),
-                         m->N, D, lambda, form, m->b + m->bufs.t[m->loss_rm].offset,
-                         m->b + m->bufs.t[m->loss_rv].offset, m->comm);
+    if ((rc = be->ops->zero(be, m->dz[0], nd * sizeof(float))) != BT_OK ||
+        (rc = be->ops->zero(be, m->dz[1], nd * sizeof(float))) != BT_OK)
+        return rc;
+    rc = be->ops->bt_loss_sync(be, res, m->dz[0], m->dz[1], bt_model_output(m, 0),
+                               bt_model_output(m, 1), m->N, D, lambda, form,
+                               m->b + m->bufs.t[m->loss_rm].offset,
+                               m->b + m->bufs.t[m->loss_rv].offset, m->comm);
     if (rc != BT_OK) return rc;
     if ((rc = bt_model_backward(m, 1, m->dz[1], 0)) != BT_OK) return rc;
     if (bt_comm_world(m->comm) == 1) return bt_model_backward(m, 0, m->dz[0], 0);
@@ -63,9 +65,8 @@ int bt_train_grads(bt_model *m, const float *x1, const float *x2, float lambda, 
      * the single-process gradient of the global batch (an average would be 1/P of it). The
      * last view's backward finishes the gradients from the end of the buffer backwards, so
      * buckets of finished gradients are all-reduced while the backward goes on. */
-    bucket_ctx b = {.m = m, .sent = m->params.total, .bucket = (size_t)1 << 20};
-    const char *bf = getenv("BARLOW_BUCKET_FLOATS");
-    if (bf && atol(bf) > 0) b.bucket = (size_t)atol(bf);
+    bucket_ctx b = {.m = m, .sent = m->params.total,
+                    .bucket = m->grad_bucket ? m->grad_bucket : (size_t)1 << 20};
     m->grad_ready = bucket_ready;
     m->grad_ready_ctx = &b;
     rc = bt_model_backward(m, 0, m->dz[0], 0);
