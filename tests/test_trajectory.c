@@ -6,8 +6,9 @@
  *
  * The bits depend on the compiler and on the CPU (-march=native picks the vector code), so a
  * fixture is kept per build fingerprint (the compiler's version string and the CPU's flags,
- * hashed): tests/fixtures/trajectory/<fingerprint>.txt. A build whose fingerprint has no
- * fixture says so and passes without comparing; make one with the previous code to compare.
+ * with BARLOW_ISA when it forces a kernel path, hashed): tests/fixtures/trajectory/<fp>.txt.
+ * A build whose fingerprint has no fixture says so and passes without comparing; make one
+ * with the previous code to compare.
  *
  * When it fails after an INTENTIONAL numerical change (another GEMM summation order, a new
  * kernel), regenerate the fixture with tools/regen-trajectory-fixture.sh and say so in the
@@ -49,7 +50,10 @@ static void fingerprint(void) {
             }
         fclose(f);
     }
-    snprintf(fingerprint_text, sizeof fingerprint_text, "%s | %s", __VERSION__, flags);
+    /* a forced kernel path (BARLOW_ISA, read by the program) has bits of its own */
+    const char *isa = getenv("BARLOW_ISA");
+    snprintf(fingerprint_text, sizeof fingerprint_text, "%s | %s%s%s", __VERSION__, flags,
+             isa && *isa ? " | isa " : "", isa && *isa ? isa : "");
     size_t n = strlen(fingerprint_text);
     while (n && fingerprint_text[n - 1] == '\n') fingerprint_text[--n] = 0;
     snprintf(fixture, sizeof fixture, "%s/%016llx.txt", FIXTURE_DIR,
