@@ -16,6 +16,7 @@
  * both views, backward counted as twice the forward, plus the GEMMs of the loss form used;
  * BatchNorm, ReLU, pooling and the optimizer are not counted. */
 #include "barlow/cpu.h"
+#include "barlow/backend.h"
 #include "barlow/error.h"
 #include "barlow/loss.h"
 #include "barlow/model.h"
@@ -337,6 +338,13 @@ int main(int argc, char **argv) {
             return 1;
         }
         printf("kernels: path %s\n", bt_isa_name(bt_isa_current()));
+    }
+    { /* as the barlow program: BT_CONV_WINOGRAD=0 im2col only, =4 the F(4x4) tile */
+        const char *e = getenv("BT_CONV_WINOGRAD");
+        bt_backend_cfg bc;
+        bt_backend_cfg_default(&bc);
+        if (e) bc.winograd = !strcmp(e, "0") ? 0 : !strcmp(e, "4") ? 4 : 2;
+        bt_backend_cpu_settings(&bc);
     }
 
     bt_model_cfg cfg;

@@ -648,8 +648,29 @@ static void test_subsets(void) {
     bt_dataset_close(tr);
 }
 
+/* Evaluation follows the checkpoint: the preset a `barlow pretrain` file records is found
+ * (knn/linear/finetune/embed then use it unless --preset is given); other files record none. */
+static void test_file_preset(void) {
+    bt_model *m = NULL;
+    CHECK(bt_model_new(&m, "resnet18-cifar:w=0.125", NULL) == BT_OK, "%s", bt_error());
+    if (!m) return;
+    bt_model_init(m, 1);
+    char with[1200], without[1200], got[32] = "";
+    snprintf(with, sizeof with, "%s/preset-cifar.safetensors", tu_tmpdir());
+    snprintf(without, sizeof without, "%s/preset-none.safetensors", tu_tmpdir());
+    CHECK(bt_ckpt_save_backbone(with, m, "{\"arch\":\"resnet18-cifar:w=0.125\",\"preset\":\"cifar\"}") == BT_OK,
+          "%s", bt_error());
+    CHECK(bt_ckpt_save_backbone(without, m, NULL) == BT_OK, "%s", bt_error());
+    CHECK(bt_eval_file_preset(with, got, sizeof got) == 1 && !strcmp(got, "cifar"),
+          "recorded preset not found: '%s'", got);
+    CHECK(bt_eval_file_preset(without, got, sizeof got) == 0, "a preset found in a file without one");
+    CHECK(bt_eval_file_preset("/nonexistent.safetensors", got, sizeof got) < 0, "missing file accepted");
+    bt_model_free(m);
+}
+
 int main(void) {
     bt_set_threads(2);
+    TEST_RUN(test_file_preset);
     TEST_RUN(test_knn_vs_numpy);
     TEST_RUN(test_linear_vs_torch);
     TEST_RUN(test_bad_weights);

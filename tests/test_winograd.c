@@ -4,6 +4,7 @@
  * and without bias, several thread counts and chunk sizes; the += contract of both gradients;
  * the weight gradient's reproducibility; the dispatch from bt_conv2d_* (BT_CONV_WINOGRAD);
  * and which shapes it accepts. */
+#include "barlow/backend.h"
 #include "barlow/error.h"
 #include "barlow/ops.h"
 #include "barlow/ops_ref.h"
@@ -303,12 +304,15 @@ static void test_wino_applicable(void) {
     bt_clear_error();
 }
 
-/* What main saw before any conv ran: BT_CONV_WINOGRAD is read once, at the first use. */
-static int env_enabled = -1, forced_enabled = -1, env_tile = -1;
+/* What main saw before any conv ran. The library reads no environment (issue 17): with
+ * BT_CONV_WINOGRAD=0 set, Winograd stays on by default; the program maps the variable onto
+ * the CPU backend's setting, which turns it off ("0") and back. */
+static int env_enabled = -1, forced_enabled = -1, env_tile = -1, cfg_off = -1;
 
 static void test_wino_env_switch(void) {
-    CHECK(env_enabled == 0, "BT_CONV_WINOGRAD=0 left Winograd on");
-    CHECK(forced_enabled == 1, "bt_wino_set_enabled(1) did not override the environment");
+    CHECK(env_enabled == 1, "the library read BT_CONV_WINOGRAD=0 from the environment");
+    CHECK(cfg_off == 0, "the backend setting winograd=0 left Winograd on");
+    CHECK(forced_enabled == 1, "bt_wino_set_enabled(1) did not override the setting");
     CHECK(env_tile == 2, "the default tile is F(%dx%d), not F(2x2)", env_tile, env_tile);
 }
 
@@ -317,6 +321,11 @@ int main(void) {
     env_enabled = bt_wino_enabled();
     env_tile = bt_wino_tile();
     unsetenv("BT_CONV_WINOGRAD");
+    bt_backend_cfg off;
+    bt_backend_cfg_default(&off);
+    off.winograd = 0;
+    bt_backend_cpu_settings(&off);
+    cfg_off = bt_wino_enabled();
     bt_wino_set_enabled(1);
     forced_enabled = bt_wino_enabled();
     TEST_RUN(test_wino_env_switch);

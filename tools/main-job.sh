@@ -20,6 +20,24 @@ ARCH="resnet18-cifar:w=0.125"
 B=build/barlow
 rm -rf "$RUN"
 mkdir -p "$RUN"
+# One console line per epoch while it runs (epoch, loss, kNN when measured, time left), read
+# from its stats.txt: the log file alone would leave the console silent for minutes.
+progress() {
+  local pid=$1 shown=0 line ep loss knn now left
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 2
+    line=$(grep '"loss"' "$RUN/stats.txt" 2>/dev/null | tail -1) || true
+    ep=$(sed -n 's/.*"epoch":\([0-9]*\).*/\1/p' <<<"$line")
+    [ -n "$ep" ] && [ "$ep" -gt "$shown" ] || continue
+    shown=$ep
+    loss=$(sed -n 's/.*"loss":\([-0-9.e+]*\).*/\1/p' <<<"$line")
+    [ -n "$loss" ] || continue
+    knn=$(grep '"knn_top1"' "$RUN/stats.txt" | tail -1 | sed -n 's/.*"epoch":\([0-9]*\),.*"knn_top1":\([0-9]*\.[0-9][0-9]\).*/, kNN top-1 \2% (after epoch \1)/p') || true
+    now=$(( $(date +%s) - start ))
+    left=$(( now * (EPOCHS - ep) / ep ))
+    printf '   %d of %d epochs done: loss %.4g%s, %d s so far, about %d s left\n' "$ep" "$EPOCHS" "$loss" "$knn" "$now" "$left" || true
+  done
+}
 echo "== pretraining $ARCH on $DATA for $EPOCHS epochs (log: $RUN/pretrain.log)"
 start=$(date +%s)
 # LARS as solo-learn trains on CIFAR (lr 0.3, eta 0.02): with the reference's eta 0.001 the
@@ -28,7 +46,10 @@ start=$(date +%s)
 $B pretrain "$DATA" --arch "$ARCH" --projector 256-256 --preset cifar --batch-size 128 \
    --epochs "$EPOCHS" --warmup-epochs 1 --learning-rate-weights 0.3 --lars-eta 0.02 \
    --aug scale-min=0.3 --print-freq 10 --knn-every 3 --tb-image-every 50 \
-   --checkpoint-dir "$RUN" > "$RUN/pretrain.log" 2>&1
+   --checkpoint-dir "$RUN" > "$RUN/pretrain.log" 2>&1 &
+pid=$!
+progress "$pid"
+wait "$pid" # its status: under set -e a failed pretraining ends the job here, as before
 echo "   done in $(( $(date +%s) - start )) s"
 
 knn() { $B knn "$DATA" --weights "$1" --preset cifar --k 20 | tee -a "$RUN/eval.log" |

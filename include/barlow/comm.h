@@ -21,7 +21,8 @@ struct bt_comm {
     int (*wait)(const bt_comm *c, void *req);
     /* Broadcast bytes from rank `root`. */
     int (*bcast)(const bt_comm *c, void *buf, size_t bytes, int root);
-    /* Ends every rank of the job with exit status `code` (never returns). */
+    /* Ends every rank of the job with exit status `code` (never returns). Only the program
+     * calls it (the library returns errors); it is the way out that leaves no rank waiting. */
     void (*abort)(const bt_comm *c, int code);
     void *impl;
 };
@@ -29,10 +30,13 @@ struct bt_comm {
 static inline int bt_comm_world(const bt_comm *c) { return c ? c->world : 1; }
 static inline int bt_comm_rank(const bt_comm *c) { return c ? c->rank : 0; }
 
-/* Initialises MPI when the build has it and the process was started by mpirun/srun (or
- * `force` is set); returns NULL (single process) otherwise. Errors are fatal: a job whose
- * ranks cannot talk must not train on one of them alone. */
-bt_comm *bt_comm_init(int *argc, char ***argv);
+/* Initialises MPI when the build has it and `launched` says the process was started by a
+ * launcher (mpirun, srun, a PMI launcher: the program decides that from its environment;
+ * the library reads none) with `launched_world` ranks (0: not known). *c is NULL for a
+ * single process. Errors (MPI_Init failing; a multi-rank launch of a build without MPI:
+ * BT_EINVAL) are returned: the program must then stop, since a job whose ranks cannot talk
+ * must not train on one of them alone. */
+int bt_comm_open(bt_comm **c, int *argc, char ***argv, int launched, int launched_world);
 void bt_comm_finalize(bt_comm *c);
 /* 1 if this build was made with MPI. */
 int bt_comm_have_mpi(void);

@@ -26,4 +26,13 @@ void *bt_alloc(size_t bytes);
 void *bt_calloc(size_t bytes);
 void bt_free(void *p);
 
+/* Invariant checks that only a bug can break: always on (NDEBUG does not remove them), they
+ * print the condition with file and line and abort. Input that can be wrong (files, options,
+ * shapes from callers) gets an error code instead. */
+#define BT_ASSERT(cond)                                                                      \
+    do {                                                                                     \
+        if (!(cond)) bt_assert_fail(#cond, __FILE__, __LINE__);                              \
+    } while (0)
+_Noreturn void bt_assert_fail(const char *cond, const char *file, int line);
+
 #endif

@@ -22,6 +22,10 @@
  * BT_EINVAL naming the file and both. Missing tensors and shape mismatches are BT_EFORMAT
  * naming the file and the tensor; an unexpected extra tensor is also an error (strict). */
 int bt_eval_load_backbone(bt_model **m, const char *path, const char *arch, int arch_given);
+/* The augmentation preset a weights file was trained with ("preset" in its "config"
+ * metadata: checkpoints and backbones written by `barlow pretrain`), copied into preset (n
+ * bytes). 1 if recorded, 0 if not (other files), < 0 if the file cannot be read. */
+int bt_eval_file_preset(const char *path, char *preset, size_t n);
 
 /* ---- features ----------------------------------------------------------------------------- */
 

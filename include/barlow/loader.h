@@ -27,6 +27,16 @@ typedef struct {
     int rank, world;    /* rank takes [rank*batch, (rank+1)*batch) of each global batch of
                            world*batch; without drop_last the last one may be short or empty
                            on some ranks, but every rank sees the same number of batches */
+    /* Where the ring's image buffers (x[0], x[1]) come from: NULL = bt_alloc / bt_free; a
+     * backend passes its host_alloc (pinned memory on a GPU) through these hooks. */
+    void *(*slot_alloc)(void *ctx, size_t bytes);
+    void (*slot_free)(void *ctx, void *p);
+    void *slot_ctx;
+    /* 0: a batch stays valid until the next bt_loader_next (which releases it). 1: it stays
+     * valid until the caller hands it back with bt_loader_release, in the order received, so
+     * an asynchronous copy may still read it after the next call; at most `ring` held, and
+     * bt_loader_start_epoch releases them all. */
+    int explicit_release;
 } bt_loader_cfg;
 
 typedef struct {
@@ -49,8 +59,12 @@ int bt_loader_image_size(const bt_loader *ld, int v);
  * of the previous epoch still in flight. */
 int bt_loader_start_epoch(bt_loader *ld, int epoch, long first_batch);
 /* Returns 1 with the next batch, 0 at the end of the epoch, < 0 on error (message set).
- * The batch stays valid until the next call. */
+ * The batch stays valid until the next call, or with cfg.explicit_release until it is
+ * released. */
 int bt_loader_next(bt_loader *ld, const bt_batch **b);
+/* With cfg.explicit_release: the caller is done with b (the oldest batch it holds), whose
+ * slot the workers may then refill. BT_EINVAL for a batch not held or out of order. */
+int bt_loader_release(bt_loader *ld, const bt_batch *b);
 void bt_loader_free(bt_loader *ld);
 
 #endif

@@ -74,6 +74,9 @@ int bt_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const flo
 void bt_relu_forward(float *y, const float *x, size_t n);
 /* dx += dy * (y > 0). Uses the forward's output y. */
 void bt_relu_backward(float *dx, const float *dy, const float *y, size_t n);
+/* The one backward that does not accumulate: d = y <= 0 ? 0 : d in place, for a ReLU whose
+ * input gradient shares its output gradient's buffer (d (n), y (n)). */
+void bt_relu_backward_inplace(float *d, const float *y, size_t n);
 /* y = a + b. */
 void bt_add_forward(float *y, const float *a, const float *b, size_t n);
 /* da += dy; db += dy (either may be NULL). */

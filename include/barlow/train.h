@@ -13,14 +13,7 @@
 int bt_train_grads(bt_model *m, const float *x1, const float *x2, float lambda, int form,
                    bt_loss_result *res);
 
-/* What bt_model_write / bt_model_read cover. */
-enum {
-    BT_IO_PARAMS = 1,      /* learnable tensors, under their own names */
-    BT_IO_BUFS = 2,        /* BN running statistics */
-    BT_IO_GRADS = 4,       /* gradients, as "grad.<name>" */
-    BT_IO_MOMENTUM = 8,    /* LARS momentum, as "momentum.<name>" */
-    BT_IO_BACKBONE = 16,   /* restrict to the backbone (no projector, no loss BN) */
-};
+/* The groups BT_IO_* (what bt_model_write / bt_model_read cover) are in model.h. */
 
 /* Adds the selected tensors to a writer (by pointer: keep m alive until saved). */
 int bt_model_write(const bt_model *m, bt_st_writer *w, int what);

@@ -86,6 +86,15 @@ int bt_cmd_embed(int argc, char **argv) {
     if (!rc && npos < 1) rc = bt_fail(BT_EINVAL, "missing DATA (the dataset path); see --help");
     if (!rc && !weights) rc = bt_fail(BT_EINVAL, "--weights is required");
     if (!rc && !out) rc = bt_fail(BT_EINVAL, "--out is required");
+    /* the preset follows the weights file when it records one, unless given (then said
+     * when it contradicts) */
+    char file_preset[32];
+    if (!rc && bt_eval_file_preset(weights, file_preset, sizeof file_preset) == 1) {
+        if (!bt_args_find(opts, nopts, "preset")->seen) preset_name = file_preset;
+        else if (strcmp(preset_name, file_preset))
+            fprintf(stderr, "barlow embed: note: --preset %s, but %s was trained with --preset %s\n",
+                    preset_name, weights, file_preset);
+    }
     if (!rc && (rc = bt_aug_preset_init(&preset, preset_name)) != BT_OK)
         rc = bt_fail(rc, "--preset: %s", bt_error());
     for (int i = 0; !rc && i < aug.n; i++) {

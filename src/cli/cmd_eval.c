@@ -165,6 +165,15 @@ static int setup(ev_run *r, int argc, char **argv) {
         goto bad;
     }
     int arch_given = bt_args_find(opts, n, "arch")->seen > 0;
+    /* The preset follows the weights file when it records one (a --preset cifar run is
+     * evaluated with --preset cifar), unless given; a contradicting --preset is said. */
+    static char file_preset[32];
+    if (r->weights && bt_eval_file_preset(r->weights, file_preset, sizeof file_preset) == 1) {
+        if (!bt_args_find(opts, n, "preset")->seen) r->preset = file_preset;
+        else if (strcmp(r->preset, file_preset))
+            fprintf(stderr, "%s: note: --preset %s, but %s was trained with --preset %s\n",
+                    r->name, r->preset, r->weights, file_preset);
+    }
     bt_model_cfg mc;
     if ((rc = bt_model_cfg_parse(&mc, r->arch, NULL)) != BT_OK) {
         rc = bt_fail(rc, "--arch: %s", bt_error());
@@ -290,7 +299,7 @@ static const float *padded(float *buf, const float *x, int n, int B, size_t img)
 static int run_linear(ev_run *r) {
     const int D = r->m->cfg.feat_dim, C = num_classes(r), B = r->batch;
     const size_t ntr = bt_dataset_size(r->train), nval = bt_dataset_size(r->val);
-    float *fval = NULL, *ftr = NULL, *pad = NULL;
+    float *fval = NULL, *ftr = NULL, *pad = NULL, *fb = NULL; /* fb (B, D): a batch's features */
     int32_t *lval = NULL, *ltr = NULL, *lb = NULL;
     size_t *perm = NULL;
     bt_probe *p = NULL;
@@ -318,7 +327,9 @@ static int run_linear(ev_run *r) {
                             .world = 1};
         if ((rc = bt_loader_new(&ld, r->train, &r->pre, &lc)) != BT_OK) goto done;
         int S = bt_loader_image_size(ld, 0);
-        if (!(pad = bt_alloc((size_t)B * 3 * S * S * sizeof(float)))) { rc = BT_ENOMEM; goto done; }
+        pad = bt_alloc((size_t)B * 3 * S * S * sizeof(float));
+        fb = bt_alloc((size_t)B * D * sizeof(float));
+        if (!pad || !fb) { rc = BT_ENOMEM; goto done; }
     }
     printf("%s: probe %d -> %d, %d epochs, batch %d, lr %g, wd %g%s\n", r->name, D, C, r->epochs,
            B, r->lr_cls, r->wd, r->cached ? ", cached unaugmented train features" : "");
@@ -353,8 +364,8 @@ static int run_linear(ev_run *r) {
             while ((rc = bt_loader_next(ld, &b)) == 1) {
                 const float *x = padded(pad, b->x[0], b->n, B, (size_t)3 * S * S);
                 if ((rc = bt_model_forward(r->m, 0, x, 0, 1)) != BT_OK) goto done;
-                if ((rc = bt_probe_step(p, bt_model_features(r->m, 0), b->labels, b->n, lr, 0.9,
-                                        r->wd, &loss, NULL)))
+                if ((rc = bt_model_copy_features(r->m, 0, fb, b->n, 0)) != BT_OK) goto done;
+                if ((rc = bt_probe_step(p, fb, b->labels, b->n, lr, 0.9, r->wd, &loss, NULL)))
                     goto done;
                 lsum += loss;
                 nb++;
@@ -381,6 +392,7 @@ done:
     bt_free(fval);
     bt_free(ftr);
     bt_free(pad);
+    bt_free(fb);
     free(lval);
     free(ltr);
     free(lb);
@@ -393,7 +405,7 @@ static int run_finetune(ev_run *r) {
     const size_t nval = bt_dataset_size(r->val);
     const int S = r->pre.view[0].size;
     size_t *sub = NULL, *perm = NULL, ns = 0;
-    float *x = NULL, *dfeat = NULL, *fval = NULL;
+    float *x = NULL, *dfeat = NULL, *fval = NULL, *fb = NULL; /* fb (B, D): a batch's features */
     int32_t *lb = NULL, *lval = NULL;
     bt_probe *p = NULL;
     FILE *stats = NULL;
@@ -424,14 +436,18 @@ static int run_finetune(ev_run *r) {
     lb = malloc((size_t)B * sizeof *lb);
     x = bt_alloc((size_t)B * 3 * S * S * sizeof(float));   /* (B, 3, S, S) */
     dfeat = bt_alloc((size_t)B * D * sizeof(float));        /* (B, D) */
+    fb = bt_alloc((size_t)B * D * sizeof(float));           /* (B, D) */
     fval = bt_alloc(nval * D * sizeof(float));              /* (nval, D) */
     lval = malloc(nval * sizeof *lval);
-    if (!perm || !lb || !x || !dfeat || !fval || !lval) {
+    if (!perm || !lb || !x || !dfeat || !fb || !fval || !lval) {
         rc = bt_fail(BT_ENOMEM, "out of memory");
         goto done;
     }
     bt_model *m = r->m;
-    memset(m->mom, 0, m->params.total * sizeof(float));
+    /* SGD runs on the host image: the parameters, gradients and momentum go there and back
+     * around each step (no copies on the CPU backend) */
+    memset(m->host.mom, 0, m->params.total * sizeof(float));
+    if ((rc = bt_model_to_device(m, BT_IO_MOMENTUM)) != BT_OK) goto done;
     printf("%s: %d epochs, batch %d, lr classifier %g backbone %g, wd %g\n", r->name, r->epochs,
            B, r->lr_cls, r->lr_bb, r->wd);
     for (int e = 0; e < r->epochs; e++) {
@@ -456,15 +472,18 @@ static int run_finetune(ev_run *r) {
             float loss;
             int bb = r->lr_bb > 0;
             if (bb) memset(dfeat, 0, (size_t)n * D * sizeof(float));
-            if ((rc = bt_probe_step(p, bt_model_features(m, 0), lb, n, lrc, 0.9, r->wd, &loss,
-                                    bb ? dfeat : NULL)) != BT_OK)
+            if ((rc = bt_model_copy_features(m, 0, fb, n, 0)) != BT_OK) goto done;
+            if ((rc = bt_probe_step(p, fb, lb, n, lrc, 0.9, r->wd, &loss, bb ? dfeat : NULL)) != BT_OK)
                 goto done;
             if (bb) {
                 /* A backbone learning rate of 0 leaves the weights where they are (torch's SGD
                  * step is then a no-op), so the backward is only run when it matters. */
-                memset(m->g, 0, m->params.total * sizeof(float));
-                if ((rc = bt_model_backward(m, 0, dfeat, 1)) != BT_OK) goto done;
-                bt_sgd_step(m->p, m->g, m->mom, m->params.total, lrb, 0.9, r->wd);
+                const int grp = BT_IO_PARAMS | BT_IO_GRADS | BT_IO_MOMENTUM;
+                if ((rc = bt_model_zero_grads(m)) != BT_OK) goto done;
+                if ((rc = bt_model_backward_host(m, 0, dfeat, 1)) != BT_OK) goto done;
+                if ((rc = bt_model_to_host(m, grp)) != BT_OK) goto done;
+                bt_sgd_step(m->host.p, m->host.g, m->host.mom, m->params.total, lrb, 0.9, r->wd);
+                if ((rc = bt_model_to_device(m, BT_IO_PARAMS | BT_IO_MOMENTUM)) != BT_OK) goto done;
             }
             lsum += loss;
             nb++;
@@ -489,6 +508,7 @@ done:
     bt_probe_free(p);
     bt_free(x);
     bt_free(dfeat);
+    bt_free(fb);
     bt_free(fval);
     free(sub);
     free(perm);

@@ -33,6 +33,7 @@
 #include "barlow/optim.h"
 #include "barlow/scratch.h"
 #include "barlow/train.h"
+#include "barlow/trainer.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 
@@ -215,13 +216,15 @@ typedef struct {
     float *corner;           /* (64, 64) corner of C for the TensorBoard image */
     int32_t *knn_ltrain, *knn_ltest;
     bt_loader *ld;
-    bt_model *m;
+    bt_backend *be;          /* where the step runs (the CPU) */
+    bt_trainer *t;           /* the model, its optimiser state and the step */
+    bt_model *m;             /* t->m */
     bt_st_file *ck;
     cJSON *config;
     char *config_text;
     FILE *stats;
     bt_aug_preset preset;
-    char ckpath[4200], bbpath[4200], statspath[4200];
+    char ckpath[4200], bbpath[4200], statspath[4200], firstpath[4300], tbdir[4300];
     long spe;         /* batches (steps) per epoch */
     int live;         /* stderr is a terminal: one refreshed progress line */
     int live_dirty;   /* the live line is on screen (end it before other output) */
@@ -428,7 +431,8 @@ static void free_run(pt_run *r) {
     if (r->stats) fclose(r->stats);
     bt_loader_free(r->ld);
     bt_st_close(r->ck);
-    bt_model_free(r->m);
+    bt_trainer_free(r->t);
+    bt_backend_free(r->be);
     bt_dataset_close(r->ds);
     bt_dataset_close(r->ds_test);
     bt_tb_close(r->tb);
@@ -452,7 +456,15 @@ static int tb_corr_image(pt_run *r, long step) {
     int N = m->N, D = bt_model_out_dim(m), k = D < 64 ? D : 64;
     if (!r->corner && !(r->corner = malloc((size_t)64 * 64 * sizeof(float))))
         return bt_fail(BT_ENOMEM, "out of memory");
-    const float *z1 = bt_model_output(m, 0), *z2 = bt_model_output(m, 1);
+    float *zh = malloc(sizeof(float) * 2 * (size_t)N * D); /* both views' outputs, host copy */
+    if (!zh) return bt_fail(BT_ENOMEM, "out of memory");
+    int rc = bt_model_copy_features(m, 0, zh, N, 1);
+    if (!rc) rc = bt_model_copy_features(m, 1, zh + (size_t)N * D, N, 1);
+    if (rc) {
+        free(zh);
+        return rc;
+    }
+    const float *z1 = zh, *z2 = zh + (size_t)N * D;
     double mu[2][64], sd[2][64];
     for (int v = 0; v < 2; v++) {
         const float *z = v ? z2 : z1;
@@ -474,7 +486,8 @@ static int tb_corr_image(pt_run *r, long step) {
                 c += (z1[(size_t)n * D + i] - mu[0][i]) / sd[0][i] * ((z2[(size_t)n * D + j] - mu[1][j]) / sd[1][j]);
             r->corner[i * k + j] = (float)(c / N);
         }
-    int rc = bt_tb_heatmap(r->tb, "cross_correlation/C_corner", step, r->corner, k, k, -1.0f, 1.0f,
+    free(zh);
+    rc = bt_tb_heatmap(r->tb, "cross_correlation/C_corner", step, r->corner, k, k, -1.0f, 1.0f,
                            k <= 32 ? 8 : 4);
     return rc ? rc : bt_tb_flush(r->tb);
 }
@@ -518,15 +531,26 @@ static int knn_monitor(pt_run *r, int epoch, long step) {
     return fflush(r->stats) ? bt_fail(BT_EIO, "cannot write %s: %s", r->statspath, strerror(errno)) : BT_OK;
 }
 
-static int run(pt_run *r, int argc, char **argv) {
-    const char *data = NULL;
-    int form = BT_LOSS_AUTO;
-    int rc = setup(r, argc, argv, &data, &form);
-    if (rc) return rc < 0 ? 0 : rc;
-    pt_opts *o = &r->o;
+/* Where the run stands in the data: the epoch, and the next batch within it. The global step
+ * is the trainer's (t->step). */
+typedef struct {
+    int epoch;
+    long nb;
+} pt_pos;
 
-    int threads = o->threads > 0 ? o->threads : omp_get_num_procs();
-    bt_set_threads(threads);
+/* A library error while training: said on one line; the other ranks are ended with us. */
+static int failed(pt_run *r) {
+    end_live(r);
+    fprintf(stderr, "%s: %s\n", PT, bt_error());
+    if (bt_comm_world(bt_cli_comm) > 1) bt_cli_comm->abort(bt_cli_comm, 1);
+    return 1;
+}
+
+/* Threads, ranks, the configuration (equal on every rank) and the output paths. */
+static int begin(pt_run *r, const char *data, int *threads) {
+    pt_opts *o = &r->o;
+    *threads = o->threads > 0 ? o->threads : omp_get_num_procs();
+    bt_set_threads(*threads);
     if (o->isa && bt_isa_select(o->isa) != BT_OK) {
         fprintf(stderr, "%s: --isa: %s\n", PT, bt_error());
         return 2;
@@ -538,7 +562,7 @@ static int run(pt_run *r, int argc, char **argv) {
                 "batch; each rank takes batch-size/ranks)\n", PT, o->batch, world);
         return 2;
     }
-    r->config = make_config(o, data, threads);
+    r->config = make_config(o, data, *threads);
     if (!r->config || !(r->config_text = cJSON_PrintUnformatted(r->config))) {
         fprintf(stderr, "%s: out of memory\n", PT);
         return 1;
@@ -572,21 +596,43 @@ static int run(pt_run *r, int argc, char **argv) {
     snprintf(r->ckpath, sizeof r->ckpath, "%s%scheckpoint.safetensors", o->ckdir, sep);
     snprintf(r->bbpath, sizeof r->bbpath, "%s%sbackbone.safetensors", o->ckdir, sep);
     snprintf(r->statspath, sizeof r->statspath, "%s%sstats.txt", o->ckdir, sep);
+    snprintf(r->firstpath, sizeof r->firstpath, "%s%scheckpoint-first.safetensors", o->ckdir, sep);
+    snprintf(r->tbdir, sizeof r->tbdir, "%s%stb", o->ckdir, sep);
+    return 0;
+}
 
-    if ((rc = bt_model_new(&r->m, o->arch, o->projector)) != BT_OK) goto fail;
-    r->m->comm = comm;
+/* The backend, the loader and the trainer (which makes the model for the batch shape). */
+static int build(pt_run *r, int threads, int form) {
+    pt_opts *o = &r->o;
+    const bt_comm *comm = bt_cli_comm;
+    int world = bt_comm_world(comm), rank = bt_comm_rank(comm);
+    bt_backend_cfg bc = bt_cli_backend_cfg; /* main's reading of the environment */
+    bc.threads = threads;
+    if (bt_backend_new(&r->be, "cpu", &bc) != BT_OK) return failed(r);
     bt_loader_cfg lc = {.batch = o->batch / world, .threads = o->workers, .ring = 3,
                         .seed = (uint64_t)o->seed, .mode = BT_LOAD_TWO_VIEWS, .shuffle = 1,
                         /* a short last batch would change the BN statistics and the schedule
                          * length; the reference's DistributedSampler pads instead */
-                        .drop_last = 1, .rank = rank, .world = world};
-    if ((rc = bt_loader_new(&r->ld, r->ds, &r->preset, &lc)) != BT_OK) goto fail;
+                        .drop_last = 1, .rank = rank, .world = world,
+                        /* the ring in the backend's host memory (pinned on a GPU); a batch
+                         * is handed back when its step is done with it */
+                        .slot_alloc = bt_backend_host_alloc_hook,
+                        .slot_free = bt_backend_host_free_hook, .slot_ctx = r->be,
+                        .explicit_release = 1};
+    if (bt_loader_new(&r->ld, r->ds, &r->preset, &lc) != BT_OK) return failed(r);
     r->spe = bt_loader_batches_per_epoch(r->ld);
-    int S = bt_loader_image_size(r->ld, 0);
-    if ((rc = bt_model_prepare(r->m, o->batch / world, S, S)) != BT_OK) goto fail;
-    bt_model_init(r->m, (uint64_t)o->seed);
+    const char *bf = getenv("BARLOW_BUCKET_FLOATS"); /* tuning and tests: tiny models */
+    bt_trainer_cfg tc = {.arch = o->arch, .projector = o->projector, .batch = o->batch / world,
+                         .global_batch = o->batch, .image_size = bt_loader_image_size(r->ld, 0),
+                         .seed = (uint64_t)o->seed, .lambd = (float)o->lambd, .loss_form = form,
+                         .lr_weights = o->lrw, .lr_biases = o->lrb, .weight_decay = o->wd,
+                         .eta = o->eta, .epochs = o->epochs, .warmup_epochs = o->warmup,
+                         .steps_per_epoch = r->spe,
+                         .bucket_floats = bf && atol(bf) > 0 ? (size_t)atol(bf) : 0};
+    if (bt_trainer_new(&r->t, r->be, comm, &tc) != BT_OK) return failed(r);
+    r->m = r->t->m;
     if (o->init_from && access(r->ckpath, F_OK) != 0) {
-        if ((rc = bt_model_init_from(r->m, o->init_from)) != BT_OK) {
+        if (bt_model_init_from(r->m, o->init_from) != BT_OK) {
             fprintf(stderr, "%s: --init-from: %s\n", PT, bt_error());
             return 2;
         }
@@ -600,19 +646,22 @@ static int run(pt_run *r, int argc, char **argv) {
     if (world > 1)
         printf("%s: data-parallel over %d ranks, %d images per rank per step; batch norm and "
                "the loss use the global batch of %d\n", PT, world, o->batch / world, o->batch);
+    return 0;
+}
 
-    /* Resume. */
-    int epoch = 0;
-    long nb = 0, step = 0;
-    int have_ck = rank == 0 && access(r->ckpath, F_OK) == 0;
-    if (have_ck) {
+/* Rank 0 continues from the checkpoint when there is one; every rank then takes rank 0's
+ * state; rank 0 keeps the untrained network of a fresh run for `barlow report`. */
+static int resume(pt_run *r, pt_pos *pos) {
+    const pt_opts *o = &r->o;
+    int rank = bt_comm_rank(bt_cli_comm);
+    if (rank == 0 && access(r->ckpath, F_OK) == 0) {
         bt_ckpt_state st;
-        if ((rc = bt_ckpt_open(&r->ck, &st, r->ckpath)) != BT_OK) {
+        if (bt_ckpt_open(&r->ck, &st, r->ckpath) != BT_OK) {
             fprintf(stderr, "%s: cannot resume: %s; refusing to overwrite it (move it away to "
                     "start afresh)\n", PT, bt_error());
             return 1;
         }
-        if ((rc = check_compatible(r->config, st.config, r->ckpath)) != BT_OK) {
+        if (check_compatible(r->config, st.config, r->ckpath) != BT_OK) {
             fprintf(stderr, "%s: %s\n", PT, bt_error());
             return 2;
         }
@@ -627,55 +676,44 @@ static int run(pt_run *r, int argc, char **argv) {
                     r->ckpath, st.steps_per_epoch, r->spe);
             return 2;
         }
-        note_other_path(st.config, threads);
-        if ((rc = bt_ckpt_restore(r->m, r->ck, &st)) != BT_OK) goto fail;
-        epoch = st.epoch;
-        nb = st.next_batch;
-        step = st.step;
+        note_other_path(st.config, bt_threads());
+        if (bt_ckpt_restore(r->m, r->ck, &st) != BT_OK) return failed(r);
+        pos->epoch = st.epoch;
+        pos->nb = st.next_batch;
+        r->t->step = st.step;
         bt_st_close(r->ck);
         r->ck = NULL;
-        printf("%s: resuming from %s at epoch %d, batch %ld, step %ld\n", PT, r->ckpath, epoch,
-               nb, step);
+        printf("%s: resuming from %s at epoch %d, batch %ld, step %ld\n", PT, r->ckpath,
+               pos->epoch, pos->nb, r->t->step);
     }
-    if (world > 1) {
-        /* Rank 0 read the checkpoint (if any); everyone continues from its state. */
-        long hdr[4] = {epoch, nb, step, (long)r->m->bn_batches};
-        if ((rc = comm->bcast(comm, hdr, sizeof hdr, 0)) ||
-            (rc = comm->bcast(comm, r->m->p, r->m->params.total * sizeof(float), 0)) ||
-            (rc = comm->bcast(comm, r->m->mom, r->m->params.total * sizeof(float), 0)) ||
-            (rc = comm->bcast(comm, r->m->b, r->m->bufs.total * sizeof(float), 0)))
-            goto fail;
-        epoch = (int)hdr[0];
-        nb = hdr[1];
-        step = hdr[2];
-        r->m->bn_batches = hdr[3];
-    }
-    if (nb >= r->spe) epoch++, nb = 0;
-    if (rank == 0 && step == 0) {
+    long where[2] = {pos->epoch, pos->nb};
+    if (bt_trainer_broadcast(r->t, where, 2) != BT_OK) return failed(r);
+    pos->epoch = (int)where[0];
+    pos->nb = where[1];
+    if (pos->nb >= r->spe) pos->epoch++, pos->nb = 0;
+    if (rank == 0 && r->t->step == 0) {
         /* The untrained network, for `barlow report`'s before/after picture of C. */
-        char first[4300];
-        snprintf(first, sizeof first, "%s%scheckpoint-first.safetensors", o->ckdir, sep);
         bt_ckpt_state st0 = {.epoch = 0, .next_batch = 0, .step = 0, .steps_per_epoch = r->spe,
                              .seed = (uint64_t)o->seed, .config = r->config_text};
-        if ((rc = bt_ckpt_save(first, r->m, &st0)) != BT_OK) goto fail;
+        if (bt_ckpt_save(r->firstpath, r->m, &st0) != BT_OK) return failed(r);
     }
+    return 0;
+}
 
-    if (rank == 0) r->stats = fopen(r->statspath, "a");
-    if (rank == 0 && !r->stats) {
-        fprintf(stderr, "%s: cannot open %s: %s\n", PT, r->statspath, strerror(errno));
-        return 1;
-    }
-    if (rank == 0) {
-        char tbdir[4300];
-        snprintf(tbdir, sizeof tbdir, "%s%stb", o->ckdir, sep);
-        if ((rc = bt_tb_open(&r->tb, tbdir)) != BT_OK) goto fail;
-        /* As the reference: print(' '.join(sys.argv)) at every start. */
+/* Rank 0's stats.txt (with the command line, as the reference prints it at every start) and
+ * TensorBoard events; the stop signals. */
+static int open_outputs(pt_run *r, int argc, char **argv) {
+    if (bt_comm_rank(bt_cli_comm) == 0) {
+        if (!(r->stats = fopen(r->statspath, "a"))) {
+            fprintf(stderr, "%s: cannot open %s: %s\n", PT, r->statspath, strerror(errno));
+            return 1;
+        }
+        if (bt_tb_open(&r->tb, r->tbdir) != BT_OK) return failed(r);
         fputs("barlow", r->stats);
         for (int i = 0; i < argc; i++) fprintf(r->stats, " %s", argv[i]);
         fputc('\n', r->stats);
         fflush(r->stats);
     }
-
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -683,126 +721,150 @@ static int run(pt_run *r, int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    return 0;
+}
 
-    long nan_step = -1;
-    const char *ns = getenv("BARLOW_TEST_NAN_AT_STEP");
-    if (ns && *ns) nan_step = strtol(ns, NULL, 10);
+/* What the loop reports between steps. */
+typedef struct {
+    double t0, t_log, t_live;
+    long step0, log_step, skipped, total, nan_step;
+    bt_loss_result res;
+} pt_progress;
 
-    long total = (long)o->epochs * r->spe;
-    if (o->max_steps > 0 && o->max_steps < total) total = o->max_steps;
+/* stats.txt every print-freq steps, and the live line on a terminal. */
+static int report_step(pt_run *r, pt_progress *pg, int epoch, long done) {
+    const pt_opts *o = &r->o;
+    long step = r->t->step;
+    double t = now_s(), lrw = r->t->lars.lr_weights, lrb = r->t->lars.lr_biases;
+    if (done % o->print_freq == 0) {
+        double ips = (double)(step - pg->log_step) * o->batch / fmax(t - pg->t_log, 1e-9);
+        int rc = stats_line(r, epoch, done, lrw, lrb, &pg->res, t - pg->t0, ips, pg->skipped);
+        if (rc != BT_OK) return rc;
+        pg->t_log = t;
+        pg->log_step = step;
+        pg->skipped = 0;
+    }
+    if (r->live && (t - pg->t_live > 0.2 || step == pg->total)) {
+        double rate = (double)(step - pg->step0) / fmax(t - pg->t0, 1e-9);
+        char eta[32];
+        fmt_eta(eta, sizeof eta, (double)(pg->total - step) / rate);
+        fprintf(stderr, "\repoch %d step %ld/%ld loss %.4g lr %.4g %.1f img/s ETA %s   ", epoch,
+                step, pg->total, pg->res.loss, lrw, rate * o->batch, eta);
+        fflush(stderr);
+        r->live_dirty = 1;
+        pg->t_live = t;
+    }
+    return BT_OK;
+}
+
+/* Signals reach the ranks at different times: every rank stops at the same step. */
+static int stop_requested(void) {
+    const bt_comm *comm = bt_cli_comm;
+    if (bt_comm_world(comm) > 1) {
+        double sig = stop_signal;
+        if (comm->allreduce_f64(comm, &sig, 1) != BT_OK) return -1;
+        if (sig > 0 && !stop_signal) stop_signal = SIGTERM;
+    }
+    return stop_signal != 0;
+}
+
+/* The epochs: steps, logs, the kNN monitor and the checkpoints, to --epochs or --max-steps
+ * or a signal. */
+static int train(pt_run *r, pt_pos *pos) {
+    const pt_opts *o = &r->o;
+    bt_trainer *t = r->t;
+    int world = bt_comm_world(bt_cli_comm), rank = bt_comm_rank(bt_cli_comm);
+    pt_progress pg = {.nan_step = -1};
+    const char *ns = getenv("BARLOW_TEST_NAN_AT_STEP"); /* test hook: a poisoned input */
+    if (ns && *ns) pg.nan_step = strtol(ns, NULL, 10);
+    pg.total = (long)o->epochs * r->spe;
+    if (o->max_steps > 0 && o->max_steps < pg.total) pg.total = o->max_steps;
     r->live = rank == 0 && isatty(STDERR_FILENO);
-    bt_lars_cfg lars;
-    bt_lars_default(&lars);
-    lars.weight_decay = o->wd;
-    lars.eta = o->eta;
-    double t0 = now_s(), t_log = t0, t_live = 0;
-    long step0 = step, log_step = step, skipped = 0;
+    pg.t0 = pg.t_log = now_s();
+    pg.step0 = pg.log_step = t->step;
     int saved_at_end = 0, stopped = 0;
-    bt_loss_result res = {0};
 
-    while (epoch < o->epochs && !stopped) {
-        if (o->max_steps > 0 && step >= o->max_steps) break;
-        if ((rc = bt_loader_start_epoch(r->ld, epoch, nb)) != BT_OK) goto fail;
+    while (pos->epoch < o->epochs && !stopped) {
+        if (o->max_steps > 0 && t->step >= o->max_steps) break;
+        if (bt_loader_start_epoch(r->ld, pos->epoch, pos->nb) != BT_OK) return failed(r);
         for (;;) {
-            if (world > 1) {
-                /* Stop together: a signal delivered to some ranks stops them all here. */
-                double sig = stop_signal;
-                if ((rc = comm->allreduce_f64(comm, &sig, 1))) goto fail;
-                if (sig > 0 && !stop_signal) stop_signal = SIGTERM;
-            }
-            if (stop_signal) {
+            int stop = stop_requested();
+            if (stop < 0) return failed(r);
+            if (stop) {
                 end_live(r);
-                if ((rc = save_ckpt(r, epoch, nb, step)) != BT_OK) goto fail;
+                if (save_ckpt(r, pos->epoch, pos->nb, t->step) != BT_OK) return failed(r);
                 printf("%s: stopped by %s after step %ld; checkpoint written to %s\n", PT,
-                       stop_signal == SIGINT ? "SIGINT" : "SIGTERM", step, r->ckpath);
+                       stop_signal == SIGINT ? "SIGINT" : "SIGTERM", t->step, r->ckpath);
                 fflush(stdout);
                 return 0;
             }
-            if (o->max_steps > 0 && step >= o->max_steps) {
+            if (o->max_steps > 0 && t->step >= o->max_steps) {
                 stopped = 1;
                 break;
             }
             const bt_batch *b;
             int got = bt_loader_next(r->ld, &b);
-            if (got < 0) {
-                rc = got;
-                goto fail;
-            }
+            if (got < 0) return failed(r);
             if (!got) break;
             if (b->n != o->batch / world) {
-                rc = bt_fail(BT_EINVAL, "internal: short batch (%d of %d)", b->n, o->batch / world);
-                goto fail;
+                bt_fail(BT_EINVAL, "internal: short batch (%d of %d)", b->n, o->batch / world);
+                return failed(r);
             }
-            double lrw, lrb;
-            bt_lr_schedule(&lrw, &lrb, step, r->spe, o->epochs, o->warmup, o->batch, o->lrw, o->lrb);
-            lars.lr_weights = lrw;
-            lars.lr_biases = lrb;
-            if (step == nan_step) b->x[0][0] = NAN; /* test hook: a poisoned input */
-            rc = bt_train_grads(r->m, b->x[0], b->x[1], (float)o->lambd, form, &res);
+            if (t->step == pg.nan_step) b->x[0][0] = NAN;
+            long done = t->step;
+            pg.skipped += b->skipped; /* read before the batch goes back to the loader */
+            int rc = bt_trainer_step(t, b->x[0], b->x[1], &pg.res);
             if (rc == BT_ENUM) {
                 end_live(r);
                 fprintf(stderr, "%s: non-finite loss at step %ld (epoch %d, batch %ld); stopping. "
-                        "The last good checkpoint%s%s is left unchanged\n", PT, step, epoch, nb,
-                        access(r->ckpath, F_OK) == 0 ? " " : " (none yet)",
+                        "The last good checkpoint%s%s is left unchanged\n", PT, done, pos->epoch,
+                        pos->nb, access(r->ckpath, F_OK) == 0 ? " " : " (none yet)",
                         access(r->ckpath, F_OK) == 0 ? r->ckpath : "");
                 return 1;
             }
-            if (rc != BT_OK) goto fail;
-            bt_lars_step(r->m->p, r->m->g, r->m->mom, &r->m->params, &lars);
-            if (r->tb && o->tb_image_every > 0 && step % o->tb_image_every == 0 &&
-                (rc = tb_corr_image(r, step)) != BT_OK)
-                goto fail;
-            skipped += b->skipped;
-            long done = step;
-            step++;
-            nb++;
-
-            double t = now_s();
-            if (done % o->print_freq == 0) {
-                double ips = (double)(step - log_step) * o->batch / fmax(t - t_log, 1e-9);
-                if ((rc = stats_line(r, epoch, done, lrw, lrb, &res, t - t0, ips, skipped)) != BT_OK)
-                    goto fail;
-                t_log = t;
-                log_step = step;
-                skipped = 0;
-            }
-            if (r->live && (t - t_live > 0.2 || step == total)) {
-                double rate = (double)(step - step0) / fmax(t - t0, 1e-9);
-                char eta[32];
-                fmt_eta(eta, sizeof eta, (double)(total - step) / rate);
-                fprintf(stderr, "\repoch %d step %ld/%ld loss %.4g lr %.4g %.1f img/s ETA %s   ",
-                        epoch, step, total, res.loss, lrw, rate * o->batch, eta);
-                fflush(stderr);
-                r->live_dirty = 1;
-                t_live = t;
-            }
+            if (rc != BT_OK || bt_loader_release(r->ld, b) != BT_OK) return failed(r);
+            if (r->tb && o->tb_image_every > 0 && done % o->tb_image_every == 0 &&
+                tb_corr_image(r, done) != BT_OK)
+                return failed(r);
+            pos->nb++;
+            if (report_step(r, &pg, pos->epoch, done) != BT_OK) return failed(r);
             saved_at_end = 0;
-            if (o->save_every > 0 && step % o->save_every == 0) {
-                if ((rc = save_ckpt(r, epoch, nb, step)) != BT_OK) goto fail;
+            if (o->save_every > 0 && t->step % o->save_every == 0) {
+                if (save_ckpt(r, pos->epoch, pos->nb, t->step) != BT_OK) return failed(r);
                 saved_at_end = 1;
             }
         }
-        if (nb >= r->spe) {
-            epoch++;
-            nb = 0;
-            if (o->knn_every > 0 && epoch % o->knn_every == 0 && rank == 0 &&
-                (rc = knn_monitor(r, epoch, step)) != BT_OK)
-                goto fail;
-            if (!saved_at_end && (rc = save_ckpt(r, epoch, nb, step)) != BT_OK) goto fail;
+        if (pos->nb >= r->spe) {
+            pos->epoch++;
+            pos->nb = 0;
+            if (o->knn_every > 0 && pos->epoch % o->knn_every == 0 && rank == 0 &&
+                knn_monitor(r, pos->epoch, t->step) != BT_OK)
+                return failed(r);
+            if (!saved_at_end && save_ckpt(r, pos->epoch, pos->nb, t->step) != BT_OK)
+                return failed(r);
             saved_at_end = 1;
         }
     }
     end_live(r);
-    if (!saved_at_end && step > step0 && (rc = save_ckpt(r, epoch, nb, step)) != BT_OK) goto fail;
-    if (rank == 0 && (rc = bt_ckpt_save_backbone(r->bbpath, r->m, r->config_text)) != BT_OK) goto fail;
-    printf("%s: done at epoch %d, step %ld; checkpoint %s, backbone %s\n", PT, epoch, step,
-           r->ckpath, r->bbpath);
+    if (!saved_at_end && t->step > pg.step0 && save_ckpt(r, pos->epoch, pos->nb, t->step) != BT_OK)
+        return failed(r);
+    if (rank == 0 && bt_ckpt_save_backbone(r->bbpath, r->m, r->config_text) != BT_OK)
+        return failed(r);
+    printf("%s: done at epoch %d, step %ld; checkpoint %s, backbone %s\n", PT, pos->epoch,
+           t->step, r->ckpath, r->bbpath);
     return 0;
-fail:
-    end_live(r);
-    fprintf(stderr, "%s: %s\n", PT, bt_error());
-    if (world > 1) comm->abort(comm, 1); /* never leave the other ranks waiting */
-    return 1;
+}
+
+static int run(pt_run *r, int argc, char **argv) {
+    const char *data = NULL;
+    int form = BT_LOSS_AUTO, threads = 0;
+    int rc = setup(r, argc, argv, &data, &form);
+    if (rc) return rc < 0 ? 0 : rc;
+    pt_pos pos = {0, 0};
+    if ((rc = begin(r, data, &threads)) || (rc = build(r, threads, form)) ||
+        (rc = resume(r, &pos)) || (rc = open_outputs(r, argc, argv)))
+        return rc;
+    return train(r, &pos);
 }
 
 int bt_cmd_pretrain(int argc, char **argv) {

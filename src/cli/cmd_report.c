@@ -310,8 +310,13 @@ static int rp_model_corr(float *c, int *k, bt_model *m, const float *x0, const f
     if (rc) return rc;
     int D = bt_model_out_dim(m);
     *k = D < CORR_MAX ? D : CORR_MAX;
-    return rp_corr_corner(c, bt_model_output(m, 0), bt_model_output(m, 1), N, D, *k,
-                          m->bn_eps);
+    float *z = malloc(sizeof(float) * 2 * (size_t)N * D); /* both views' outputs, on the host */
+    if (!z) return bt_fail(BT_ENOMEM, "out of memory");
+    rc = bt_model_copy_features(m, 0, z, N, 1);
+    if (!rc) rc = bt_model_copy_features(m, 1, z + (size_t)N * D, N, 1);
+    if (!rc) rc = rp_corr_corner(c, z, z + (size_t)N * D, N, D, *k, m->bn_eps);
+    free(z);
+    return rc;
 }
 
 /* ---- PCA --------------------------------------------------------------------------------- */
@@ -456,8 +461,7 @@ static int rp_test_features(float **feat, int32_t **labels, int *n, bt_dataset *
             (*labels)[b0 + i] = bt_dataset_label(ds, idx);
         }
         if (!rc) rc = bt_model_forward(m, 0, x, 0, 1);
-        if (!rc) memcpy(*feat + (size_t)b0 * dim, bt_model_features(m, 0),
-                        sizeof(float) * (size_t)nb * dim);
+        if (!rc) rc = bt_model_copy_features(m, 0, *feat + (size_t)b0 * dim, nb, 0);
     }
     *n = cnt;
     free(x);

@@ -8,8 +8,13 @@
 int bt_cmd_pretrain(int argc, char **argv);
 
 /* The data-parallel communicator of this process (NULL: a single process), set up by main()
- * before any command runs (bt_comm_init). */
+ * before any command runs (bt_comm_open). */
 struct bt_comm;
 extern const struct bt_comm *bt_cli_comm;
+/* The backend settings taken from the environment by main (BT_CONV_WINOGRAD: "0" im2col
+ * only, "4" the F(4x4) tile, anything else F(2x2); unset: the default), already applied to
+ * the CPU ops; a command that makes a backend starts from it. */
+#include "barlow/backend.h"
+extern bt_backend_cfg bt_cli_backend_cfg;
 
 #endif

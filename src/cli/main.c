@@ -66,6 +66,7 @@ static int unknown(const char *name) {
 }
 
 const struct bt_comm *bt_cli_comm;
+bt_backend_cfg bt_cli_backend_cfg;
 static bt_comm *comm_owned;
 
 static void finalize(void) { bt_comm_finalize(comm_owned); }
@@ -73,8 +74,22 @@ static void finalize(void) { bt_comm_finalize(comm_owned); }
 int main(int argc, char **argv) {
     /* Under mpirun/srun (MPI builds), every rank joins the job before anything else runs;
      * only rank 0 talks on stdout. */
-    comm_owned = bt_comm_init(&argc, &argv);
+    const char *ws = getenv("OMPI_COMM_WORLD_SIZE");
+    int launched = ws || getenv("PMI_SIZE") || getenv("PMIX_RANK") || getenv("SLURM_PROCID");
+    int crc = bt_comm_open(&comm_owned, &argc, &argv, launched, ws ? atoi(ws) : 0);
+    if (crc != BT_OK) { /* a launch this build cannot serve is a usage error */
+        fprintf(stderr, "barlow: %s\n", bt_error());
+        return crc == BT_EINVAL ? 2 : 1;
+    }
     bt_cli_comm = comm_owned;
+    /* Only the program reads the environment; the library takes its settings from here. */
+    bt_backend_cfg_default(&bt_cli_backend_cfg);
+    const char *wino = getenv("BT_CONV_WINOGRAD");
+    if (wino) bt_cli_backend_cfg.winograd = !strcmp(wino, "0") ? 0 : !strcmp(wino, "4") ? 4 : 2;
+    if (bt_backend_cpu_settings(&bt_cli_backend_cfg) != BT_OK) {
+        fprintf(stderr, "barlow: %s\n", bt_error());
+        return 2;
+    }
     if (comm_owned) {
         atexit(finalize);
         if (comm_owned->rank != 0 && !freopen("/dev/null", "w", stdout)) return 1;

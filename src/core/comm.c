@@ -74,20 +74,20 @@ static void ab(const bt_comm *c, int code) {
     exit(code);
 }
 
-bt_comm *bt_comm_init(int *argc, char ***argv) {
-    /* Started by mpirun (Open MPI), srun (Slurm) or another PMI launcher? */
-    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK") &&
-        !getenv("SLURM_PROCID"))
-        return NULL;
+int bt_comm_open(bt_comm **out, int *argc, char ***argv, int launched, int launched_world) {
+    (void)launched_world;
+    *out = NULL;
+    if (!launched) return BT_OK;
     int provided;
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-        fprintf(stderr, "barlow: MPI_Init failed\n");
-        exit(1);
-    }
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return bt_fail(BT_EIO, "MPI_Init failed");
     /* Errors in collectives come back as codes; we then abort the whole job ourselves. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     bt_comm *c = calloc(1, sizeof *c);
-    if (!c) MPI_Abort(MPI_COMM_WORLD, 1);
+    if (!c) {
+        MPI_Finalize();
+        return bt_fail(BT_ENOMEM, "out of memory");
+    }
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &c->world);
     c->allreduce_f64 = ar64;
@@ -101,9 +101,10 @@ bt_comm *bt_comm_init(int *argc, char ***argv) {
     if (c->world == 1) {
         MPI_Finalize();
         free(c);
-        return NULL;
+        return BT_OK;
     }
-    return c;
+    *out = c;
+    return BT_OK;
 }
 
 void bt_comm_finalize(bt_comm *c) {
@@ -116,15 +117,14 @@ int bt_comm_have_mpi(void) { return 1; }
 
 #else
 
-bt_comm *bt_comm_init(int *argc, char ***argv) {
+int bt_comm_open(bt_comm **out, int *argc, char ***argv, int launched, int launched_world) {
     (void)argc;
     (void)argv;
-    if (getenv("OMPI_COMM_WORLD_SIZE") && atoi(getenv("OMPI_COMM_WORLD_SIZE")) > 1) {
-        fprintf(stderr, "barlow: started by mpirun with %s ranks, but this build has no MPI "
-                        "(rebuild with `make MPI=1`)\n", getenv("OMPI_COMM_WORLD_SIZE"));
-        exit(2);
-    }
-    return NULL;
+    *out = NULL;
+    if (launched && launched_world > 1)
+        return bt_fail(BT_EINVAL, "started by mpirun with %d ranks, but this build has no MPI "
+                                  "(rebuild with `make MPI=1`)", launched_world);
+    return BT_OK;
 }
 void bt_comm_finalize(bt_comm *c) { (void)c; }
 int bt_comm_have_mpi(void) { return 0; }

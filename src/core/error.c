@@ -53,3 +53,10 @@ void *bt_calloc(size_t bytes) {
 }
 
 void bt_free(void *p) { free(p); }
+
+_Noreturn void bt_assert_fail(const char *cond, const char *file, int line) {
+    fflush(stdout);
+    fprintf(stderr, "barlow: internal error (a bug): %s:%d: BT_ASSERT(%s) failed\n", file, line, cond);
+    fflush(stderr);
+    abort();
+}

@@ -47,7 +47,7 @@ struct bt_loader {
     int next_j;          /* next position within it */
     long free_from;      /* lowest batch not yet released by the caller */
     long ret_b;          /* next batch bt_loader_next returns */
-    int held;            /* the caller holds batch ret_b - 1 */
+    int held;            /* the caller holds batches [free_from, ret_b): this many */
     int active;          /* tasks in progress */
     int err;
     char errmsg[1024];
@@ -222,9 +222,11 @@ int bt_loader_new(bt_loader **out, const bt_dataset *ds, const bt_aug_preset *pr
     for (int r = 0; !rc && r < c->ring; r++) {
         slot *s = &ld->slots[r];
         s->id = -1;
-        for (int v = 0; !rc && v < ld->nviews; v++)
-            if (!(s->b.x[v] = bt_alloc((size_t)c->batch * 3 * ld->S[v] * ld->S[v] * sizeof(float))))
-                rc = BT_ENOMEM;
+        for (int v = 0; !rc && v < ld->nviews; v++) {
+            size_t bytes = (size_t)c->batch * 3 * ld->S[v] * ld->S[v] * sizeof(float);
+            s->b.x[v] = c->slot_alloc ? c->slot_alloc(c->slot_ctx, bytes) : bt_alloc(bytes);
+            if (!s->b.x[v]) rc = BT_ENOMEM;
+        }
         s->b.labels = bt_alloc((size_t)c->batch * sizeof(int32_t));
         s->b.index = bt_alloc((size_t)c->batch * sizeof(int64_t));
         if (!rc && (!s->b.labels || !s->b.index)) rc = BT_ENOMEM;
@@ -280,10 +282,16 @@ int bt_loader_next(bt_loader *ld, const bt_batch **b) {
         pthread_mutex_unlock(&ld->mu);
         return bt_fail(BT_EINVAL, "loader: bt_loader_start_epoch was not called");
     }
-    if (ld->held) { /* the caller is done with the previous batch: its slot is free */
+    if (ld->held && !ld->cfg.explicit_release) { /* the caller is done with the previous batch */
         ld->held = 0;
         ld->free_from = ld->ret_b;
         pthread_cond_broadcast(&ld->cv_work);
+    }
+    if (ld->held >= ld->cfg.ring && ld->cfg.explicit_release && ld->ret_b < ld->nb) {
+        /* waiting would never end: the next batch needs a slot the caller holds */
+        pthread_mutex_unlock(&ld->mu);
+        return bt_fail(BT_EINVAL, "loader: %d batches held of a ring of %d; release one first",
+                       ld->held, ld->cfg.ring);
     }
     if (ld->ret_b < ld->nb) {
         slot *s = &ld->slots[ld->ret_b % ld->cfg.ring];
@@ -293,10 +301,25 @@ int bt_loader_next(bt_loader *ld, const bt_batch **b) {
             rc = bt_fail(ld->err, "%s", ld->errmsg);
         } else {
             *b = &s->b;
-            ld->held = 1;
+            ld->held++;
             ld->ret_b++;
             rc = 1;
         }
+    }
+    pthread_mutex_unlock(&ld->mu);
+    return rc;
+}
+
+int bt_loader_release(bt_loader *ld, const bt_batch *b) {
+    pthread_mutex_lock(&ld->mu);
+    int rc = BT_OK;
+    if (!ld->cfg.explicit_release || !ld->held || !b ||
+        b != &ld->slots[ld->free_from % ld->cfg.ring].b) {
+        rc = bt_fail(BT_EINVAL, "loader: release of a batch not held (or not the oldest held)");
+    } else {
+        ld->held--;
+        ld->free_from++;
+        pthread_cond_broadcast(&ld->cv_work);
     }
     pthread_mutex_unlock(&ld->mu);
     return rc;
@@ -319,8 +342,11 @@ void bt_loader_free(bt_loader *ld) {
     }
     if (ld->slots)
         for (int r = 0; r < ld->cfg.ring; r++) {
-            bt_free(ld->slots[r].b.x[0]);
-            bt_free(ld->slots[r].b.x[1]);
+            for (int v = 0; v < 2; v++) {
+                void *x = ld->slots[r].b.x[v];
+                if (x && ld->cfg.slot_free) ld->cfg.slot_free(ld->cfg.slot_ctx, x);
+                else bt_free(x);
+            }
             bt_free(ld->slots[r].b.labels);
             bt_free(ld->slots[r].b.index);
         }

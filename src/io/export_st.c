@@ -31,8 +31,9 @@ int bt_export_safetensors(const bt_model *m, const char *path, int with_projecto
     bt_st_writer *w = bt_st_writer_new();
     if (!w) return BT_ENOMEM;
     int64_t count = m->bn_batches;
-    int rc = add_table(w, &m->params, m->p, with_projector);
-    if (!rc) rc = add_table(w, &m->bufs, m->b, with_projector);
+    int rc = bt_model_to_host(m, BT_IO_PARAMS | BT_IO_BUFS);
+    if (!rc) rc = add_table(w, &m->params, m->host.p, with_projector);
+    if (!rc) rc = add_table(w, &m->bufs, m->host.b, with_projector);
     /* PyTorch's BatchNorm keeps a num_batches_tracked beside running_mean, and a strict
      * load_state_dict wants it; every BN sees the same batches, so they share one value. */
     static const char suffix[] = "running_mean";

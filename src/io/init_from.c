@@ -37,7 +37,7 @@ static int is_backbone(const char *name) {
 static int check_finite(const bt_model *m, const char *path) {
     for (int k = 0; k < 2; k++) {
         const bt_tensor_table *t = k ? &m->bufs : &m->params;
-        const float *buf = k ? m->b : m->p;
+        const float *buf = k ? m->host.b : m->host.p; /* after bt_model_read: the image is current */
         for (int i = 0; i < t->n; i++) {
             const bt_tensor_info *e = &t->t[i];
             if (!is_backbone(e->name)) continue;
@@ -60,9 +60,15 @@ static int init_from_file(bt_model *m, const bt_st_file *f) {
         bt_free(keep_b);
         return BT_ENOMEM;
     }
-    memcpy(keep_p, m->p, m->params.total * sizeof(float));
-    memcpy(keep_b, m->b, m->bufs.total * sizeof(float));
-    int rc = bt_model_read(m, f, BT_IO_PARAMS | BT_IO_BUFS | BT_IO_BACKBONE, 1);
+    int rc = bt_model_to_host(m, BT_IO_PARAMS | BT_IO_BUFS);
+    if (rc) {
+        bt_free(keep_p);
+        bt_free(keep_b);
+        return rc;
+    }
+    memcpy(keep_p, m->host.p, m->params.total * sizeof(float));
+    memcpy(keep_b, m->host.b, m->bufs.total * sizeof(float));
+    rc = bt_model_read(m, f, BT_IO_PARAMS | BT_IO_BUFS | BT_IO_BACKBONE, 1);
     if (rc) {
         /* A wrong architecture shows up as the first missing or misshapen tensor; say so. */
         const char *arch = bt_st_meta(f, "arch");
@@ -84,8 +90,10 @@ static int init_from_file(bt_model *m, const bt_st_file *f) {
         }
     }
     if (rc) {
-        memcpy(m->p, keep_p, m->params.total * sizeof(float));
-        memcpy(m->b, keep_b, m->bufs.total * sizeof(float));
+        memcpy(m->host.p, keep_p, m->params.total * sizeof(float));
+        memcpy(m->host.b, keep_b, m->bufs.total * sizeof(float));
+        int back = bt_model_to_device(m, BT_IO_PARAMS | BT_IO_BUFS);
+        if (back) rc = back;
     } else {
         m->bn_batches = nbt < 0 ? 0 : nbt;
     }

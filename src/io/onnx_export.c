@@ -238,6 +238,8 @@ static int write_model(const Onnx__ModelProto *mp, const char *path) {
 
 int bt_onnx_export(const bt_model *m, const char *path, int image_size) {
     if (image_size < 0) return bt_fail(BT_EINVAL, "ONNX export: bad image size %d", image_size);
+    int rc0 = bt_model_to_host(m, BT_IO_PARAMS | BT_IO_BUFS); /* the initialisers read the image */
+    if (rc0 != BT_OK) return rc0;
     pool P = {0};
     vec nodes = {0}, inits = {0};
     /* Activation id -> tensor name; act 0 is the graph input. */
@@ -254,7 +256,7 @@ int bt_onnx_export(const bt_model *m, const char *path, int image_size) {
             mod = module_name(&P, m, n->w);
             out = mod;
             const char *wn = m->params.t[n->w].name;
-            vpush(&P, &inits, init_tensor(&P, wn, &m->params.t[n->w], m->p + m->params.t[n->w].offset));
+            vpush(&P, &inits, init_tensor(&P, wn, &m->params.t[n->w], m->host.p + m->params.t[n->w].offset));
             const char *in[] = {x, wn};
             nd = node(&P, "Conv", mod, out, in, 2);
             Onnx__AttributeProto *a[] = {attr_ints(&P, "kernel_shape", n->k, 2),
@@ -269,7 +271,7 @@ int bt_onnx_export(const bt_model *m, const char *path, int image_size) {
             out = mod;
             const bt_tensor_info *ti[4] = {&m->params.t[n->w], &m->params.t[n->b], &m->bufs.t[n->rm],
                                            &m->bufs.t[n->rv]};
-            const float *base[4] = {m->p, m->p, m->b, m->b};
+            const float *base[4] = {m->host.p, m->host.p, m->host.b, m->host.b};
             const char *in[5] = {x};
             for (int k = 0; k < 4; k++) {
                 in[k + 1] = ti[k]->name;

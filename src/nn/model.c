@@ -1,9 +1,11 @@
 /* ResNet backbone + projector as a node list over per-view activation arenas, with
- * torchvision's parameter names and initialisation. */
+ * torchvision's parameter names and initialisation. Every buffer is the backend's and every
+ * op runs through its table (include/barlow/backend.h): nothing here dereferences model
+ * memory except the host image, and that only between the named copies. */
 #include "barlow/model.h"
+#include "barlow/backend.h"
 #include "barlow/error.h"
 #include "barlow/rng.h"
-#include "barlow/scratch.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,12 +76,19 @@ int bt_model_cfg_parse(bt_model_cfg *c, const char *arch, const char *projector)
 
 /* ---- graph building -------------------------------------------------------------------- */
 
+/* Grows an int array to n entries without losing it on failure. */
+static int grow_ints(int **a, int n) {
+    int *p = realloc(*a, (size_t)n * sizeof(int));
+    if (!p) return bt_fail(BT_ENOMEM, "out of memory building model");
+    *a = p;
+    return BT_OK;
+}
+
 static int add_act(bt_model *m, int c, int h, int w) {
-    int i = m->nacts++;
-    m->act_c = realloc(m->act_c, m->nacts * sizeof(int));
-    m->act_h = realloc(m->act_h, m->nacts * sizeof(int));
-    m->act_w = realloc(m->act_w, m->nacts * sizeof(int));
-    if (!m->act_c || !m->act_h || !m->act_w) return bt_fail(BT_ENOMEM, "out of memory building model");
+    int i = m->nacts;
+    if (grow_ints(&m->act_c, i + 1) || grow_ints(&m->act_h, i + 1) || grow_ints(&m->act_w, i + 1))
+        return BT_ENOMEM;
+    m->nacts++;
     m->act_c[i] = c;
     m->act_h[i] = h;
     m->act_w[i] = w;
@@ -88,10 +97,11 @@ static int add_act(bt_model *m, int c, int h, int w) {
 
 static bt_node *add_node(bt_model *m, int type, int in) {
     if (m->nnodes == m->cap_nodes) {
-        m->cap_nodes = m->cap_nodes ? 2 * m->cap_nodes : 64;
-        bt_node *n = realloc(m->nodes, m->cap_nodes * sizeof *n);
+        int cap = m->cap_nodes ? 2 * m->cap_nodes : 64;
+        bt_node *n = realloc(m->nodes, (size_t)cap * sizeof *n);
         if (!n) return NULL;
         m->nodes = n;
+        m->cap_nodes = cap;
     }
     bt_node *n = &m->nodes[m->nnodes++];
     memset(n, 0, sizeof *n);
@@ -255,18 +265,46 @@ static int build(bt_model *m, int H, int W) {
     return BT_OK;
 }
 
-int bt_model_new(bt_model **out, const char *arch, const char *projector) {
+/* A zeroed backend buffer of n floats (NULL on failure, error set). */
+static float *be_zalloc(bt_backend *be, size_t n) {
+    float *p = be->ops->alloc(be, n * sizeof(float));
+    if (p && be->ops->zero(be, p, n * sizeof(float)) != BT_OK) {
+        be->ops->free(be, p);
+        p = NULL;
+    }
+    return p;
+}
+
+/* The host image of one group: the buffer itself on host memory, else host memory of its own. */
+static float *host_image(bt_backend *be, float *dev, size_t n) {
+    return be->host_memory ? dev : bt_calloc(n * sizeof(float));
+}
+
+int bt_model_new_on(bt_model **out, bt_backend *be, const char *arch, const char *projector) {
     *out = NULL;
     bt_model *m = calloc(1, sizeof *m);
     if (!m) return bt_fail(BT_ENOMEM, "out of memory");
+    if (!be) {
+        free(m);
+        return bt_fail(BT_EINVAL, "bt_model_new_on: no backend");
+    }
+    m->be = be;
     int rc = bt_model_cfg_parse(&m->cfg, arch, projector);
     if (rc == BT_OK) rc = build(m, 224, 224); /* parameter shapes do not depend on H, W */
     if (rc == BT_OK) {
-        m->p = bt_calloc(m->params.total * sizeof(float));
-        m->g = bt_calloc(m->params.total * sizeof(float));
-        m->mom = bt_calloc(m->params.total * sizeof(float));
-        m->b = bt_calloc((m->bufs.total ? m->bufs.total : 1) * sizeof(float));
+        size_t np = m->params.total, nb = m->bufs.total ? m->bufs.total : 1;
+        m->p = be_zalloc(be, np);
+        m->g = be_zalloc(be, np);
+        m->mom = be_zalloc(be, np);
+        m->b = be_zalloc(be, nb);
         if (!m->p || !m->g || !m->mom || !m->b) rc = BT_ENOMEM;
+        if (rc == BT_OK) {
+            m->host.p = host_image(be, m->p, np);
+            m->host.g = host_image(be, m->g, np);
+            m->host.mom = host_image(be, m->mom, np);
+            m->host.b = host_image(be, m->b, nb);
+            if (!m->host.p || !m->host.g || !m->host.mom || !m->host.b) rc = BT_ENOMEM;
+        }
     }
     if (rc != BT_OK) {
         bt_model_free(m);
@@ -278,18 +316,38 @@ int bt_model_new(bt_model **out, const char *arch, const char *projector) {
     return BT_OK;
 }
 
+int bt_model_new(bt_model **out, const char *arch, const char *projector) {
+    bt_backend *be;
+    int rc = bt_backend_cpu_new(&be, NULL);
+    if (rc != BT_OK) return rc;
+    if ((rc = bt_model_new_on(out, be, arch, projector)) != BT_OK) {
+        bt_backend_free(be);
+        return rc;
+    }
+    (*out)->own_be = 1;
+    return BT_OK;
+}
+
 static void free_arenas(bt_model *m) {
+    bt_backend *be = m->be;
     for (int v = 0; v < 2; v++) {
-        bt_free(m->act[v]);
-        bt_free(m->stat[v]);
-        bt_free(m->dz[v]);
+        be->ops->free(be, m->act[v]);
+        be->ops->free(be, m->stat[v]);
+        be->ops->free(be, m->dz[v]);
         m->act[v] = m->stat[v] = m->dz[v] = NULL;
     }
-    bt_free(m->dact);
+    be->ops->free(be, m->dact);
     m->dact = NULL;
+    if (m->plans)
+        for (int i = 0; i < m->nnodes; i++) be->ops->plan_free(be, m->plans[i]);
+    free(m->plans);
+    m->plans = NULL;
     free(m->act_off);
     free(m->grad_off);
     free(m->grad_birth);
+    free(m->born_at);
+    free(m->born_act);
+    m->born_at = m->born_act = NULL;
     m->act_off = m->grad_off = NULL;
     m->grad_birth = NULL;
     m->N = m->H = m->W = 0;
@@ -304,10 +362,13 @@ void bt_model_free(bt_model *m) {
     free(m->act_c);
     free(m->act_h);
     free(m->act_w);
-    bt_free(m->p);
-    bt_free(m->g);
-    bt_free(m->mom);
-    bt_free(m->b);
+    bt_backend *be = m->be;
+    float *dev[4] = {m->p, m->g, m->mom, m->b}, *img[4] = {m->host.p, m->host.g, m->host.mom, m->host.b};
+    for (int i = 0; i < 4; i++) {
+        if (img[i] != dev[i]) bt_free(img[i]);
+        be->ops->free(be, dev[i]);
+    }
+    if (m->own_be) bt_backend_free(be);
     free(m);
 }
 
@@ -323,10 +384,11 @@ static double gauss(bt_rng *r) {
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
+/* Drawn on the host image, then copied to the backend. */
 void bt_model_init(bt_model *m, uint64_t seed) {
     for (int i = 0; i < m->params.n; i++) {
         const bt_tensor_info *t = &m->params.t[i];
-        float *p = m->p + t->offset;
+        float *p = m->host.p + t->offset;
         bt_rng r = bt_rng_key(seed, 0x1417, (uint64_t)i, 0);
         const char *leaf = strrchr(t->name, '.');
         if (t->ndim == 4) {          /* kaiming_normal_(mode='fan_out', nonlinearity='relu') */
@@ -346,17 +408,38 @@ void bt_model_init(bt_model *m, uint64_t seed) {
         const char *last = m->cfg.bottleneck ? ".bn3.weight" : ".bn2.weight";
         size_t n = strlen(t->name), l = strlen(last);
         if (!strncmp(t->name, "layer", 5) && n > l && !strcmp(t->name + n - l, last))
-            memset(m->p + t->offset, 0, t->numel * sizeof(float));
+            memset(m->host.p + t->offset, 0, t->numel * sizeof(float));
     }
     for (int i = 0; i < m->bufs.n; i++) {
         const bt_tensor_info *t = &m->bufs.t[i];
         float v = strstr(t->name, "running_var") ? 1.0f : 0.0f;
-        for (size_t j = 0; j < t->numel; j++) m->b[t->offset + j] = v;
+        for (size_t j = 0; j < t->numel; j++) m->host.b[t->offset + j] = v;
     }
-    memset(m->mom, 0, m->params.total * sizeof(float));
-    memset(m->g, 0, m->params.total * sizeof(float));
+    memset(m->host.mom, 0, m->params.total * sizeof(float));
+    memset(m->host.g, 0, m->params.total * sizeof(float));
+    /* Cannot fail on host memory; a device backend reports a failed copy at the next op. */
+    (void)bt_model_to_device(m, BT_IO_PARAMS | BT_IO_BUFS | BT_IO_GRADS | BT_IO_MOMENTUM);
     m->bn_batches = 0;
 }
+
+/* ---- host <-> backend copies ---------------------------------------------------------- */
+
+static int group_copy(const bt_model *m, int what, int to_device) {
+    bt_backend *be = m->be;
+    float *dev[4] = {m->p, m->b, m->g, m->mom}, *img[4] = {m->host.p, m->host.b, m->host.g, m->host.mom};
+    const int bits[4] = {BT_IO_PARAMS, BT_IO_BUFS, BT_IO_GRADS, BT_IO_MOMENTUM};
+    const size_t n[4] = {m->params.total, m->bufs.total, m->params.total, m->params.total};
+    for (int i = 0; i < 4; i++) {
+        if (!(what & bits[i]) || img[i] == dev[i] || !n[i]) continue;
+        int rc = to_device ? be->ops->to_device(be, dev[i], img[i], n[i] * sizeof(float))
+                           : be->ops->to_host(be, img[i], dev[i], n[i] * sizeof(float));
+        if (rc != BT_OK) return rc;
+    }
+    return BT_OK;
+}
+
+int bt_model_to_host(const bt_model *m, int what) { return group_copy(m, what, 0); }
+int bt_model_to_device(bt_model *m, int what) { return group_copy(m, what, 1); }
 
 /* ---- arenas ---------------------------------------------------------------------------- */
 
@@ -456,8 +539,49 @@ static int plan_storage(bt_model *m, int N) {
     sz[0] = 0;
     m->grad_total = place(A, groot, sz, lo, hi, m->grad_off, ord);
     for (int a = 0; a < A; a++) m->grad_birth[a] = a != 0 && groot[a] == a ? hi[a] : -1;
+    /* the same grouped by node (counting sort, ids ascending within a node), so a backward
+     * visits each node's births instead of scanning every activation at every node */
+    m->born_at = calloc((size_t)NN + 2, sizeof(int));
+    m->born_act = malloc((size_t)A * sizeof(int));
+    if (!m->born_at || !m->born_act) {
+        free(iw);
+        free(sz);
+        return bt_fail(BT_ENOMEM, "out of memory");
+    }
+    for (int a = 0; a < A; a++)
+        if (m->grad_birth[a] >= 0) m->born_at[m->grad_birth[a] + 1]++;
+    for (int i = 0; i <= NN; i++) m->born_at[i + 1] += m->born_at[i];
+    int *next = malloc(((size_t)NN + 1) * sizeof(int));
+    if (!next) {
+        free(iw);
+        free(sz);
+        return bt_fail(BT_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i <= NN; i++) next[i] = m->born_at[i];
+    for (int a = 0; a < A; a++)
+        if (m->grad_birth[a] >= 0) m->born_act[next[m->grad_birth[a]]++] = a;
+    free(next);
     free(iw);
     free(sz);
+    return BT_OK;
+}
+
+/* The backend's plan of every node for batch N (the graph's spatial sizes are set). */
+static int make_plans(bt_model *m, int N) {
+    m->plans = calloc((size_t)m->nnodes, sizeof *m->plans);
+    if (!m->plans) return bt_fail(BT_ENOMEM, "out of memory");
+    static const int op_of[] = {[N_CONV] = BT_OP_CONV2D, [N_BN] = BT_OP_BATCHNORM,
+                                [N_RELU] = BT_OP_RELU, [N_MAXPOOL] = BT_OP_MAXPOOL2D,
+                                [N_AVGPOOL] = BT_OP_AVGPOOL, [N_ADD] = BT_OP_ADD,
+                                [N_LINEAR] = BT_OP_LINEAR};
+    for (int i = 0; i < m->nnodes; i++) {
+        const bt_node *n = &m->nodes[i];
+        bt_op_desc d = {.op = op_of[n->type], .N = N, .C = m->act_c[n->in], .H = m->act_h[n->in],
+                        .W = m->act_w[n->in], .K = m->act_c[n->out], .k = n->k,
+                        .stride = n->stride, .pad = n->pad, .sync = n->type == N_BN};
+        int rc = m->be->ops->plan_new(m->be, &d, &m->plans[i]);
+        if (rc != BT_OK) return rc;
+    }
     return BT_OK;
 }
 
@@ -470,8 +594,7 @@ int bt_model_prepare(bt_model *m, int N, int H, int W) {
     memset(&m->params, 0, sizeof m->params);
     memset(&m->bufs, 0, sizeof m->bufs);
     int rc = build(m, H, W);
-    if (rc == BT_OK && (m->params.total != keep_p.total || m->bufs.total != keep_b.total))
-        rc = bt_fail(BT_EINVAL, "internal: parameter layout changed with input size");
+    BT_ASSERT(rc != BT_OK || (m->params.total == keep_p.total && m->bufs.total == keep_b.total));
     bt_table_free(&m->params);
     bt_table_free(&m->bufs);
     m->params = keep_p;
@@ -488,14 +611,16 @@ int bt_model_prepare(bt_model *m, int N, int H, int W) {
     }
     m->stat_total = soff ? soff : 16;
     size_t od = (size_t)N * bt_model_out_dim(m);
+    bt_backend *be = m->be;
     for (int v = 0; v < 2; v++) {
-        m->act[v] = bt_alloc(m->act_total * sizeof(float));
-        m->stat[v] = bt_calloc(m->stat_total * sizeof(float));
-        m->dz[v] = bt_alloc(od * sizeof(float));
+        m->act[v] = be->ops->alloc(be, m->act_total * sizeof(float));
+        m->stat[v] = be_zalloc(be, m->stat_total);
+        m->dz[v] = be->ops->alloc(be, od * sizeof(float));
         if (!m->act[v] || !m->stat[v] || !m->dz[v]) { free_arenas(m); return BT_ENOMEM; }
     }
-    m->dact = bt_alloc((m->grad_total ? m->grad_total : 16) * sizeof(float));
+    m->dact = be->ops->alloc(be, (m->grad_total ? m->grad_total : 16) * sizeof(float));
     if (!m->dact) { free_arenas(m); return BT_ENOMEM; }
+    if ((rc = make_plans(m, N)) != BT_OK) { free_arenas(m); return rc; }
     m->N = N;
     m->H = H;
     m->W = W;
@@ -516,23 +641,27 @@ static void conv_desc(const bt_model *m, const bt_node *n, bt_conv2d_desc *d) {
 
 int bt_model_forward(bt_model *m, int view, const float *x, int training, int upto_features) {
     if (view < 0 || view > 1 || !m->act[view]) return bt_fail(BT_EINVAL, "model not prepared for view %d", view);
+    bt_backend *be = m->be;
+    const bt_backend_ops *o = be->ops;
     float *A = m->act[view], *S = m->stat[view];
-    memcpy(A + m->act_off[0], x, act_size(m, 0) * sizeof(float));
+    int rc = o->to_device(be, A + m->act_off[0], x, act_size(m, 0) * sizeof(float)); /* the input */
+    if (rc != BT_OK) return rc;
     int N = m->N;
     for (int i = 0; i < m->nnodes; i++) {
         const bt_node *n = &m->nodes[i];
+        const bt_plan *pl = m->plans[i];
+        BT_ASSERT(n->in >= 0 && n->in < m->nacts && n->out > 0 && n->out < m->nacts);
         float *in = A + m->act_off[n->in], *out = A + m->act_off[n->out];
-        int rc = BT_OK;
         switch (n->type) {
         case N_CONV: {
             bt_conv2d_desc d;
             conv_desc(m, n, &d);
-            rc = bt_conv2d_forward(out, in, m->p + m->params.t[n->w].offset, NULL, &d);
+            rc = o->conv2d_forward(be, pl, out, in, m->p + m->params.t[n->w].offset, NULL, &d);
             break;
         }
         case N_BN: {
             int c = m->act_c[n->in];
-            rc = bt_batchnorm_forward_sync(out, S + n->stat_off, S + n->stat_off + c, in,
+            rc = o->batchnorm_forward_sync(be, pl, out, S + n->stat_off, S + n->stat_off + c, in,
                                            m->p + m->params.t[n->w].offset,
                                            m->p + m->params.t[n->b].offset,
                                            m->b + m->bufs.t[n->rm].offset,
@@ -541,18 +670,19 @@ int bt_model_forward(bt_model *m, int view, const float *x, int training, int up
                                            m->bn_momentum, m->bn_eps, m->comm);
             break;
         }
-        case N_RELU: bt_relu_forward(out, in, act_size(m, n->in)); break;
-        case N_ADD: bt_add_forward(out, in, A + m->act_off[n->in2], act_size(m, n->in)); break;
+        case N_RELU: rc = o->relu_forward(be, out, in, act_size(m, n->in)); break;
+        case N_ADD: rc = o->add_forward(be, out, in, A + m->act_off[n->in2], act_size(m, n->in)); break;
         case N_MAXPOOL:
-            rc = bt_maxpool2d_forward(out, (int32_t *)(S + n->stat_off), in, N, m->act_c[n->in],
-                                      m->act_h[n->in], m->act_w[n->in], n->k, n->stride, n->pad);
+            rc = o->maxpool2d_forward(be, pl, out, (int32_t *)(S + n->stat_off), in, N,
+                                      m->act_c[n->in], m->act_h[n->in], m->act_w[n->in], n->k,
+                                      n->stride, n->pad);
             break;
         case N_AVGPOOL:
-            bt_avgpool_forward(out, in, N, m->act_c[n->in], m->act_h[n->in] * m->act_w[n->in]);
+            rc = o->avgpool_forward(be, out, in, N, m->act_c[n->in], m->act_h[n->in] * m->act_w[n->in]);
             break;
         case N_LINEAR:
-            bt_linear_forward(out, in, m->p + m->params.t[n->w].offset, NULL, N, m->act_c[n->in],
-                              m->act_c[n->out]);
+            rc = o->linear_forward(be, pl, out, in, m->p + m->params.t[n->w].offset, NULL, N,
+                                   m->act_c[n->in], m->act_c[n->out]);
             break;
         }
         if (rc != BT_OK) return rc;
@@ -570,45 +700,61 @@ const float *bt_model_output(const bt_model *m, int view) {
     return m->act[view] + m->act_off[m->out_act];
 }
 
-/* ReLU backward done in place on the output gradient: d = y <= 0 ? 0 : d (d (n), y (n)). */
-static void relu_backward_inplace(float *d, const float *y, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= ((size_t)1 << 15)) num_threads(bt_threads())
-    for (size_t i = 0; i < n; i++) d[i] = y[i] <= 0 ? 0.0f : d[i];
+int bt_model_copy_features(const bt_model *m, int view, float *dst, int n, int output) {
+    if (view < 0 || view > 1 || !m->act[view] || n < 0 || n > m->N)
+        return bt_fail(BT_EINVAL, "bt_model_copy_features: bad view %d or rows %d", view, n);
+    int a = output ? m->out_act : m->feat_act;
+    return m->be->ops->to_host(m->be, dst, m->act[view] + m->act_off[a],
+                               (size_t)n * m->act_c[a] * sizeof(float));
 }
 
-int bt_model_backward(bt_model *m, int view, const float *dout, int from_features) {
+int bt_model_zero_grads(bt_model *m) {
+    return m->be->ops->zero(m->be, m->g, m->params.total * sizeof(float));
+}
+
+/* The backward from dout already in place at the top gradient (or, with dout_host, copied
+ * there first). */
+static int backward(bt_model *m, int view, const float *dout, int dout_host, int from_features) {
     if (view < 0 || view > 1 || !m->act[view]) return bt_fail(BT_EINVAL, "model not prepared for view %d", view);
+    bt_backend *be = m->be;
+    const bt_backend_ops *o = be->ops;
     const float *A = m->act[view], *S = m->stat[view];
     float *D = m->dact;
     const size_t *G = m->grad_off;
     int N = m->N, top = from_features ? m->feat_act : m->out_act;
     int last = m->nnodes - 1;
     while (last >= 0 && m->nodes[last].out != top) last--;
+    BT_ASSERT(last >= 0); /* the features and the output are produced by some node */
+    int rc = BT_OK;
     /* Gradients no node at or below `last` writes (consumers past `top`) read as zero; then
      * dout, whose buffer none of them can share (their lifetimes include top's producer). */
-    for (int a = 1; a < m->nacts; a++)
-        if (m->grad_birth[a] > last && a != top)
-            memset(D + G[a], 0, act_size(m, a) * sizeof(float));
-    memcpy(D + G[top], dout, act_size(m, top) * sizeof(float));
+    for (int k = m->born_at[last + 1]; k < m->born_at[m->nnodes + 1] && rc == BT_OK; k++)
+        if (m->born_act[k] != top)
+            rc = o->zero(be, D + G[m->born_act[k]], act_size(m, m->born_act[k]) * sizeof(float));
+    if (rc == BT_OK)
+        rc = dout_host ? o->to_device(be, D + G[top], dout, act_size(m, top) * sizeof(float))
+                       : o->copy(be, D + G[top], dout, act_size(m, top) * sizeof(float));
+    if (rc != BT_OK) return rc;
     for (int i = last; i >= 0; i--) {
         const bt_node *n = &m->nodes[i];
-        for (int a = 1; a < m->nacts; a++) /* buffers whose first writer is node i */
-            if (m->grad_birth[a] == i) memset(D + G[a], 0, act_size(m, a) * sizeof(float));
+        const bt_plan *pl = m->plans[i];
+        for (int k = m->born_at[i]; k < m->born_at[i + 1] && rc == BT_OK; k++) /* first written here */
+            rc = o->zero(be, D + G[m->born_act[k]], act_size(m, m->born_act[k]) * sizeof(float));
+        if (rc != BT_OK) return rc;
         const float *in = A + m->act_off[n->in], *out = A + m->act_off[n->out];
         float *dy = D + G[n->out];
         float *dx = n->in == 0 ? NULL : D + G[n->in];
-        int rc = BT_OK;
         switch (n->type) {
         case N_CONV: {
             bt_conv2d_desc d;
             conv_desc(m, n, &d);
-            rc = bt_conv2d_backward(dx, m->g + m->params.t[n->w].offset, NULL, dy, in,
+            rc = o->conv2d_backward(be, pl, dx, m->g + m->params.t[n->w].offset, NULL, dy, in,
                                     m->p + m->params.t[n->w].offset, &d);
             break;
         }
         case N_BN: {
             int c = m->act_c[n->in];
-            rc = bt_batchnorm_backward_sync(dx, m->g + m->params.t[n->w].offset,
+            rc = o->batchnorm_backward_sync(be, pl, dx, m->g + m->params.t[n->w].offset,
                                             m->g + m->params.t[n->b].offset, dy, in,
                                             m->p + m->params.t[n->w].offset, S + n->stat_off,
                                             S + n->stat_off + c, N, c,
@@ -617,25 +763,27 @@ int bt_model_backward(bt_model *m, int view, const float *dout, int from_feature
             break;
         }
         case N_RELU:
-            if (dx == dy) relu_backward_inplace(dy, out, act_size(m, n->in));
-            else bt_relu_backward(dx, dy, out, act_size(m, n->in));
+            if (dx == dy) rc = o->relu_backward_inplace(be, dy, out, act_size(m, n->in));
+            else rc = o->relu_backward(be, dx, dy, out, act_size(m, n->in));
             break;
         case N_ADD: {
             float *da = dx == dy ? NULL : dx, *db = D + G[n->in2];
             if (db == dy) db = NULL;
-            if (da || db) bt_add_backward(da, db, dy, act_size(m, n->in));
+            if (da || db) rc = o->add_backward(be, da, db, dy, act_size(m, n->in));
             break;
         }
         case N_MAXPOOL:
-            bt_maxpool2d_backward(dx, dy, (const int32_t *)(S + n->stat_off), N, m->act_c[n->in],
-                                  m->act_h[n->in], m->act_w[n->in], m->act_h[n->out], m->act_w[n->out]);
+            rc = o->maxpool2d_backward(be, pl, dx, dy, (const int32_t *)(S + n->stat_off), N,
+                                       m->act_c[n->in], m->act_h[n->in], m->act_w[n->in],
+                                       m->act_h[n->out], m->act_w[n->out]);
             break;
         case N_AVGPOOL:
-            bt_avgpool_backward(dx, dy, N, m->act_c[n->in], m->act_h[n->in] * m->act_w[n->in]);
+            rc = o->avgpool_backward(be, dx, dy, N, m->act_c[n->in], m->act_h[n->in] * m->act_w[n->in]);
             break;
         case N_LINEAR:
-            bt_linear_backward(dx, m->g + m->params.t[n->w].offset, NULL, dy, in,
-                               m->p + m->params.t[n->w].offset, N, m->act_c[n->in], m->act_c[n->out]);
+            rc = o->linear_backward(be, pl, dx, m->g + m->params.t[n->w].offset, NULL, dy, in,
+                                    m->p + m->params.t[n->w].offset, N, m->act_c[n->in],
+                                    m->act_c[n->out]);
             break;
         }
         if (rc != BT_OK) return rc;
@@ -646,4 +794,12 @@ int bt_model_backward(bt_model *m, int view, const float *dout, int from_feature
             return rc;
     }
     return BT_OK;
+}
+
+int bt_model_backward(bt_model *m, int view, const float *dout, int from_features) {
+    return backward(m, view, dout, 0, from_features);
+}
+
+int bt_model_backward_host(bt_model *m, int view, const float *dout, int from_features) {
+    return backward(m, view, dout, 1, from_features);
 }

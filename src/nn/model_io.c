@@ -1,4 +1,5 @@
-/* The model's tensors to and from safetensors, under torchvision / reference names. */
+/* The model's tensors to and from safetensors, under torchvision / reference names, through
+ * the model's host image (bt_model_to_host before a write, bt_model_to_device after a read). */
 #include "barlow/error.h"
 #include "barlow/train.h"
 #include <stdio.h>
@@ -22,11 +23,12 @@ static int write_table(const bt_tensor_table *t, const float *buf, bt_st_writer 
 }
 
 int bt_model_write(const bt_model *m, bt_st_writer *w, int what) {
-    int bb = (what & BT_IO_BACKBONE) != 0, rc = BT_OK;
-    if (what & BT_IO_PARAMS) rc = write_table(&m->params, m->p, w, "", bb);
-    if (rc == BT_OK && (what & BT_IO_BUFS)) rc = write_table(&m->bufs, m->b, w, "", bb);
-    if (rc == BT_OK && (what & BT_IO_GRADS)) rc = write_table(&m->params, m->g, w, "grad.", bb);
-    if (rc == BT_OK && (what & BT_IO_MOMENTUM)) rc = write_table(&m->params, m->mom, w, "momentum.", bb);
+    int bb = (what & BT_IO_BACKBONE) != 0, rc = bt_model_to_host(m, what);
+    if (rc == BT_OK && (what & BT_IO_PARAMS)) rc = write_table(&m->params, m->host.p, w, "", bb);
+    if (rc == BT_OK && (what & BT_IO_BUFS)) rc = write_table(&m->bufs, m->host.b, w, "", bb);
+    if (rc == BT_OK && (what & BT_IO_GRADS)) rc = write_table(&m->params, m->host.g, w, "grad.", bb);
+    if (rc == BT_OK && (what & BT_IO_MOMENTUM))
+        rc = write_table(&m->params, m->host.mom, w, "momentum.", bb);
     return rc;
 }
 
@@ -61,11 +63,15 @@ static int known(const bt_model *m, const char *name) {
 }
 
 int bt_model_read(bt_model *m, const bt_st_file *f, int what, int strict) {
-    int bb = (what & BT_IO_BACKBONE) != 0, rc = BT_OK;
-    if (what & BT_IO_PARAMS) rc = read_table(&m->params, m->p, f, "", bb);
-    if (rc == BT_OK && (what & BT_IO_BUFS)) rc = read_table(&m->bufs, m->b, f, "", bb);
-    if (rc == BT_OK && (what & BT_IO_GRADS)) rc = read_table(&m->params, m->g, f, "grad.", bb);
-    if (rc == BT_OK && (what & BT_IO_MOMENTUM)) rc = read_table(&m->params, m->mom, f, "momentum.", bb);
+    /* the image first holds what the backend has, so a partial read (the backbone) keeps the
+     * rest when the groups go back */
+    int bb = (what & BT_IO_BACKBONE) != 0, rc = bt_model_to_host(m, what);
+    if (rc == BT_OK && (what & BT_IO_PARAMS)) rc = read_table(&m->params, m->host.p, f, "", bb);
+    if (rc == BT_OK && (what & BT_IO_BUFS)) rc = read_table(&m->bufs, m->host.b, f, "", bb);
+    if (rc == BT_OK && (what & BT_IO_GRADS)) rc = read_table(&m->params, m->host.g, f, "grad.", bb);
+    if (rc == BT_OK && (what & BT_IO_MOMENTUM))
+        rc = read_table(&m->params, m->host.mom, f, "momentum.", bb);
+    if (rc == BT_OK) rc = bt_model_to_device(m, what);
     if (rc != BT_OK || !strict) return rc;
     for (int i = 0; i < bt_st_count(f); i++) {
         const char *name = bt_st_at(f, i)->name;

@@ -64,26 +64,16 @@ static size_t wino_chunk_tiles; /* 0: the rule above */
 
 void bt_wino_set_chunk_tiles(size_t tiles) { wino_chunk_tiles = tiles; }
 
-static int wino_on = -1;   /* -1: not decided yet (read BT_CONV_WINOGRAD on first use) */
-static int wino_tile = -1; /* 2 or 4; -1: not decided yet */
+/* Process settings, set by the CPU backend from its configuration (the library reads no
+ * environment; the program maps BT_CONV_WINOGRAD onto that configuration). */
+static int wino_on = 1;   /* default: on */
+static int wino_tile = 2; /* 2 or 4 */
 
-static void wino_read_env(void) {
-    const char *e = getenv("BT_CONV_WINOGRAD");
-    if (wino_on < 0) wino_on = !(e && strcmp(e, "0") == 0);
-    if (wino_tile < 0) wino_tile = e && strcmp(e, "4") == 0 ? 4 : 2;
-}
-
-int bt_wino_enabled(void) {
-    if (wino_on < 0) wino_read_env();
-    return wino_on;
-}
+int bt_wino_enabled(void) { return wino_on; }
 
 void bt_wino_set_enabled(int on) { wino_on = on != 0; }
 
-int bt_wino_tile(void) {
-    if (wino_tile < 0) wino_read_env();
-    return wino_tile;
-}
+int bt_wino_tile(void) { return wino_tile; }
 
 void bt_wino_set_tile(int m) { wino_tile = m == 4 ? 4 : 2; }
 

@@ -17,6 +17,13 @@ void bt_relu_backward(float *dx, const float *dy, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) dx[i] += y[i] <= 0 ? 0.0f : dy[i];
 }
 
+/* d, y (n): the ReLU backward in place on the output gradient (the model's planner lets the
+ * input gradient share the output gradient's buffer when nothing else reads the input). */
+void bt_relu_backward_inplace(float *d, const float *y, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= BT_EW_PAR_MIN) num_threads(bt_threads())
+    for (size_t i = 0; i < n; i++) d[i] = y[i] <= 0 ? 0.0f : d[i];
+}
+
 /* y, a, b (n). */
 void bt_add_forward(float *y, const float *a, const float *b, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= BT_EW_PAR_MIN) num_threads(bt_threads())

@@ -10,16 +10,17 @@
  * d NULL). Looks only at the sizes; the conv functions validate d. */
 int bt_wino_applicable(const bt_conv2d_desc *d);
 
-/* Whether conv2d.c takes the Winograd path for applicable shapes: the environment variable
- * BT_CONV_WINOGRAD, read once ("0" turns it off; default on), unless bt_wino_set_enabled was
- * called, which overrides it (benchmarks and tests compare both paths in one process). */
+/* Whether conv2d.c takes the Winograd path for applicable shapes: on by default; set by
+ * bt_wino_set_enabled (the CPU backend's `winograd` setting, which the program takes from
+ * BT_CONV_WINOGRAD; benchmarks and tests compare both paths in one process). The library
+ * reads no environment variable. */
 int bt_wino_enabled(void);
 void bt_wino_set_enabled(int on);
 
 /* The output tile of the forward and input-gradient paths: 2 (F(2x2, 3x3), the default) or 4
- * (F(4x4, 3x3), opt-in with BT_CONV_WINOGRAD=4: fewer products, but about 10 times the
- * rounding error, enough to move a LARS trajectory outside the PyTorch parity tolerances).
- * bt_wino_set_tile overrides the environment. The weight gradient always uses F(2x2, 3x3). */
+ * (F(4x4, 3x3), opt-in with BT_CONV_WINOGRAD=4 in the program: fewer products, but about 10
+ * times the rounding error, enough to move a LARS trajectory outside the PyTorch parity
+ * tolerances), set by bt_wino_set_tile. The weight gradient always uses F(2x2, 3x3). */
 int bt_wino_tile(void);
 void bt_wino_set_tile(int m);
 

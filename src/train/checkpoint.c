@@ -61,13 +61,15 @@ static void item(ck_item *it, const char *prefix, const bt_tensor_info *e, const
 /* The tensors bt_model_write(PARAMS|BUFS|MOMENTUM) adds, by the same names, and metadata. */
 static int model_checksum(const bt_model *m, ck_meta *mt, size_t nm, uint64_t *out) {
     size_t n = (size_t)2 * m->params.n + m->bufs.n, k = 0;
+    int rc = bt_model_to_host(m, BT_IO_PARAMS | BT_IO_BUFS | BT_IO_MOMENTUM);
+    if (rc != BT_OK) return rc;
     ck_item *it = calloc(n, sizeof *it);
     if (!it) return bt_fail(BT_ENOMEM, "out of memory");
     for (int i = 0; i < m->params.n; i++) {
-        item(&it[k++], "", &m->params.t[i], m->p);
-        item(&it[k++], "momentum.", &m->params.t[i], m->mom);
+        item(&it[k++], "", &m->params.t[i], m->host.p);
+        item(&it[k++], "momentum.", &m->params.t[i], m->host.mom);
     }
-    for (int i = 0; i < m->bufs.n; i++) item(&it[k++], "", &m->bufs.t[i], m->b);
+    for (int i = 0; i < m->bufs.n; i++) item(&it[k++], "", &m->bufs.t[i], m->host.b);
     *out = chain(it, k, mt, nm);
     free(it);
     return BT_OK;

@@ -88,6 +88,20 @@ done:
     return BT_OK;
 }
 
+int bt_eval_file_preset(const char *path, char *preset, size_t n) {
+    bt_st_file *f;
+    int rc = bt_st_open(&f, path);
+    if (rc != BT_OK) return rc;
+    const char *ctext = bt_st_meta(f, "config");
+    cJSON *cfg = ctext ? cJSON_Parse(ctext) : NULL;
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, "preset");
+    int found = cJSON_IsString(j) && strlen(j->valuestring) < n;
+    if (found) strcpy(preset, j->valuestring);
+    cJSON_Delete(cfg);
+    bt_st_close(f);
+    return found;
+}
+
 int bt_extract_features(float *feat, int32_t *labels, bt_model *m, const bt_dataset *ds,
                         const bt_aug_preset *p, int batch, int workers) {
     if (batch < 1 || workers < 1)
@@ -125,7 +139,7 @@ int bt_extract_features(float *feat, int32_t *labels, bt_model *m, const bt_data
             goto done;
         }
         if ((rc = bt_model_forward(m, 0, x, 0, 1)) != BT_OK) goto done;
-        memcpy(feat + pos * D, bt_model_features(m, 0), (size_t)b->n * D * sizeof(float));
+        if ((rc = bt_model_copy_features(m, 0, feat + pos * D, b->n, 0)) != BT_OK) goto done;
         if (labels) memcpy(labels + pos, b->labels, (size_t)b->n * sizeof(int32_t));
         pos += (size_t)b->n;
     }

@@ -28,6 +28,7 @@ static bt_model *train(const bt_comm *c, int row0, int n, const float *x1, const
     }
     bt_model_init(m, 42);
     m->comm = c;
+    m->grad_bucket = 4096; /* small buckets: the tiny model's all-reduce is split and overlapped */
     if (bt_model_prepare(m, n, H, H) != BT_OK) exit(1);
     size_t img = 3 * H * H, g = (size_t)2 * B * img;
     bt_lars_cfg cfg;
@@ -91,8 +92,7 @@ static void equivalence(void) {
 }
 
 int main(int argc, char **argv) {
-    comm = bt_comm_init(&argc, &argv);
-    if (!comm || comm->world != 2) {
+    if (bt_comm_open(&comm, &argc, &argv, 1, 0) != BT_OK || !comm || comm->world != 2) {
         fprintf(stderr, "mpi_equiv: run me with mpirun -np 2\n");
         return 2;
     }
@@ -101,8 +101,6 @@ int main(int argc, char **argv) {
     if (argc > 2) steps = atoi(argv[2]);
     if (steps < 1 || steps > 16) steps = 5;
     bt_set_threads(1);
-    /* small gradient buckets, so the tiny model's all-reduce is split and overlapped */
-    setenv("BARLOW_BUCKET_FLOATS", "4096", 1);
     TEST_RUN(equivalence);
     int rc = comm->rank == 0 ? tu_finish() : 0;
     bt_comm_finalize(comm);

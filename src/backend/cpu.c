@@ -1,0 +1,266 @@
+/* The CPU backend: the backend table (include/barlow/backend.h) over the optimised float32
+ * ops of src/ops and the loss and LARS of src/train. Host memory throughout, so the copies are
+ * memcpy, `sync` has nothing to wait for, and no op needs a plan. Each entry calls exactly
+ * the function the model called before the table existed: the numbers do not change. */
+#include "barlow/backend.h"
+#include "barlow/error.h"
+#include "barlow/scratch.h"
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/winograd_internal.h"
+
+/* ---- memory ---- */
+
+static void *cpu_alloc(bt_backend *be, size_t bytes) {
+    (void)be;
+    return bt_alloc(bytes ? bytes : 64);
+}
+static void cpu_free(bt_backend *be, void *p) {
+    (void)be;
+    bt_free(p);
+}
+static int cpu_copy(bt_backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    if (bytes && dst != src) memcpy(dst, src, bytes);
+    return BT_OK;
+}
+static int cpu_zero(bt_backend *be, void *p, size_t bytes) {
+    (void)be;
+    if (bytes) memset(p, 0, bytes);
+    return BT_OK;
+}
+static int cpu_sync(bt_backend *be) {
+    (void)be;
+    return BT_OK;
+}
+/* The arena bt_scratch() hands to the ops of src/ops: one per process, which is one per CPU
+ * backend in use (ops never run while a caller holds it). */
+static void *cpu_scratch(bt_backend *be, size_t bytes) {
+    (void)be;
+    return bt_scratch(bytes);
+}
+
+/* ---- plans: none on the CPU ---- */
+
+static int cpu_plan_new(bt_backend *be, const bt_op_desc *d, bt_plan **plan) {
+    (void)be;
+    (void)d;
+    *plan = NULL;
+    return BT_OK;
+}
+static void cpu_plan_free(bt_backend *be, bt_plan *plan) {
+    (void)be;
+    (void)plan;
+}
+
+/* ---- ops ---- */
+
+static int cpu_conv2d_forward(bt_backend *be, const bt_plan *pl, float *out, const float *in,
+                              const float *w, const float *b, const bt_conv2d_desc *d) {
+    (void)be, (void)pl;
+    return bt_conv2d_forward(out, in, w, b, d);
+}
+static int cpu_conv2d_backward(bt_backend *be, const bt_plan *pl, float *dinp, float *dw,
+                               float *db, const float *dout, const float *in, const float *w,
+                               const bt_conv2d_desc *d) {
+    (void)be, (void)pl;
+    return bt_conv2d_backward(dinp, dw, db, dout, in, w, d);
+}
+static int cpu_bn_forward(bt_backend *be, const bt_plan *pl, float *y, float *mean, float *rstd,
+                          const float *x, const float *gamma, const float *beta, float *rm,
+                          float *rv, int N, int C, int HW, int training, float momentum,
+                          float eps) {
+    (void)be, (void)pl;
+    return bt_batchnorm_forward(y, mean, rstd, x, gamma, beta, rm, rv, N, C, HW, training,
+                                momentum, eps);
+}
+static int cpu_bn_backward(bt_backend *be, const bt_plan *pl, float *dx, float *dgamma,
+                           float *dbeta, const float *dy, const float *x, const float *gamma,
+                           const float *mean, const float *rstd, int N, int C, int HW,
+                           int training) {
+    (void)be, (void)pl;
+    bt_batchnorm_backward(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, N, C, HW, training);
+    return BT_OK;
+}
+static int cpu_bn_forward_sync(bt_backend *be, const bt_plan *pl, float *y, float *mean,
+                               float *rstd, const float *x, const float *gamma,
+                               const float *beta, float *rm, float *rv, int N, int C, int HW,
+                               int training, float momentum, float eps,
+                               const struct bt_comm *comm) {
+    (void)be, (void)pl;
+    return bt_batchnorm_forward_sync(y, mean, rstd, x, gamma, beta, rm, rv, N, C, HW, training,
+                                     momentum, eps, comm);
+}
+static int cpu_bn_backward_sync(bt_backend *be, const bt_plan *pl, float *dx, float *dgamma,
+                                float *dbeta, const float *dy, const float *x,
+                                const float *gamma, const float *mean, const float *rstd, int N,
+                                int C, int HW, int training, const struct bt_comm *comm) {
+    (void)be, (void)pl;
+    return bt_batchnorm_backward_sync(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, N, C, HW,
+                                      training, comm);
+}
+static int cpu_relu_forward(bt_backend *be, float *y, const float *x, size_t n) {
+    (void)be;
+    bt_relu_forward(y, x, n);
+    return BT_OK;
+}
+static int cpu_relu_backward(bt_backend *be, float *dx, const float *dy, const float *y,
+                             size_t n) {
+    (void)be;
+    bt_relu_backward(dx, dy, y, n);
+    return BT_OK;
+}
+static int cpu_relu_backward_inplace(bt_backend *be, float *d, const float *y, size_t n) {
+    (void)be;
+    bt_relu_backward_inplace(d, y, n);
+    return BT_OK;
+}
+static int cpu_add_forward(bt_backend *be, float *y, const float *a, const float *b, size_t n) {
+    (void)be;
+    bt_add_forward(y, a, b, n);
+    return BT_OK;
+}
+static int cpu_add_backward(bt_backend *be, float *da, float *db, const float *dy, size_t n) {
+    (void)be;
+    bt_add_backward(da, db, dy, n);
+    return BT_OK;
+}
+static int cpu_maxpool_forward(bt_backend *be, const bt_plan *pl, float *y, int32_t *argmax,
+                               const float *x, int N, int C, int H, int W, int k, int stride,
+                               int pad) {
+    (void)be, (void)pl;
+    return bt_maxpool2d_forward(y, argmax, x, N, C, H, W, k, stride, pad);
+}
+static int cpu_maxpool_backward(bt_backend *be, const bt_plan *pl, float *dx, const float *dy,
+                                const int32_t *argmax, int N, int C, int H, int W, int OH,
+                                int OW) {
+    (void)be, (void)pl;
+    bt_maxpool2d_backward(dx, dy, argmax, N, C, H, W, OH, OW);
+    return BT_OK;
+}
+static int cpu_avgpool_forward(bt_backend *be, float *y, const float *x, int N, int C, int HW) {
+    (void)be;
+    bt_avgpool_forward(y, x, N, C, HW);
+    return BT_OK;
+}
+static int cpu_avgpool_backward(bt_backend *be, float *dx, const float *dy, int N, int C,
+                                int HW) {
+    (void)be;
+    bt_avgpool_backward(dx, dy, N, C, HW);
+    return BT_OK;
+}
+static int cpu_linear_forward(bt_backend *be, const bt_plan *pl, float *y, const float *x,
+                              const float *w, const float *b, int N, int In, int O) {
+    (void)be, (void)pl;
+    bt_linear_forward(y, x, w, b, N, In, O);
+    return BT_OK;
+}
+static int cpu_linear_backward(bt_backend *be, const bt_plan *pl, float *dx, float *dw,
+                               float *db, const float *dy, const float *x, const float *w,
+                               int N, int In, int O) {
+    (void)be, (void)pl;
+    bt_linear_backward(dx, dw, db, dy, x, w, N, In, O);
+    return BT_OK;
+}
+static int cpu_xent_forward(bt_backend *be, float *loss, float *probs, const float *logits,
+                            const int32_t *labels, int N, int K) {
+    (void)be;
+    return bt_xent_forward(loss, probs, logits, labels, N, K);
+}
+static int cpu_xent_backward(bt_backend *be, float *dlogits, const float *probs,
+                             const int32_t *labels, float dloss, int N, int K) {
+    (void)be;
+    bt_xent_backward(dlogits, probs, labels, dloss, N, K);
+    return BT_OK;
+}
+static int cpu_bt_loss(bt_backend *be, bt_loss_result *res, float *dz1, float *dz2,
+                       const float *z1, const float *z2, int N, int D, float lambda, int form,
+                       float *rm, float *rv) {
+    (void)be;
+    return bt_bt_loss(res, dz1, dz2, z1, z2, N, D, lambda, form, rm, rv);
+}
+static int cpu_bt_loss_sync(bt_backend *be, bt_loss_result *res, float *dz1, float *dz2,
+                            const float *z1, const float *z2, int N, int D, float lambda,
+                            int form, float *rm, float *rv, const struct bt_comm *comm) {
+    (void)be;
+    return bt_bt_loss_sync(res, dz1, dz2, z1, z2, N, D, lambda, form, rm, rv, comm);
+}
+static int cpu_lars_step(bt_backend *be, float *params, const float *grads, float *mom,
+                         const bt_tensor_table *tab, const bt_lars_cfg *cfg) {
+    (void)be;
+    bt_lars_step(params, grads, mom, tab, cfg);
+    return BT_OK;
+}
+
+static void cpu_destroy(bt_backend *be) { free(be); }
+
+static const bt_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .host_alloc = cpu_alloc,
+    .host_free = cpu_free,
+    .to_device = cpu_copy,
+    .to_host = cpu_copy,
+    .copy = cpu_copy,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
+    .scratch = cpu_scratch,
+    .plan_new = cpu_plan_new,
+    .plan_free = cpu_plan_free,
+    .conv2d_forward = cpu_conv2d_forward,
+    .conv2d_backward = cpu_conv2d_backward,
+    .batchnorm_forward = cpu_bn_forward,
+    .batchnorm_backward = cpu_bn_backward,
+    .batchnorm_forward_sync = cpu_bn_forward_sync,
+    .batchnorm_backward_sync = cpu_bn_backward_sync,
+    .relu_forward = cpu_relu_forward,
+    .relu_backward = cpu_relu_backward,
+    .relu_backward_inplace = cpu_relu_backward_inplace,
+    .add_forward = cpu_add_forward,
+    .add_backward = cpu_add_backward,
+    .maxpool2d_forward = cpu_maxpool_forward,
+    .maxpool2d_backward = cpu_maxpool_backward,
+    .avgpool_forward = cpu_avgpool_forward,
+    .avgpool_backward = cpu_avgpool_backward,
+    .linear_forward = cpu_linear_forward,
+    .linear_backward = cpu_linear_backward,
+    .xent_forward = cpu_xent_forward,
+    .xent_backward = cpu_xent_backward,
+    .bt_loss = cpu_bt_loss,
+    .bt_loss_sync = cpu_bt_loss_sync,
+    .lars_step = cpu_lars_step,
+};
+
+int bt_backend_cpu_settings(const bt_backend_cfg *c) {
+    if (c->winograd != -1 && c->winograd != 0 && c->winograd != 2 && c->winograd != 4)
+        return bt_fail(BT_EINVAL, "backend cpu: winograd must be 0, 2 or 4 (got %d)", c->winograd);
+    if (c->threads > 0) bt_set_threads(c->threads);
+    if (c->winograd == 0) bt_wino_set_enabled(0);
+    else if (c->winograd > 0) {
+        bt_wino_set_enabled(1);
+        bt_wino_set_tile(c->winograd);
+    }
+    return BT_OK;
+}
+
+/* Threads and the Winograd choice are process settings of src/ops today; the backend applies
+ * its configuration to them when it is made (a threads of 0 leaves the current count). */
+int bt_backend_cpu_new(bt_backend **out, const bt_backend_cfg *cfg) {
+    *out = NULL;
+    bt_backend *be = calloc(1, sizeof *be);
+    if (!be) return bt_fail(BT_ENOMEM, "out of memory");
+    be->ops = &cpu_ops;
+    be->host_memory = 1;
+    if (cfg) be->cfg = *cfg;
+    else bt_backend_cfg_default(&be->cfg);
+    int rc = bt_backend_cpu_settings(&be->cfg);
+    if (rc != BT_OK) {
+        free(be);
+        return rc;
+    }
+    *out = be;
+    return BT_OK;
+}

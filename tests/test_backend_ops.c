@@ -1,0 +1,758 @@
+/* Every op of every compiled backend against the float64 reference, in the spirit of ggml's
+ * test-backend-ops: seeded random shapes (odd sizes, stride 2, padding, the Winograd shapes),
+ * forward and backward, in backend memory reached only through the backend's own copies.
+ *
+ * - The `+=` contract: every gradient output starts from random values g0 and must end at
+ *   g0 + gradient.
+ * - Stray writes: every buffer an op gets has GUARD floats of a NaN pattern before and after
+ *   it, which must come back untouched (inputs too: an op must not write them).
+ * - An entry of the table that is NULL is a failure, not a skip: the model and trainer use
+ *   every one of them.
+ * - Tolerance, per element: |got - ref| <= F * (K + c) * u * M + 1e-30, where u = 2^-24 is
+ *   float32's unit roundoff, K the length of the longest sum behind the element, and M the
+ *   sum of the absolute values of its terms (the float64 op run on |inputs| where the op is
+ *   linear in them; for batch norm, the loss and LARS the magnitudes written beside them).
+ *   (K + c) * u * M is the classical worst-case bound of a float32 sum (Higham's gamma_K
+ *   times the sum of |terms|); c counts the few roundings after the sum. F = 2 covers the
+ *   Winograd F(2x2,3x3) path, whose transforms add and subtract up to 4 terms with
+ *   coefficients <= 1 on each of the input, weight and output tiles. Selections (ReLU,
+ *   max pool) must be exact. Nothing here is tuned to one machine: the bound holds for any
+ *   summation order.
+ * TU_VERBOSE=1 prints the worst error/tolerance ratio of every check. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "barlow/backend.h"
+#include "barlow/error.h"
+#include "barlow/loss.h"
+#include "barlow/ops_ref.h"
+#include "barlow/optim.h"
+#include "testutil.h"
+
+#define GUARD 16
+#define U 5.9604644775390625e-8 /* 2^-24 */
+static const uint32_t guard_bits = 0x7fc0beefu;
+
+static bt_backend *be; /* the backend under test */
+static const char *bname;
+
+/* A buffer of n 4-byte elements in backend memory with guards, and its host image. */
+typedef struct {
+    size_t n;
+    float *h;  /* (n + 2*GUARD) host image; h + GUARD is the data */
+    void *d;   /* (n + 2*GUARD) backend memory */
+} buf;
+
+static buf bnew(size_t n) {
+    buf b = {n, tu_xcalloc(n + 2 * GUARD, sizeof(float)), NULL};
+    b.d = be->ops->alloc(be, (n + 2 * GUARD) * sizeof(float));
+    if (!b.d) {
+        fprintf(stderr, "  %s: alloc of %zu floats failed: %s\n", bname, n, bt_error());
+        exit(2);
+    }
+    for (size_t i = 0; i < GUARD; i++) {
+        memcpy(b.h + i, &guard_bits, 4);
+        memcpy(b.h + GUARD + n + i, &guard_bits, 4);
+    }
+    return b;
+}
+static void bfree(buf *b) {
+    be->ops->free(be, b->d);
+    free(b->h);
+}
+static float *H(const buf *b) { return b->h + GUARD; }
+static float *D(const buf *b) { return (float *)b->d + GUARD; }
+static int32_t *DI(const buf *b) { return (int32_t *)b->d + GUARD; }
+static void up(buf *b) {
+    CHECK(be->ops->to_device(be, b->d, b->h, (b->n + 2 * GUARD) * 4) == BT_OK, "%s to_device", bname);
+}
+static void down(buf *b) {
+    CHECK(be->ops->to_host(be, b->h, b->d, (b->n + 2 * GUARD) * 4) == BT_OK, "%s to_host", bname);
+}
+static buf brand(size_t n, tu_rng *r, double scale) {
+    buf b = bnew(n);
+    tu_fill_f32(H(&b), n, r, scale);
+    up(&b);
+    return b;
+}
+static int guards_ok(const char *op, const char *what, const buf *b) {
+    for (size_t i = 0; i < GUARD; i++)
+        if (memcmp(b->h + i, &guard_bits, 4) || memcmp(b->h + GUARD + b->n + i, &guard_bits, 4)) {
+            CHECK(0, "%s %s %s: write outside the buffer (guard %s %zu)", bname, op, what,
+                  memcmp(b->h + i, &guard_bits, 4) ? "before" : "after", i);
+            return 0;
+        }
+    return 1;
+}
+/* An input must come back exactly as it went in (and its guards intact). */
+static void unchanged(const char *op, const char *what, buf *b) {
+    float *keep = tu_xcalloc(b->n, sizeof(float));
+    memcpy(keep, H(b), b->n * 4);
+    down(b);
+    guards_ok(op, what, b);
+    CHECK(!memcmp(keep, H(b), b->n * 4), "%s %s: input %s was written", bname, op, what);
+    free(keep);
+}
+
+static double *f64(const float *x, size_t n) {
+    double *y = tu_xcalloc(n ? n : 1, sizeof(double));
+    for (size_t i = 0; i < n; i++) y[i] = x[i];
+    return y;
+}
+static double *f64abs(const float *x, size_t n) {
+    double *y = f64(x, n);
+    for (size_t i = 0; i < n; i++) y[i] = fabs(y[i]);
+    return y;
+}
+
+/* Downloads b and checks every element against ref within F*(K+c)*u*mag (see the top). */
+static void check(const char *op, const char *what, buf *b, const double *ref, const double *mag,
+                  double K, double F) {
+    down(b);
+    if (!guards_ok(op, what, b)) return;
+    double worst = 0;
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        double got = H(b)[i], tol = F * K * U * mag[i] + 1e-30, d = fabs(got - ref[i]);
+        if (!(d <= tol)) {
+            if (!bad++) first = i;
+        }
+        if (d / tol > worst) worst = d / tol;
+    }
+    if (getenv("TU_VERBOSE")) printf("    %s %-28s %-10s worst |d|/tol %.3g\n", bname, op, what, worst);
+    CHECK(!bad, "%s %s %s: %zu of %zu elements out of tolerance; first [%zu] got %.9g ref %.9g "
+          "tol %.3g", bname, op, what, bad, b->n, first, H(b)[first], ref[first],
+          F * K * U * mag[first]);
+}
+/* Exact results (selections): got must equal ref rounded to float. */
+static void check_exact(const char *op, const char *what, buf *b, const double *ref) {
+    down(b);
+    if (!guards_ok(op, what, b)) return;
+    size_t bad = 0;
+    for (size_t i = 0; i < b->n; i++) bad += H(b)[i] != (float)ref[i];
+    CHECK(!bad, "%s %s %s: %zu of %zu elements differ from the exact result", bname, op, what,
+          bad, b->n);
+}
+
+static int irand(tu_rng *r, int lo, int hi) { return lo + (int)(tu_next(r) % (uint64_t)(hi - lo + 1)); }
+
+/* ---- the table is complete ---- */
+
+static void test_table_complete(void) {
+    const bt_backend_ops *o = be->ops;
+    const void *const entries[] = {
+        (const void *)o->destroy, (const void *)o->alloc, (const void *)o->free,
+        (const void *)o->host_alloc, (const void *)o->host_free, (const void *)o->to_device,
+        (const void *)o->to_host, (const void *)o->copy, (const void *)o->zero,
+        (const void *)o->sync, (const void *)o->scratch, (const void *)o->plan_new,
+        (const void *)o->plan_free, (const void *)o->conv2d_forward,
+        (const void *)o->conv2d_backward, (const void *)o->batchnorm_forward,
+        (const void *)o->batchnorm_backward, (const void *)o->batchnorm_forward_sync,
+        (const void *)o->batchnorm_backward_sync, (const void *)o->relu_forward,
+        (const void *)o->relu_backward, (const void *)o->relu_backward_inplace,
+        (const void *)o->add_forward, (const void *)o->add_backward,
+        (const void *)o->maxpool2d_forward, (const void *)o->maxpool2d_backward,
+        (const void *)o->avgpool_forward, (const void *)o->avgpool_backward,
+        (const void *)o->linear_forward, (const void *)o->linear_backward,
+        (const void *)o->xent_forward, (const void *)o->xent_backward, (const void *)o->bt_loss,
+        (const void *)o->bt_loss_sync, (const void *)o->lars_step,
+    };
+    int n = (int)(sizeof entries / sizeof *entries);
+    CHECK(n * sizeof(void *) == sizeof(bt_backend_ops) - sizeof(const char *),
+          "bt_backend_ops has entries this test does not list: add them");
+    for (int i = 0; i < n; i++) CHECK(entries[i] != NULL, "%s: table entry %d is missing", bname, i);
+    CHECK(o->name && *o->name, "backend without a name");
+}
+
+/* ---- memory: copies, zero, scratch, host memory ---- */
+
+static void test_memory(void) {
+    tu_rng r = {11};
+    buf a = brand(1001, &r, 1), b = bnew(1001);
+    up(&b);
+    CHECK(be->ops->copy(be, D(&b), D(&a), a.n * 4) == BT_OK, "copy");
+    down(&b);
+    guards_ok("copy", "dst", &b);
+    CHECK(!memcmp(H(&a), H(&b), a.n * 4), "%s copy: contents differ", bname);
+    CHECK(be->ops->zero(be, D(&b) + 100, 37 * 4) == BT_OK, "zero");
+    down(&b);
+    int ok = 1;
+    for (size_t i = 0; i < b.n; i++) ok &= H(&b)[i] == (i >= 100 && i < 137 ? 0.0f : H(&a)[i]);
+    CHECK(ok, "%s zero: wrong range zeroed", bname);
+    CHECK(be->ops->sync(be) == BT_OK, "sync");
+    void *s = be->ops->scratch(be, 12345);
+    CHECK(s != NULL && ((uintptr_t)s & 63) == 0, "%s scratch: %p not 64-byte aligned", bname, s);
+    float *hm = be->ops->host_alloc(be, 64 * sizeof(float));
+    CHECK(hm != NULL, "host_alloc");
+    if (hm) {
+        for (int i = 0; i < 64; i++) hm[i] = (float)i; /* host memory: writable from here */
+        CHECK(be->ops->to_device(be, D(&b), hm, 64 * 4) == BT_OK, "to_device from host_alloc");
+        down(&b);
+        CHECK(H(&b)[63] == 63.0f && H(&b)[64] == H(&a)[64], "%s to_device from host_alloc", bname);
+        be->ops->host_free(be, hm);
+    }
+    bt_op_desc d = {.op = BT_OP_CONV2D, .N = 2, .C = 3, .H = 8, .W = 8, .K = 4, .k = 3,
+                    .stride = 1, .pad = 1};
+    bt_plan *pl = (bt_plan *)&d;
+    CHECK(be->ops->plan_new(be, &d, &pl) == BT_OK, "plan_new: %s", bt_error());
+    be->ops->plan_free(be, pl);
+    bfree(&a);
+    bfree(&b);
+}
+
+/* ---- conv2d ---- */
+
+static void conv_case(tu_rng *r, int N, int C, int Hh, int W, int K, int k, int stride, int pad,
+                      int bias) {
+    bt_conv2d_desc d;
+    if (bt_conv2d_desc_init(&d, N, C, Hh, W, K, k, k, stride, pad) != BT_OK) return;
+    char op[96];
+    snprintf(op, sizeof op, "conv %dx%dx%dx%d K%d k%d s%d p%d", N, C, Hh, W, K, k, stride, pad);
+    size_t ni = (size_t)N * C * Hh * W, nw = (size_t)K * C * k * k, no = (size_t)N * K * d.OH * d.OW;
+    buf x = brand(ni, r, 1), w = brand(nw, r, 0.5), b = brand(K, r, 0.5), y = bnew(no);
+    up(&y);
+    bt_op_desc od = {.op = BT_OP_CONV2D, .N = N, .C = C, .H = Hh, .W = W, .K = K, .k = k,
+                     .stride = stride, .pad = pad};
+    bt_plan *pl = NULL;
+    CHECK(be->ops->plan_new(be, &od, &pl) == BT_OK, "%s plan: %s", op, bt_error());
+    CHECK(be->ops->conv2d_forward(be, pl, D(&y), D(&x), D(&w), bias ? D(&b) : NULL, &d) == BT_OK,
+          "%s forward: %s", op, bt_error());
+    double *xd = f64(H(&x), ni), *wd = f64(H(&w), nw), *bd = f64(H(&b), K);
+    double *xa = f64abs(H(&x), ni), *wa = f64abs(H(&w), nw), *ba = f64abs(H(&b), K);
+    double *ref = tu_xcalloc(no, 8), *mag = tu_xcalloc(no, 8);
+    bt_conv2d_forward_ref_f64(ref, xd, wd, bias ? bd : NULL, &d);
+    bt_conv2d_forward_ref_f64(mag, xa, wa, bias ? ba : NULL, &d);
+    check(op, "forward", &y, ref, mag, (double)C * k * k + 2, 2);
+    unchanged(op, "x", &x);
+    unchanged(op, "w", &w);
+
+    /* backward, accumulating into random g0 */
+    buf dy = brand(no, r, 1), dx = brand(ni, r, 1), dw = brand(nw, r, 1), db = brand(K, r, 1);
+    double *dyd = f64(H(&dy), no), *dya = f64abs(H(&dy), no);
+    double *rdx = f64(H(&dx), ni), *rdw = f64(H(&dw), nw), *rdb = f64(H(&db), K);
+    double *mdx = f64abs(H(&dx), ni), *mdw = f64abs(H(&dw), nw), *mdb = f64abs(H(&db), K);
+    CHECK(be->ops->conv2d_backward(be, pl, D(&dx), D(&dw), bias ? D(&db) : NULL, D(&dy), D(&x),
+                                   D(&w), &d) == BT_OK, "%s backward: %s", op, bt_error());
+    bt_conv2d_backward_ref_f64(rdx, rdw, bias ? rdb : NULL, dyd, xd, wd, &d);
+    bt_conv2d_backward_ref_f64(mdx, mdw, bias ? mdb : NULL, dya, xa, wa, &d);
+    check(op, "dx", &dx, rdx, mdx, (double)K * k * k + 2, 2);
+    check(op, "dw", &dw, rdw, mdw, (double)N * d.OH * d.OW + 2, 2);
+    check(op, "db", &db, rdb, mdb, (double)N * d.OH * d.OW + 2, 1);
+    unchanged(op, "dy", &dy);
+    /* dinp NULL (the first layer): only dw */
+    buf dw2 = brand(nw, r, 1);
+    double *rdw2 = f64(H(&dw2), nw), *mdw2 = f64abs(H(&dw2), nw);
+    CHECK(be->ops->conv2d_backward(be, pl, NULL, D(&dw2), NULL, D(&dy), D(&x), D(&w), &d) == BT_OK,
+          "%s backward (dw only): %s", op, bt_error());
+    bt_conv2d_backward_ref_f64(NULL, rdw2, NULL, dyd, xd, wd, &d);
+    bt_conv2d_backward_ref_f64(NULL, mdw2, NULL, dya, xa, wa, &d);
+    check(op, "dw only", &dw2, rdw2, mdw2, (double)N * d.OH * d.OW + 2, 2);
+    be->ops->plan_free(be, pl);
+    buf *bs[] = {&x, &w, &b, &y, &dy, &dx, &dw, &db, &dw2};
+    for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) bfree(bs[i]);
+    double *ds[] = {xd, wd, bd, xa, wa, ba, ref, mag, dyd, dya, rdx, rdw, rdb, mdx, mdw, mdb, rdw2, mdw2};
+    for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) free(ds[i]);
+}
+
+static void test_conv2d(void) {
+    tu_rng r = {1701};
+    for (int t = 0; t < 10; t++) { /* small odd shapes, stride 1 or 2, padding 0..3 */
+        int k = (int[]){1, 3, 5, 7}[irand(&r, 0, 3)];
+        conv_case(&r, irand(&r, 1, 3), irand(&r, 1, 7), irand(&r, k, 13), irand(&r, k, 11),
+                  irand(&r, 1, 9), k, irand(&r, 1, 2), irand(&r, 0, k / 2 + 1), t & 1);
+    }
+    /* the layers of the model: stems, 3x3 stride 1 (the Winograd path), 1x1 and 3x3 stride 2 */
+    conv_case(&r, 2, 3, 17, 15, 16, 7, 2, 3, 0);
+    conv_case(&r, 2, 3, 9, 11, 16, 3, 1, 1, 0);
+    conv_case(&r, 2, 16, 9, 7, 17, 3, 1, 1, 0);
+    conv_case(&r, 3, 24, 8, 8, 32, 3, 1, 1, 1);
+    conv_case(&r, 2, 17, 9, 9, 33, 1, 2, 0, 0);
+    conv_case(&r, 2, 16, 9, 9, 32, 3, 2, 1, 0);
+}
+
+/* ---- linear ---- */
+
+static void linear_case(tu_rng *r, int N, int In, int O, int bias) {
+    char op[64];
+    snprintf(op, sizeof op, "linear %dx%d->%d%s", N, In, O, bias ? " +b" : "");
+    size_t nx = (size_t)N * In, nw = (size_t)O * In, ny = (size_t)N * O;
+    buf x = brand(nx, r, 1), w = brand(nw, r, 0.3), b = brand(O, r, 1), y = bnew(ny);
+    up(&y);
+    bt_op_desc od = {.op = BT_OP_LINEAR, .N = N, .C = In, .H = 1, .W = 1, .K = O};
+    bt_plan *pl = NULL;
+    CHECK(be->ops->plan_new(be, &od, &pl) == BT_OK, "%s plan", op);
+    CHECK(be->ops->linear_forward(be, pl, D(&y), D(&x), D(&w), bias ? D(&b) : NULL, N, In, O) == BT_OK,
+          "%s forward", op);
+    double *xd = f64(H(&x), nx), *wd = f64(H(&w), nw), *bd = f64(H(&b), O);
+    double *xa = f64abs(H(&x), nx), *wa = f64abs(H(&w), nw), *ba = f64abs(H(&b), O);
+    double *ref = tu_xcalloc(ny, 8), *mag = tu_xcalloc(ny, 8);
+    bt_linear_forward_ref_f64(ref, xd, wd, bias ? bd : NULL, N, In, O);
+    bt_linear_forward_ref_f64(mag, xa, wa, bias ? ba : NULL, N, In, O);
+    check(op, "forward", &y, ref, mag, In + 2, 1);
+    unchanged(op, "x", &x);
+    buf dy = brand(ny, r, 1), dx = brand(nx, r, 1), dw = brand(nw, r, 1), db = brand(O, r, 1);
+    double *dyd = f64(H(&dy), ny), *dya = f64abs(H(&dy), ny);
+    double *rdx = f64(H(&dx), nx), *rdw = f64(H(&dw), nw), *rdb = f64(H(&db), O);
+    double *mdx = f64abs(H(&dx), nx), *mdw = f64abs(H(&dw), nw), *mdb = f64abs(H(&db), O);
+    CHECK(be->ops->linear_backward(be, pl, D(&dx), D(&dw), bias ? D(&db) : NULL, D(&dy), D(&x),
+                                   D(&w), N, In, O) == BT_OK, "%s backward", op);
+    bt_linear_backward_ref_f64(rdx, rdw, bias ? rdb : NULL, dyd, xd, wd, N, In, O);
+    bt_linear_backward_ref_f64(mdx, mdw, bias ? mdb : NULL, dya, xa, wa, N, In, O);
+    check(op, "dx", &dx, rdx, mdx, O + 2, 1);
+    check(op, "dw", &dw, rdw, mdw, N + 2, 1);
+    check(op, "db", &db, rdb, mdb, N + 2, 1);
+    be->ops->plan_free(be, pl);
+    buf *bs[] = {&x, &w, &b, &y, &dy, &dx, &dw, &db};
+    for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) bfree(bs[i]);
+    double *ds[] = {xd, wd, bd, xa, wa, ba, ref, mag, dyd, dya, rdx, rdw, rdb, mdx, mdw, mdb};
+    for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) free(ds[i]);
+}
+
+static void test_linear(void) {
+    tu_rng r = {2203};
+    for (int t = 0; t < 6; t++)
+        linear_case(&r, irand(&r, 1, 19), irand(&r, 1, 77), irand(&r, 1, 53), t & 1);
+    linear_case(&r, 16, 64, 129, 0); /* projector-like */
+}
+
+/* ---- batch norm (plain and synchronised with no communicator) ---- */
+
+static void bn_case(tu_rng *r, int N, int C, int HW, int training, int sync) {
+    char op[80];
+    snprintf(op, sizeof op, "batchnorm%s %dx%dx%d %s", sync ? "_sync" : "", N, C, HW,
+             training ? "train" : "eval");
+    size_t n = (size_t)N * C * HW;
+    const float mom = 0.1f, eps = 1e-5f;
+    buf x = brand(n, r, 1.5), g = brand(C, r, 1), b = brand(C, r, 1), y = bnew(n);
+    buf mean = bnew(C), rstd = bnew(C), rm = brand(C, r, 0.5), rv = bnew(C);
+    for (int c = 0; c < C; c++) H(&rv)[c] = 0.5f + (float)tu_uniform(r);
+    up(&rv);
+    up(&y), up(&mean), up(&rstd);
+    double *x64 = f64(H(&x), n), *g64 = f64(H(&g), C), *b64 = f64(H(&b), C);
+    double *rm64 = f64(H(&rm), C), *rv64 = f64(H(&rv), C), *rm0 = f64(H(&rm), C), *rv0 = f64(H(&rv), C);
+    double *yr = tu_xcalloc(n, 8), *mr = tu_xcalloc(C, 8), *sr = tu_xcalloc(C, 8);
+    bt_op_desc od = {.op = BT_OP_BATCHNORM, .N = N, .C = C, .H = HW, .W = 1, .sync = sync};
+    bt_plan *pl = NULL;
+    CHECK(be->ops->plan_new(be, &od, &pl) == BT_OK, "%s plan", op);
+    int rc = sync ? be->ops->batchnorm_forward_sync(be, pl, D(&y), D(&mean), D(&rstd), D(&x), D(&g),
+                                                    D(&b), D(&rm), D(&rv), N, C, HW, training, mom,
+                                                    eps, NULL)
+                  : be->ops->batchnorm_forward(be, pl, D(&y), D(&mean), D(&rstd), D(&x), D(&g),
+                                               D(&b), D(&rm), D(&rv), N, C, HW, training, mom, eps);
+    CHECK(rc == BT_OK, "%s forward: %s", op, bt_error());
+    bt_batchnorm_forward_ref_f64(yr, mr, sr, x64, g64, b64, rm64, rv64, N, C, HW, training, mom, eps);
+    /* Magnitudes: y = (x - mean) * rstd * gamma + beta; the statistics are sums over M = N*HW
+     * terms, so an element's error is within (M + c) u of |gamma| rstd (|x| + |mean|) +
+     * |beta| (the variance's relative error reaches y halved through the square root). */
+    double K = (double)N * HW + 8;
+    double *ym = tu_xcalloc(n, 8), *mm = tu_xcalloc(C, 8), *sm = tu_xcalloc(C, 8);
+    double *rmm = tu_xcalloc(C, 8), *rvm = tu_xcalloc(C, 8);
+    for (int c = 0; c < C; c++) {
+        double ax = 0, x2 = 0;
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < HW; j++) {
+                double v = x64[((size_t)i * C + c) * HW + j];
+                ax += fabs(v);
+                x2 += v * v;
+            }
+        ax /= N * HW;
+        x2 /= N * HW;
+        mm[c] = ax;
+        sm[c] = sr[c] * 2; /* rstd: relative error of the variance (terms >= 0) */
+        rmm[c] = (1 - mom) * fabs(rm0[c]) + mom * ax;
+        rvm[c] = (1 - mom) * fabs(rv0[c]) + mom * x2 * (N * HW > 1 ? (double)N * HW / (N * HW - 1) : 1) * 2;
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < HW; j++) {
+                size_t e = ((size_t)i * C + c) * HW + j;
+                ym[e] = fabs(g64[c]) * sr[c] * (fabs(x64[e]) + fabs(mr[c])) * 2 + fabs(b64[c]);
+            }
+    }
+    check(op, "y", &y, yr, ym, K, 1);
+    if (training) {
+        check(op, "mean", &mean, mr, mm, K, 1);
+        check(op, "rstd", &rstd, sr, sm, K, 1);
+        check(op, "running_mean", &rm, rm64, rmm, K, 1);
+        check(op, "running_var", &rv, rv64, rvm, K, 1);
+    } else {
+        unchanged(op, "running_mean", &rm);
+        unchanged(op, "running_var", &rv);
+    }
+    unchanged(op, "x", &x);
+
+    /* backward: dx = gamma rstd (dy - mean(dy) - xhat mean(dy xhat)) in training mode */
+    down(&mean), down(&rstd);
+    double *mu = f64(H(&mean), C), *rs = f64(H(&rstd), C); /* the statistics the op saved */
+    buf dy = brand(n, r, 1), dx = brand(n, r, 1), dg = brand(C, r, 1), db = brand(C, r, 1);
+    double *dy64 = f64(H(&dy), n), *rdx = f64(H(&dx), n), *rdg = f64(H(&dg), C), *rdb = f64(H(&db), C);
+    double *mdx = f64abs(H(&dx), n), *mdg = f64abs(H(&dg), C), *mdb = f64abs(H(&db), C);
+    rc = sync ? be->ops->batchnorm_backward_sync(be, pl, D(&dx), D(&dg), D(&db), D(&dy), D(&x), D(&g),
+                                                 D(&mean), D(&rstd), N, C, HW, training, NULL)
+              : be->ops->batchnorm_backward(be, pl, D(&dx), D(&dg), D(&db), D(&dy), D(&x), D(&g),
+                                            D(&mean), D(&rstd), N, C, HW, training);
+    CHECK(rc == BT_OK, "%s backward: %s", op, bt_error());
+    bt_batchnorm_backward_ref_f64(rdx, rdg, rdb, dy64, x64, g64, mu, rs, N, C, HW, training);
+    for (int c = 0; c < C; c++) {
+        double ady = 0, adyx = 0;
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < HW; j++) {
+                size_t e = ((size_t)i * C + c) * HW + j;
+                double xh = (x64[e] - mu[c]) * rs[c];
+                ady += fabs(dy64[e]);
+                adyx += fabs(dy64[e] * xh);
+            }
+        mdg[c] += adyx;
+        mdb[c] += ady;
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < HW; j++) {
+                size_t e = ((size_t)i * C + c) * HW + j;
+                double xh = fabs((x64[e] - mu[c]) * rs[c]);
+                mdx[e] += fabs(g64[c]) * rs[c] *
+                          (fabs(dy64[e]) + (training ? (ady + xh * adyx) / (N * HW) : 0));
+            }
+    }
+    check(op, "dx", &dx, rdx, mdx, K, 1);
+    check(op, "dgamma", &dg, rdg, mdg, K, 1);
+    check(op, "dbeta", &db, rdb, mdb, K, 1);
+    be->ops->plan_free(be, pl);
+    buf *bs[] = {&x, &g, &b, &y, &mean, &rstd, &rm, &rv, &dy, &dx, &dg, &db};
+    for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) bfree(bs[i]);
+    double *ds[] = {x64, g64, b64, rm64, rv64, rm0, rv0, yr, mr, sr, ym, mm, sm, rmm, rvm, mu, rs,
+                    dy64, rdx, rdg, rdb, mdx, mdg, mdb};
+    for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) free(ds[i]);
+}
+
+static void test_batchnorm(void) {
+    tu_rng r = {3307};
+    for (int t = 0; t < 8; t++)
+        bn_case(&r, irand(&r, 2, 5), irand(&r, 1, 9), irand(&r, 1, 37), t % 4 != 3, t & 1);
+    bn_case(&r, 16, 65, 1, 1, 1); /* the projector's BatchNorm1d */
+    bn_case(&r, 1, 3, 7, 1, 0);   /* N = 1, several pixels */
+}
+
+/* ---- elementwise ---- */
+
+static void test_elementwise(void) {
+    tu_rng r = {4409};
+    size_t sizes[] = {1, 17, 1000, 40001}; /* 40001: above the threads threshold */
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        size_t n = sizes[s];
+        char op[48];
+        buf x = brand(n, &r, 1), y = bnew(n), a = brand(n, &r, 1);
+        H(&x)[0] = 0.0f; /* the kink: y = 0, gradient 0 */
+        up(&x), up(&y);
+        double *ref = tu_xcalloc(n, 8), *mag = tu_xcalloc(n, 8);
+        double *xd = f64(H(&x), n), *ad = f64(H(&a), n);
+        snprintf(op, sizeof op, "relu n=%zu", n);
+        CHECK(be->ops->relu_forward(be, D(&y), D(&x), n) == BT_OK, "%s", op);
+        bt_relu_forward_ref_f64(ref, xd, n);
+        check_exact(op, "forward", &y, ref);
+        /* backward: dx += dy * (y > 0) */
+        buf dy = brand(n, &r, 1), dx = brand(n, &r, 1);
+        double *dyd = f64(H(&dy), n), *rdx = f64(H(&dx), n), *yd = f64(H(&y), n);
+        CHECK(be->ops->relu_backward(be, D(&dx), D(&dy), D(&y), n) == BT_OK, "%s", op);
+        bt_relu_backward_ref_f64(rdx, dyd, yd, n);
+        for (size_t i = 0; i < n; i++) mag[i] = fabs(rdx[i]);
+        check(op, "backward +=", &dx, rdx, mag, 1, 1); /* one rounding of g0 + dy */
+        /* in place: d = y > 0 ? d : 0 */
+        buf d = bnew(n);
+        memcpy(H(&d), H(&dy), n * 4);
+        up(&d);
+        CHECK(be->ops->relu_backward_inplace(be, D(&d), D(&y), n) == BT_OK, "%s", op);
+        for (size_t i = 0; i < n; i++) ref[i] = yd[i] <= 0 ? 0 : dyd[i];
+        check_exact(op, "backward in place", &d, ref);
+        /* add */
+        snprintf(op, sizeof op, "add n=%zu", n);
+        CHECK(be->ops->add_forward(be, D(&y), D(&x), D(&a), n) == BT_OK, "%s", op);
+        bt_add_forward_ref_f64(ref, xd, ad, n);
+        for (size_t i = 0; i < n; i++) mag[i] = fabs(xd[i]) + fabs(ad[i]);
+        check(op, "forward", &y, ref, mag, 1, 1);
+        buf da = brand(n, &r, 1), db = brand(n, &r, 1);
+        double *rda = f64(H(&da), n), *rdb = f64(H(&db), n);
+        double *mda = f64abs(H(&da), n), *mdb = f64abs(H(&db), n);
+        CHECK(be->ops->add_backward(be, D(&da), D(&db), D(&dy), n) == BT_OK, "%s", op);
+        bt_add_backward_ref_f64(rda, rdb, dyd, n);
+        for (size_t i = 0; i < n; i++) mda[i] += fabs(dyd[i]), mdb[i] += fabs(dyd[i]);
+        check(op, "da", &da, rda, mda, 1, 1);
+        check(op, "db", &db, rdb, mdb, 1, 1);
+        /* either gradient NULL */
+        buf da2 = brand(n, &r, 1);
+        double *rda2 = f64(H(&da2), n), *mda2 = f64abs(H(&da2), n);
+        CHECK(be->ops->add_backward(be, D(&da2), NULL, D(&dy), n) == BT_OK, "%s", op);
+        CHECK(be->ops->add_backward(be, NULL, NULL, D(&dy), n) == BT_OK, "%s", op);
+        for (size_t i = 0; i < n; i++) rda2[i] += dyd[i], mda2[i] += fabs(dyd[i]);
+        check(op, "da (db NULL)", &da2, rda2, mda2, 1, 1);
+        buf *bs[] = {&x, &y, &a, &dy, &dx, &d, &da, &db, &da2};
+        for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) bfree(bs[i]);
+        double *ds[] = {ref, mag, xd, ad, dyd, rdx, yd, rda, rdb, mda, mdb, rda2, mda2};
+        for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) free(ds[i]);
+    }
+}
+
+/* ---- pools ---- */
+
+static void maxpool_case(tu_rng *r, int N, int C, int Hh, int W, int k, int stride, int pad) {
+    int OH = (Hh + 2 * pad - k) / stride + 1, OW = (W + 2 * pad - k) / stride + 1;
+    if (OH < 1 || OW < 1 || pad * 2 > k) return;
+    char op[80];
+    snprintf(op, sizeof op, "maxpool %dx%dx%dx%d k%d s%d p%d", N, C, Hh, W, k, stride, pad);
+    size_t ni = (size_t)N * C * Hh * W, no = (size_t)N * C * OH * OW;
+    buf x = brand(ni, r, 1), y = bnew(no), am = bnew(no);
+    /* ties: equal values, where the first maximum in scan order must win */
+    for (size_t i = 0; i + 1 < ni; i += 7) H(&x)[i + 1] = H(&x)[i];
+    up(&x), up(&y), up(&am);
+    bt_op_desc od = {.op = BT_OP_MAXPOOL2D, .N = N, .C = C, .H = Hh, .W = W, .K = C, .k = k,
+                     .stride = stride, .pad = pad};
+    bt_plan *pl = NULL;
+    CHECK(be->ops->plan_new(be, &od, &pl) == BT_OK, "%s plan", op);
+    CHECK(be->ops->maxpool2d_forward(be, pl, D(&y), DI(&am), D(&x), N, C, Hh, W, k, stride, pad) == BT_OK,
+          "%s forward", op);
+    double *xd = f64(H(&x), ni), *ref = tu_xcalloc(no, 8);
+    int32_t *amr = tu_xcalloc(no, 4);
+    bt_maxpool2d_forward_ref_f64(ref, amr, xd, N, C, Hh, W, k, stride, pad);
+    check_exact(op, "forward", &y, ref);
+    down(&am);
+    if (guards_ok(op, "argmax", &am))
+        CHECK(!memcmp(H(&am), amr, no * 4), "%s %s argmax differs from the reference", bname, op);
+    /* backward: overlapping windows add up to ceil(k/stride)^2 terms into one input */
+    buf dy = brand(no, r, 1), dx = brand(ni, r, 1);
+    double *dyd = f64(H(&dy), no), *rdx = f64(H(&dx), ni), *mdx = f64abs(H(&dx), ni);
+    double *dya = f64abs(H(&dy), no);
+    CHECK(be->ops->maxpool2d_backward(be, pl, D(&dx), D(&dy), DI(&am), N, C, Hh, W, OH, OW) == BT_OK,
+          "%s backward", op);
+    bt_maxpool2d_backward_ref_f64(rdx, dyd, amr, N, C, Hh, W, OH, OW);
+    bt_maxpool2d_backward_ref_f64(mdx, dya, amr, N, C, Hh, W, OH, OW);
+    int per = (k + stride - 1) / stride;
+    check(op, "dx", &dx, rdx, mdx, (double)per * per + 1, 1);
+    be->ops->plan_free(be, pl);
+    buf *bs[] = {&x, &y, &am, &dy, &dx};
+    for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) bfree(bs[i]);
+    free(xd), free(ref), free(amr), free(dyd), free(rdx), free(mdx), free(dya);
+}
+
+static void avgpool_case(tu_rng *r, int N, int C, int HW) {
+    char op[64];
+    snprintf(op, sizeof op, "avgpool %dx%dx%d", N, C, HW);
+    size_t ni = (size_t)N * C * HW, no = (size_t)N * C;
+    buf x = brand(ni, r, 1), y = bnew(no);
+    up(&y);
+    CHECK(be->ops->avgpool_forward(be, D(&y), D(&x), N, C, HW) == BT_OK, "%s", op);
+    double *xd = f64(H(&x), ni), *xa = f64abs(H(&x), ni), *ref = tu_xcalloc(no, 8), *mag = tu_xcalloc(no, 8);
+    bt_avgpool_forward_ref_f64(ref, xd, N, C, HW);
+    bt_avgpool_forward_ref_f64(mag, xa, N, C, HW);
+    check(op, "forward", &y, ref, mag, HW + 2, 1);
+    buf dy = brand(no, r, 1), dx = brand(ni, r, 1);
+    double *dyd = f64(H(&dy), no), *dya = f64abs(H(&dy), no), *rdx = f64(H(&dx), ni), *mdx = f64abs(H(&dx), ni);
+    CHECK(be->ops->avgpool_backward(be, D(&dx), D(&dy), N, C, HW) == BT_OK, "%s", op);
+    bt_avgpool_backward_ref_f64(rdx, dyd, N, C, HW);
+    bt_avgpool_backward_ref_f64(mdx, dya, N, C, HW);
+    check(op, "dx", &dx, rdx, mdx, 3, 1);
+    bfree(&x), bfree(&y), bfree(&dy), bfree(&dx);
+    free(xd), free(xa), free(ref), free(mag), free(dyd), free(dya), free(rdx), free(mdx);
+}
+
+static void test_pools(void) {
+    tu_rng r = {5501};
+    for (int t = 0; t < 6; t++)
+        maxpool_case(&r, irand(&r, 1, 3), irand(&r, 1, 5), irand(&r, 3, 15), irand(&r, 3, 13),
+                     irand(&r, 2, 3), irand(&r, 1, 2), irand(&r, 0, 1));
+    maxpool_case(&r, 2, 4, 16, 16, 3, 2, 1); /* the ImageNet stem's pool */
+    for (int t = 0; t < 4; t++) avgpool_case(&r, irand(&r, 1, 4), irand(&r, 1, 33), irand(&r, 1, 50));
+}
+
+/* ---- softmax cross-entropy ---- */
+
+static void test_xent(void) {
+    tu_rng r = {6607};
+    for (int t = 0; t < 4; t++) {
+        int N = irand(&r, 1, 17), K = irand(&r, 2, 23);
+        char op[48];
+        snprintf(op, sizeof op, "xent %dx%d", N, K);
+        buf lg = brand((size_t)N * K, &r, 3), pr = bnew((size_t)N * K), ls = bnew(1), lab = bnew(N);
+        int32_t *labels = (int32_t *)H(&lab);
+        for (int i = 0; i < N; i++) labels[i] = irand(&r, 0, K - 1);
+        up(&pr), up(&ls), up(&lab);
+        CHECK(be->ops->xent_forward(be, D(&ls), D(&pr), D(&lg), DI(&lab), N, K) == BT_OK, "%s", op);
+        double *lgd = f64(H(&lg), (size_t)N * K), *prr = tu_xcalloc((size_t)N * K, 8), lr;
+        CHECK(bt_xent_forward_ref_f64(&lr, prr, lgd, labels, N, K) == BT_OK, "ref");
+        /* log-sum-exp over K terms: error within (K + c) u of max|logit| + |loss| per row */
+        double ml = 0, *mp = tu_xcalloc((size_t)N * K, 8);
+        for (size_t i = 0; i < (size_t)N * K; i++) ml = fmax(ml, fabs(lgd[i]));
+        for (size_t i = 0; i < (size_t)N * K; i++) mp[i] = prr[i] * (2 * ml + 1); /* exp amplifies */
+        double ml2 = 2 * ml + fabs(lr);
+        check(op, "loss", &ls, &lr, &ml2, K + N + 4, 1);
+        check(op, "probs", &pr, prr, mp, K + 4, 1);
+        buf dl = brand((size_t)N * K, &r, 1);
+        double *rdl = f64(H(&dl), (size_t)N * K), *mdl = f64abs(H(&dl), (size_t)N * K);
+        float dloss = 0.75f;
+        CHECK(be->ops->xent_backward(be, D(&dl), D(&pr), DI(&lab), dloss, N, K) == BT_OK, "%s", op);
+        down(&pr);
+        double *prd = f64(H(&pr), (size_t)N * K); /* from the probabilities the op saved */
+        bt_xent_backward_ref_f64(rdl, prd, labels, dloss, N, K);
+        for (size_t i = 0; i < (size_t)N * K; i++) mdl[i] += dloss * (prd[i] + 1) / N;
+        check(op, "dlogits", &dl, rdl, mdl, 4, 1);
+        bfree(&lg), bfree(&pr), bfree(&ls), bfree(&lab), bfree(&dl);
+        free(lgd), free(prr), free(mp), free(rdl), free(mdl), free(prd);
+    }
+}
+
+/* ---- the Barlow Twins loss, both forms, plain and synchronised (one process) ---- */
+
+static void loss_case(tu_rng *r, int N, int D_, int form, int sync) {
+    char op[80];
+    snprintf(op, sizeof op, "bt_loss%s %s N%d D%d", sync ? "_sync" : "",
+             form == BT_LOSS_DIRECT ? "direct" : form == BT_LOSS_GRAM ? "gram" : "auto", N, D_);
+    size_t nd = (size_t)N * D_;
+    const float lambda = 0.0051f;
+    buf z1 = brand(nd, r, 1), z2 = brand(nd, r, 1), d1 = brand(nd, r, 0.01), d2 = brand(nd, r, 0.01);
+    buf rm = brand(D_, r, 0.1), rv = bnew(D_);
+    for (int j = 0; j < D_; j++) H(&rv)[j] = 1.0f;
+    up(&rv);
+    double *z1d = f64(H(&z1), nd), *z2d = f64(H(&z2), nd), *g1 = f64(H(&d1), nd), *g2 = f64(H(&d2), nd);
+    double *rm64 = f64(H(&rm), D_), *rv64 = f64(H(&rv), D_);
+    double *m1 = f64abs(H(&d1), nd), *m2 = f64abs(H(&d2), nd);
+    bt_loss_result res, ref;
+    int rc = sync ? be->ops->bt_loss_sync(be, &res, D(&d1), D(&d2), D(&z1), D(&z2), N, D_, lambda,
+                                          form, D(&rm), D(&rv), NULL)
+                  : be->ops->bt_loss(be, &res, D(&d1), D(&d2), D(&z1), D(&z2), N, D_, lambda, form,
+                                     D(&rm), D(&rv));
+    CHECK(rc == BT_OK, "%s: %s", op, bt_error());
+    double *t1 = tu_xcalloc(nd, 8), *t2 = tu_xcalloc(nd, 8);
+    CHECK(bt_bt_loss_f64(&ref, t1, t2, z1d, z2d, N, D_, lambda, form) == BT_OK, "ref");
+    /* The loss adds (c_ii - 1)^2 and lambda c_ij^2, where each c_ij sums N products of
+     * normalised entries (|.| <= sqrt(N), so sum|products| <= N... over N: <= 1): an error of
+     * (N + c) u per c_ij, doubled by the square, over terms whose sum is at most
+     * on_diag + lambda off_diag + D (the 1s of the diagonal). */
+    double K = N + 16;
+    double tol = 2 * K * U * (ref.on_diag + lambda * ref.off_diag + D_);
+    CHECK(fabs(res.loss - ref.loss) <= tol, "%s: loss %.9g, reference %.9g (tol %.3g)", bname,
+          res.loss, ref.loss, tol);
+    CHECK(res.form_used == (form == BT_LOSS_AUTO ? bt_bt_loss_choose(N, D_) : form), "%s form_used %d",
+          op, res.form_used);
+    /* Gradients: dz = (terms of C, each within (N + c) u of sum|products|) propagated through
+     * the BN; M_i = |g0| + mean |dz| + |dz_i|, K = N + D (a row of C and the BN's sums). */
+    double s1 = 0, s2 = 0;
+    for (size_t i = 0; i < nd; i++) s1 += fabs(t1[i]), s2 += fabs(t2[i]);
+    for (size_t i = 0; i < nd; i++) {
+        m1[i] += fabs(t1[i]) + s1 / nd * 4;
+        m2[i] += fabs(t2[i]) + s2 / nd * 4;
+        g1[i] += t1[i];
+        g2[i] += t2[i];
+    }
+    check(op, "dz1 +=", &d1, g1, m1, (double)N + D_ + 16, 1);
+    check(op, "dz2 +=", &d2, g2, m2, (double)N + D_ + 16, 1);
+    /* running statistics: updated with z1, then with z2 (momentum 0.1, unbiased variance) */
+    double *mm = tu_xcalloc(D_, 8), *mv = tu_xcalloc(D_, 8);
+    for (int v = 0; v < 2; v++) {
+        const double *z = v ? z2d : z1d;
+        for (int j = 0; j < D_; j++) {
+            double s = 0, q = 0, a = 0;
+            for (int i = 0; i < N; i++) s += z[(size_t)i * D_ + j], a += fabs(z[(size_t)i * D_ + j]);
+            s /= N;
+            for (int i = 0; i < N; i++) q += (z[(size_t)i * D_ + j] - s) * (z[(size_t)i * D_ + j] - s);
+            q /= N - 1;
+            rm64[j] = 0.9 * rm64[j] + 0.1 * s;
+            rv64[j] = 0.9 * rv64[j] + 0.1 * q;
+            mm[j] = 0.9 * mm[j] + 0.1 * a / N + fabs(rm64[j]);
+            mv[j] = 0.9 * mv[j] + 0.1 * 2 * q + fabs(rv64[j]);
+        }
+    }
+    check(op, "running_mean", &rm, rm64, mm, N + 8, 1);
+    check(op, "running_var", &rv, rv64, mv, N + 8, 1);
+    unchanged(op, "z1", &z1);
+    unchanged(op, "z2", &z2);
+    /* forward only */
+    rc = sync ? be->ops->bt_loss_sync(be, &res, NULL, NULL, D(&z1), D(&z2), N, D_, lambda, form, NULL,
+                                      NULL, NULL)
+              : be->ops->bt_loss(be, &res, NULL, NULL, D(&z1), D(&z2), N, D_, lambda, form, NULL, NULL);
+    CHECK(rc == BT_OK && fabs(res.loss - ref.loss) <= tol, "%s forward only: %.9g vs %.9g", op,
+          res.loss, ref.loss);
+    bfree(&z1), bfree(&z2), bfree(&d1), bfree(&d2), bfree(&rm), bfree(&rv);
+    double *ds[] = {z1d, z2d, g1, g2, rm64, rv64, m1, m2, t1, t2, mm, mv};
+    for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) free(ds[i]);
+}
+
+static void test_bt_loss(void) {
+    tu_rng r = {7703};
+    for (int sync = 0; sync < 2; sync++) {
+        loss_case(&r, 7, 13, BT_LOSS_DIRECT, sync);
+        loss_case(&r, 7, 13, BT_LOSS_GRAM, sync);
+        loss_case(&r, 16, 64, BT_LOSS_AUTO, sync);
+        loss_case(&r, 33, 9, BT_LOSS_AUTO, sync);
+    }
+}
+
+/* ---- LARS ---- */
+
+static void test_lars(void) {
+    tu_rng r = {8803};
+    bt_tensor_table tab = {0};
+    int64_t s4[4] = {9, 3, 3, 3}, s1[1] = {9}, s2[2] = {37, 41}, sb[1] = {40000};
+    CHECK(bt_table_add(&tab, "conv.weight", 4, s4) >= 0, "table");
+    CHECK(bt_table_add(&tab, "bn.weight", 1, s1) >= 0, "table");
+    CHECK(bt_table_add(&tab, "fc.weight", 2, s2) >= 0, "table");
+    CHECK(bt_table_add(&tab, "big.bias", 1, sb) >= 0, "table");
+    size_t n = tab.total;
+    buf p = brand(n, &r, 1), g = brand(n, &r, 0.1), m = brand(n, &r, 0.1);
+    double *pd = f64(H(&p), n), *gd = f64(H(&g), n), *md = f64(H(&m), n);
+    double *mp = tu_xcalloc(n, 8), *mm = tu_xcalloc(n, 8);
+    bt_lars_cfg c;
+    bt_lars_default(&c);
+    c.lr_weights = 0.3;
+    c.lr_biases = 0.01;
+    c.weight_decay = 1e-2;
+    for (int t = 0; t < tab.n; t++) { /* magnitudes of mu = m mu + q (g + wd p), p -= lr mu */
+        const bt_tensor_info *e = &tab.t[t];
+        int f = e->ndim == 1;
+        double pp = 0, uu = 0, wd = f ? 0 : c.weight_decay;
+        for (size_t i = 0; i < e->numel; i++) {
+            size_t k = e->offset + i;
+            pp += pd[k] * pd[k];
+            uu += (gd[k] + wd * pd[k]) * (gd[k] + wd * pd[k]);
+        }
+        double q = f ? 1 : c.eta * sqrt(pp) / sqrt(uu), lr = f ? c.lr_biases : c.lr_weights;
+        for (size_t i = 0; i < e->numel; i++) {
+            size_t k = e->offset + i;
+            mm[k] = c.momentum * fabs(md[k]) + q * (fabs(gd[k]) + wd * fabs(pd[k]));
+            mp[k] = fabs(pd[k]) + lr * mm[k];
+        }
+    }
+    CHECK(be->ops->lars_step(be, D(&p), D(&g), D(&m), &tab, &c) == BT_OK, "lars_step");
+    bt_lars_step_ref_f64(pd, gd, md, &tab, &c);
+    check("lars_step", "params", &p, pd, mp, 12, 1);
+    check("lars_step", "momentum", &m, md, mm, 12, 1);
+    unchanged("lars_step", "grads", &g);
+    bfree(&p), bfree(&g), bfree(&m);
+    free(pd), free(gd), free(md), free(mp), free(mm);
+    bt_table_free(&tab);
+}
+
+int main(void) {
+    int ran = 0;
+    for (int i = 0; i < bt_backend_count(); i++) {
+        bname = bt_backend_name(i);
+        bt_backend_cfg cfg;
+        bt_backend_cfg_default(&cfg);
+        if (bt_backend_new(&be, bname, &cfg) != BT_OK) {
+            /* compiled in but not usable here (no device): said, and counted as a failure
+             * only when the backend is the CPU */
+            fprintf(stderr, "  backend %s unavailable: %s\n", bname, bt_error());
+            CHECK(strcmp(bname, "cpu") != 0, "the CPU backend must always work");
+            continue;
+        }
+        printf("backend %s\n", bname);
+        TEST_RUN(test_table_complete);
+        TEST_RUN(test_memory);
+        TEST_RUN(test_conv2d);
+        TEST_RUN(test_linear);
+        TEST_RUN(test_batchnorm);
+        TEST_RUN(test_elementwise);
+        TEST_RUN(test_pools);
+        TEST_RUN(test_xent);
+        TEST_RUN(test_bt_loss);
+        TEST_RUN(test_lars);
+        bt_backend_free(be);
+        ran++;
+    }
+    CHECK(ran > 0, "no backend ran");
+    return tu_finish();
+}

@@ -1,0 +1,173 @@
+/* Bit-identity of the training trajectory: two 5-step pretraining runs of a tiny network on
+ * builtin:shapes (one compute thread with the loss in Gram form, two threads with the direct
+ * form), each checkpoint's tensors (parameters, BN running statistics, LARS momentum) hashed
+ * one by one and compared with the fixture made by an earlier build. A refactor that does not
+ * mean to change the numbers must keep this passing.
+ *
+ * The bits depend on the compiler, on the kernel path and on the CPU (the GEMM's blocking
+ * follows its cache sizes), so a fixture is kept per build fingerprint (the compiler's version
+ * string, the CPU's flags and the kernel path in use, hashed): tests/fixtures/trajectory/<fp>.txt.
+ * A build whose fingerprint has no fixture is counted as skipped, with the reason; make one
+ * with the previous code to compare.
+ *
+ * When it fails after an INTENTIONAL numerical change (another GEMM summation order, a new
+ * kernel), regenerate the fixture with tools/regen-trajectory-fixture.sh and say so in the
+ * commit; when it fails after a refactor, the refactor changed the trajectory: find out why.
+ * BARLOW_REGEN_FIXTURE=1 makes this program write the fixture instead of checking it. The
+ * program is $BUILD/barlow (or $BARLOW_BIN). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "barlow/error.h"
+#include "barlow/safetensors.h"
+#include "barlow/cpu.h"
+#include "testutil.h"
+
+#define FIXTURE_DIR "tests/fixtures/trajectory"
+#define TINY "--arch resnet18-cifar:w=0.25 --projector 64-64 --preset cifar --batch-size 16 " \
+             "--workers 1 --warmup-epochs 1 --epochs 2 --max-steps 5 --print-freq 1 --seed 7"
+
+static const struct {
+    const char *tag, *args;
+} runs[] = {
+    {"threads1-gram", "--threads 1 --loss-form gram"},
+    {"threads2-direct", "--threads 2 --loss-form direct"},
+};
+
+static char bin[1024], fixture[256], fingerprint_text[2048];
+
+/* The compiler of this build and the CPU's feature flags, hashed (see the top). */
+static void fingerprint(void) {
+    char flags[4096] = "";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[4096];
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "flags", 5)) {
+                snprintf(flags, sizeof flags, "%s", line);
+                break;
+            }
+        fclose(f);
+    }
+    flags[strcspn(flags, "\n")] = 0;
+    /* each kernel path has bits of its own: the one in use (BARLOW_ISA, which the test harness
+     * and the barlow program both read, or the best one) */
+    snprintf(fingerprint_text, sizeof fingerprint_text, "%s | %s | isa %s", __VERSION__, flags,
+             bt_isa_name(bt_isa_current()));
+    size_t n = strlen(fingerprint_text);
+    while (n && fingerprint_text[n - 1] == '\n') fingerprint_text[--n] = 0;
+    snprintf(fixture, sizeof fixture, "%s/%016llx.txt", FIXTURE_DIR,
+             (unsigned long long)bt_checksum64(fingerprint_text, n, 0));
+}
+
+/* Runs one pretraining and appends "tag name dtype nbytes hash" lines for every tensor of its
+ * checkpoint to out. Returns 0 on success. */
+static int run_and_hash(int k, FILE *out) {
+    char dir[1200], cmd[4096], ck[1300];
+    snprintf(dir, sizeof dir, "%s/%s", tu_tmpdir(), runs[k].tag);
+    snprintf(cmd, sizeof cmd, "'%s' pretrain builtin:shapes:train=96,test=16 " TINY
+             " %s --checkpoint-dir '%s' >'%s.out' 2>&1", bin, runs[k].args, dir, dir);
+    int st = system(cmd);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "  %s failed (status %d); output in %s.out\n", cmd, st, dir);
+        return 1;
+    }
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", dir);
+    bt_st_file *f;
+    if (bt_st_open(&f, ck) != BT_OK) {
+        fprintf(stderr, "  %s\n", bt_error());
+        return 1;
+    }
+    const char *step = bt_st_meta(f, "step");
+    fprintf(out, "%s step %s\n", runs[k].tag, step ? step : "?");
+    for (int i = 0; i < bt_st_count(f); i++) {
+        const bt_st_tensor *t = bt_st_at(f, i);
+        fprintf(out, "%s %s %s %zu %016llx\n", runs[k].tag, t->name, bt_st_dtype_name(t->dtype),
+                t->nbytes, (unsigned long long)bt_checksum64(t->data, t->nbytes, 0));
+    }
+    bt_st_close(f);
+    return 0;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b) b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+static void test_trajectory_bit_identical(void) {
+    const char *b = getenv("BARLOW_BIN"), *build = getenv("BUILD");
+    if (b) snprintf(bin, sizeof bin, "%s", b);
+    else snprintf(bin, sizeof bin, "%s/barlow", build ? build : "build");
+    CHECK(access(bin, X_OK) == 0, "%s not found (build it first)", bin);
+    if (access(bin, X_OK) != 0) return;
+    int regen = getenv("BARLOW_REGEN_FIXTURE") && !strcmp(getenv("BARLOW_REGEN_FIXTURE"), "1");
+    fingerprint();
+    if (!regen && access(fixture, R_OK) != 0) {
+        tu_skip("no trajectory fixture for this build, CPU and kernel path (%s: compiler %s, "
+                "path %s); make one with the previous code: tools/regen-trajectory-fixture.sh",
+                fixture, __VERSION__, bt_isa_name(bt_isa_current()));
+        return;
+    }
+    if (regen && system("mkdir -p " FIXTURE_DIR) != 0) CHECK(0, "cannot make %s", FIXTURE_DIR);
+    char got_path[1200];
+    snprintf(got_path, sizeof got_path, "%s/trajectory.txt", tu_tmpdir());
+    FILE *out = fopen(regen ? fixture : got_path, "w");
+    CHECK(out, "cannot write %s", regen ? fixture : got_path);
+    if (!out) return;
+    if (regen)
+        fprintf(out, "# Made by tools/regen-trajectory-fixture.sh (tests/test_trajectory.c): per\n"
+                     "# run, the checkpoint tensors' XXH64 after 5 steps. Regenerate only after an\n"
+                     "# intentional numerical change.\n# build: %s\n", fingerprint_text);
+    int bad = 0;
+    for (size_t k = 0; k < sizeof runs / sizeof *runs; k++) bad |= run_and_hash((int)k, out);
+    fclose(out);
+    CHECK(!bad, "a pretraining run failed");
+    if (bad || regen) {
+        if (regen) fprintf(stderr, "  wrote %s\n", fixture);
+        return;
+    }
+    char *want = slurp(fixture), *got = slurp(got_path);
+    CHECK(want && got, "cannot read %s or %s", fixture, got_path);
+    if (want && got) {
+        char *w = want;
+        while (*w == '#') w = strchr(w, '\n') ? strchr(w, '\n') + 1 : w + strlen(w);
+        int same = !strcmp(w, got);
+        CHECK(same, "the 5-step trajectory is no longer bit-identical to %s (got %s). After an "
+              "intentional numerical change run tools/regen-trajectory-fixture.sh and commit "
+              "the fixture; otherwise the change altered the training numbers", fixture, got_path);
+        if (!same) {
+            /* name the first tensors that moved */
+            char *gl = got, *wl = w;
+            int shown = 0;
+            while (*gl && *wl && shown < 5) {
+                char *ge = strchr(gl, '\n'), *we = strchr(wl, '\n');
+                if (!ge || !we) break;
+                if (ge - gl != we - wl || memcmp(gl, wl, (size_t)(ge - gl)))
+                    fprintf(stderr, "  want %.*s\n  got  %.*s\n", (int)(we - wl), wl,
+                            (int)(ge - gl), gl), shown++;
+                gl = ge + 1;
+                wl = we + 1;
+            }
+        }
+    }
+    free(want);
+    free(got);
+}
+
+int main(void) {
+    TEST_RUN(test_trajectory_bit_identical);
+    return tu_finish();
+}
