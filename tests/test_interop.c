@@ -107,7 +107,7 @@ static float *features(bt_model *m, const float *x, int N, int H) {
 
 /* After the Python side has written PyTorch's features of x in float32 (y_torch.bin) and
  * float64 (y_torch64.bin), judges our features of x against float64 by PyTorch's own float32
- * error (tu_parity_check, one group per feature). */
+ * error (tu_parity_check, one group per image). */
 static void compare_torch(bt_model *m, const float *x, int N, int H, const char *what) {
     float *ours = features(m, x, N, H);
     size_t n = (size_t)N * m->cfg.feat_dim;
@@ -118,7 +118,7 @@ static void compare_torch(bt_model *m, const float *x, int N, int H, const char 
     if (f) fclose(f);
     CHECK(peer != NULL && got == n, "%s: no PyTorch output", what);
     if (ours && peer && got == n) {
-        double q = tu_parity_check(what, ours, ref, peer, n, 1, m->cfg.feat_dim, TU_PARITY_K);
+        double q = tu_parity_check(what, ours, ref, peer, n, m->cfg.feat_dim, N, TU_PARITY_K);
         printf("  %s: error %.2f x PyTorch's float32 error (max|y| %.3g)\n", what, q,
                tu_maxabs_f64(ref, n));
         CHECK(tu_maxabs_f64(ref, n) > 1e-3, "%s: degenerate features", what);

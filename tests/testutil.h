@@ -53,7 +53,9 @@ int tu_skip_without(const char *mod);
  * the same float32 inputs); peer: PyTorch's own float32 result on the same inputs. Element i
  * belongs to group g(i) = (i / inner) % ngroups: one output channel of a weight or one image
  * of an activation (inner = its size, ngroups = the first dimension), one channel of an NCHW
- * tensor (inner = H*W, ngroups = C), the whole tensor (inner = n, ngroups = 1). In group g,
+ * tensor (inner = H*W, ngroups = C), the whole tensor (inner = n, ngroups = 1); groups of
+ * fewer than TU_MIN_GROUP = 16 values are merged into one (PyTorch's largest error over a
+ * handful of values says little about what float32 allows). In group g,
  *     E_g = max |peer - ref|                   (PyTorch's float32 error there)
  *     F_g = TU_ULP_FLOOR * u * max |ref|       (a floor: a float32 sum cannot beat a few
  *                                               roundings of its largest term; u = 2^-24)
@@ -64,6 +66,7 @@ int tu_skip_without(const char *mod);
  * fails when q > K. */
 #define TU_PARITY_K 8.0
 #define TU_ULP_FLOOR 4.0
+#define TU_MIN_GROUP 16
 typedef struct {
     double q;        /* worst ratio (see above); NaN in ours gives INFINITY */
     size_t at;       /* where */

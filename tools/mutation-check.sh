@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 # name | file | perl substitution | program:case pairs that must fail (each run alone, TU_ONLY)
 MUTATIONS=(
   "bn-dx|src/ops/batchnorm_internal.h|s/\(dyc\[i\] - mdy - /(dyc[i] + mdy - /|test_parity_model:resnet18_cifar_gram test_ops_norm:test_torch_parity"
-  "conv-dx|src/ops/conv2d.c|s/(cblas_sgemm\(CblasRowMajor, CblasTrans, CblasNoTrans, CRS, GP, K,) 1\.0f/\1 -1.0f/g|test_conv_linear:test_torch_parity"
-  "linear-dw|src/ops/linear.c|s/(CblasTrans, CblasNoTrans, O, In, N,) 1\.0f/\1 -1.0f/|test_conv_linear:test_torch_parity test_eval:test_linear_vs_torch"
+  "conv-dx|src/ops/conv2d.c|s/(bt_sgemm\(BT_TRANS, BT_NOTRANS, CRS, GP, K,) 1\.0f/\1 -1.0f/g|test_conv_linear:test_torch_parity"
+  "linear-dw|src/ops/linear.c|s/(bt_sgemm\(BT_TRANS, BT_NOTRANS, O, In, N,) 1\.0f/\1 -1.0f/|test_conv_linear:test_torch_parity test_eval:test_linear_vs_torch"
   "loss-diag|src/train/bt_loss.inc|s/c\[i\] = 2 \* \(cii - 1\);/c[i] = 2 * (1 - cii);/|test_loss:test_torch_parity test_parity_model:resnet18_cifar_direct"
   "lars-wd|src/train/lars.c|s/float d = \(g\[i\] \+ wd \* p\[i\]\) \* q;/float d = (g[i] - wd * p[i]) * q;/|test_lars:test_lars_torch"
   "bn-beta|src/ops/batchnorm.c|s/b = beta \? beta\[c\] : 0\.0f;/b = beta ? -beta[c] : 0.0f;/|test_interop:export_cifar_into_reference_backbone test_parity_model:resnet50_bottleneck"
