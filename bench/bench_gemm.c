@@ -8,8 +8,10 @@
  * process (this program re-executed with --openblas-child and the variable set), one after
  * another, and reports its rates on stdout.
  * Rates are GFLOP/s (2 M N K / time) of the best of --reps timed calls after one warm-up: the
- * best, because other jobs share the machine and only slow calls down.
- * Usage: bench_gemm [--threads N] [--reps R] [--blocking MC,KC,NC] [--no-openblas]
+ * best, because other jobs share the machine and only slow calls down. The whole comparison
+ * (our paths, then each OpenBLAS core) is repeated --rounds times and each cell keeps its
+ * best, so a burst of load from a neighbour does not land on one column only.
+ * Usage: bench_gemm [--threads N] [--reps R] [--rounds N] [--blocking MC,KC,NC] [--no-openblas]
  *        [--shapes 1024|all]. BARLOW_ISA restricts our side to one path. */
 #include "barlow/cpu.h"
 #include "barlow/error.h"
@@ -95,10 +97,11 @@ static double rate(const shape *s, const bufs *b, int openblas, int threads, int
 }
 
 int main(int argc, char **argv) {
-    int threads = 2, reps = 7, openblas = 1, all = 1, child = 0;
+    int threads = 2, reps = 7, rounds = 3, openblas = 1, all = 1, child = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-openblas")) openblas = 0;
         else if (!strcmp(argv[i], "--openblas-child")) child = 1;
         else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) all = strcmp(argv[++i], "1024") != 0;
@@ -110,12 +113,13 @@ int main(int argc, char **argv) {
             }
             bt_gemm_set_blocking(mc, kc, nc);
         } else {
-            fprintf(stderr, "usage: bench_gemm [--threads N] [--reps R] [--blocking MC,KC,NC] "
-                            "[--no-openblas] [--shapes 1024|all]\n");
+            fprintf(stderr, "usage: bench_gemm [--threads N] [--reps R] [--rounds N] "
+                            "[--blocking MC,KC,NC] [--no-openblas] [--shapes 1024|all]\n");
             return 2;
         }
     }
     if (threads < 1) threads = 1;
+    if (rounds < 1) rounds = 1;
     const int nshapes = all ? NSHAPES : 1;
     bufs b = make_bufs();
     if (child) { /* one OpenBLAS core type: "rate" per shape on one line */
@@ -131,54 +135,63 @@ int main(int argc, char **argv) {
     }
     const bt_cpu_info *ci = bt_cpu();
     printf("cpu %s family %d model %d, L1d %zu KiB, L2 %zu KiB, L3 %zu KiB; %d thread(s); best "
-           "of %d\n", ci->vendor, ci->family, ci->model, ci->l1d >> 10, ci->l2 >> 10,
-           ci->l3 >> 10, threads, reps);
+           "of %d calls in each of %d rounds\n", ci->vendor, ci->family, ci->model,
+           ci->l1d >> 10, ci->l2 >> 10, ci->l3 >> 10, threads, reps, rounds);
     /* columns: our paths, then OpenBLAS cores */
     char names[8][48];
-    double r[8][64];
+    double r[8][64] = {{0}}, t[64];
     int ncol = 0;
     const bt_isa forced = bt_isa_current();
-    for (int p = BT_ISA_COUNT - 1; p >= 0; p--) {
-        if (!bt_isa_supported((bt_isa)p) || (env && *env && (bt_isa)p != forced)) continue;
-        bt_isa_set((bt_isa)p);
-        const bt_gemm_blocking bl = bt_gemm_blocking_for((bt_isa)p);
-        printf("barlow %s: kernel %s, MC %d KC %d NC %d\n", bt_isa_name((bt_isa)p),
-               bt_gemm_ukernel((bt_isa)p)->name, bl.mc, bl.kc, bl.nc);
-        snprintf(names[ncol], sizeof names[ncol], "barlow %s", bt_isa_name((bt_isa)p));
-        for (int i = 0; i < nshapes; i++) r[ncol][i] = rate(&shapes[i], &b, 0, threads, reps);
-        ncol++;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+        fprintf(stderr, "bench_gemm: cannot find my own executable\n");
+        return 1;
     }
-    bt_isa_set(forced);
-    if (openblas) {
-        const char *cores[3] = {"", ci->avx512 ? "SkylakeX" : NULL,
-                                ci->avx2_fma ? "Haswell" : NULL};
-        char exe[4096];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (n <= 0) {
-            fprintf(stderr, "bench_gemm: cannot find my own executable\n");
-            return 1;
-        }
-        exe[n] = 0;
-        for (int c = 0; c < 3 && ncol < 8; c++) {
-            if (!cores[c]) continue;
-            char cmd[8192];
-            snprintf(cmd, sizeof cmd, "%s%s%s '%s' --openblas-child --threads %d --reps %d%s",
-                     *cores[c] ? "OPENBLAS_CORETYPE=" : "env -u OPENBLAS_CORETYPE", cores[c],
-                     *cores[c] ? " " : " ", exe, threads, reps, all ? "" : " --shapes 1024");
-            FILE *f = popen(cmd, "r");
-            char core[64] = "";
-            int got = f && fscanf(f, "%63s", core) == 1;
-            for (int i = 0; got && i < nshapes; i++) got = fscanf(f, "%lf", &r[ncol][i]) == 1;
-            if (f) pclose(f);
-            if (!got) {
-                fprintf(stderr, "bench_gemm: OpenBLAS child (%s) failed\n", cmd);
-                continue;
+    exe[n] = 0;
+    for (int round = 0; round < rounds; round++) {
+        ncol = 0;
+        for (int p = BT_ISA_COUNT - 1; p >= 0; p--) {
+            if (!bt_isa_supported((bt_isa)p) || (env && *env && (bt_isa)p != forced)) continue;
+            bt_isa_set((bt_isa)p);
+            const bt_gemm_blocking bl = bt_gemm_blocking_for((bt_isa)p);
+            if (round == 0)
+                printf("barlow %s: kernel %s, MC %d KC %d NC %d\n", bt_isa_name((bt_isa)p),
+                       bt_gemm_ukernel((bt_isa)p)->name, bl.mc, bl.kc, bl.nc);
+            snprintf(names[ncol], sizeof names[ncol], "barlow %s", bt_isa_name((bt_isa)p));
+            for (int i = 0; i < nshapes; i++) {
+                const double g = rate(&shapes[i], &b, 0, threads, reps);
+                if (g > r[ncol][i]) r[ncol][i] = g;
             }
-            snprintf(names[ncol], sizeof names[ncol], "OpenBLAS %s%s", core,
-                     *cores[c] ? " (forced)" : " (detected)");
             ncol++;
         }
-    }
+        bt_isa_set(forced);
+        if (openblas) {
+            const char *cores[3] = {"", ci->avx512 ? "SkylakeX" : NULL,
+                                    ci->avx2_fma ? "Haswell" : NULL};
+            for (int c = 0; c < 3 && ncol < 8; c++) {
+                if (!cores[c]) continue;
+                char cmd[8192];
+                snprintf(cmd, sizeof cmd, "%s%s%s '%s' --openblas-child --threads %d --reps %d%s",
+                         *cores[c] ? "OPENBLAS_CORETYPE=" : "env -u OPENBLAS_CORETYPE", cores[c],
+                         *cores[c] ? " " : " ", exe, threads, reps, all ? "" : " --shapes 1024");
+                FILE *f = popen(cmd, "r");
+                char core[64] = "";
+                int got = f && fscanf(f, "%63s", core) == 1;
+                for (int i = 0; got && i < nshapes; i++) got = fscanf(f, "%lf", &t[i]) == 1;
+                if (f) pclose(f);
+                if (!got) {
+                    fprintf(stderr, "bench_gemm: OpenBLAS child (%s) failed\n", cmd);
+                    continue;
+                }
+                snprintf(names[ncol], sizeof names[ncol], "OpenBLAS %s%s", core,
+                         *cores[c] ? " (forced)" : " (detected)");
+                for (int i = 0; i < nshapes; i++)
+                    if (t[i] > r[ncol][i]) r[ncol][i] = t[i];
+                ncol++;
+            }
+        }
+    } /* rounds */
     printf("\nGFLOP/s\n%-44s %5s %5s %5s %2s", "shape (step use)", "M", "N", "K", "tt");
     for (int c = 0; c < ncol; c++) printf(" | %-26s", names[c]);
     printf("\n");

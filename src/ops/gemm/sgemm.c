@@ -49,11 +49,15 @@ bt_gemm_blocking bt_gemm_blocking_for(bt_isa isa) {
     const bt_ukernel *u = bt_gemm_ukernel(isa);
     const bt_cpu_info *ci = bt_cpu();
     bt_gemm_blocking b;
-    /* KC: the B panel (KC x NR) in about 5/8 of L1, the rest for the streaming A panels and
-     * C. MC: the A block (MC x KC) in half of L2. NC: the B block (KC x NC) in a quarter of
-     * L3, which the cores share. Multiples of 8 / MR / NR. */
-    b.kc = clampi(ci->l1d * 5 / 8 / (sizeof(float) * u->nr), 64, 1024) & ~7;
-    b.mc = clampi(ci->l2 / 2 / (sizeof(float) * b.kc), u->mr, 4096);
+    /* KC: the B panel (KC x NR) as large as L1 (it is read from L1 and L2 while the A panels
+     * stream). MC: the A block (MC x KC) in a quarter of L2, which it shares with the B
+     * panels passing through and, on a shared machine, with other jobs: half of L2 (MC 546
+     * on a 1 MiB L2) ran at 150-160 GFLOP/s at 1024^3 on the AVX-512 path under load where a
+     * quarter (MC 168, KC 384) ran at 210-220 in the same minutes (bench_gemm --blocking).
+     * NC: the B block (KC x NC) in a quarter of L3, which the cores share. Multiples of 8 /
+     * MR / NR. */
+    b.kc = clampi(ci->l1d / (sizeof(float) * u->nr), 64, 512) & ~7;
+    b.mc = clampi(ci->l2 / 4 / (sizeof(float) * b.kc), u->mr, 4096);
     b.mc -= b.mc % u->mr;
     b.nc = clampi(ci->l3 / 4 / (sizeof(float) * b.kc), u->nr, 8192);
     b.nc -= b.nc % u->nr;
