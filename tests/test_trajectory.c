@@ -36,7 +36,7 @@ static const struct {
     {"threads2-direct", "--threads 2 --loss-form direct"},
 };
 
-static char bin[1024], fixture[256], fingerprint_text[2048];
+static char bin[1024], fixture[256], fingerprint_text[8192];
 
 /* The compiler of this build and the CPU's feature flags, hashed (see the top). */
 static void fingerprint(void) {
@@ -54,8 +54,9 @@ static void fingerprint(void) {
     flags[strcspn(flags, "\n")] = 0;
     /* each kernel path has bits of its own: the one in use (BARLOW_ISA, which the test harness
      * and the barlow program both read, or the best one) */
-    snprintf(fingerprint_text, sizeof fingerprint_text, "%s | %s | isa %s", __VERSION__, flags,
-             bt_isa_name(bt_isa_current()));
+    snprintf(fingerprint_text, sizeof fingerprint_text, "%s | %s | isa %s%s", __VERSION__, flags,
+             bt_isa_name(bt_isa_current()),
+             TU_SANITIZED ? " | sanitizer build" : ""); /* -O1: its own bits */
     size_t n = strlen(fingerprint_text);
     while (n && fingerprint_text[n - 1] == '\n') fingerprint_text[--n] = 0;
     snprintf(fixture, sizeof fixture, "%s/%016llx.txt", FIXTURE_DIR,
