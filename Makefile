@@ -45,9 +45,11 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# Made afresh: `ar rcs` into an old archive keeps the members of deleted sources (a removed
+# src/train/step.c left its bt_train_grads in the library, which the linker then used).
 $(BUILD)/libbarlow.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/barlow: $(CLI_OBJ) $(BUILD)/libbarlow.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libbarlow.a $(LDLIBS)
