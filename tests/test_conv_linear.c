@@ -263,12 +263,13 @@ static int write_f32(const char *dir, const char *name, const float *a, size_t n
     return (fclose(f) == 0 && k == n) ? 0 : -1;
 }
 
-static int read_f32(const char *dir, const char *name, float *a, size_t n) {
+/* Reads exactly n values of `size` bytes from dir/name; 0, or -1 if missing, short or longer. */
+static int read_vals(const char *dir, const char *name, void *a, size_t size, size_t n) {
     char p[1100];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     FILE *f = fopen(p, "rb");
     if (!f) return -1;
-    size_t k = fread(a, 4, n, f);
+    size_t k = fread(a, size, n, f);
     int extra = fgetc(f) != EOF;
     fclose(f);
     return k == n && !extra ? 0 : -1;
@@ -281,17 +282,6 @@ static const char *case_dir(int i) {
     return dir;
 }
 
-static int read_f64(const char *dir, const char *name, double *a, size_t n) {
-    char p[1100];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "rb");
-    if (!f) return -1;
-    size_t k = fread(a, 8, n, f);
-    int extra = fgetc(f) != EOF;
-    fclose(f);
-    return k == n && !extra ? 0 : -1;
-}
-
 /* Judges our result against torch's float64 `name`64.bin by torch's own float32 error
  * (`name`.bin), tu_parity_check with groups g(i) = (i / inner) % ng; missing or short files
  * fail. Returns the ratio. */
@@ -301,7 +291,7 @@ static double cmp_file(const char *dir, const char *name, const float *ours, siz
     double *ref = tu_xcalloc(n, 8), q = 0;
     char n64[64], label[300];
     snprintf(n64, sizeof n64, "%.*s64.bin", (int)(strlen(name) - 4), name);
-    int rc = read_f32(dir, name, peer, n), rc64 = read_f64(dir, n64, ref, n);
+    int rc = read_vals(dir, name, peer, 4, n), rc64 = read_vals(dir, n64, ref, 8, n);
     CHECK(rc == 0 && rc64 == 0, "%s: could not read %s/%s and %s (%zu values)", what, dir, name,
           n64, n);
     if (rc == 0 && rc64 == 0) {
