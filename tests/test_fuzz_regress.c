@@ -51,22 +51,6 @@ static const char *fuzz_root(void) {
     return r ? r : "fuzz";
 }
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(len > 0 ? (size_t)len : 1);
-    if (b && len > 0 && fread(b, 1, (size_t)len, f) != (size_t)len) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = len > 0 ? (size_t)len : 0;
-    return b;
-}
-
 /* Sorted regular files of dir, NULL-terminated (NULL if the directory does not exist). */
 static char **list_dir(const char *dir, int *n) {
     *n = 0;
@@ -110,7 +94,7 @@ static void test_replay_all(void) {
                       targets[t].min_seeds);
             for (int i = 0; i < n; i++) {
                 size_t len;
-                uint8_t *b = slurp(files[i], &len);
+                uint8_t *b = (uint8_t *)tu_slurp(files[i], &len);
                 CHECK(b != NULL, "cannot read %s", files[i]);
                 if (!b) continue;
                 int rc = targets[t].fn(b, len);
@@ -143,7 +127,7 @@ static void test_seeds_valid(void) {
     files = list_dir(dir, &n);
     for (int i = 0; i < n; i++) {
         size_t len;
-        uint8_t *b = slurp(files[i], &len);
+        uint8_t *b = (uint8_t *)tu_slurp(files[i], &len);
         bt_image im = {0};
         int rc = b ? bt_decode_image(&im, b, len, files[i]) : -1;
         CHECK(rc == 0 && im.w >= 3 && im.w <= 9 && im.h >= 3 && im.h <= 9, "%s: rc %d %dx%d %s",
@@ -160,7 +144,7 @@ static void test_seeds_valid(void) {
         char tmp[600];
         snprintf(tmp, sizeof tmp, "%s/seed.tar", tu_tmpdir());
         size_t len;
-        uint8_t *b = slurp(files[i], &len);
+        uint8_t *b = (uint8_t *)tu_slurp(files[i], &len);
         FILE *o = fopen(tmp, "wb");
         CHECK(b && o && fwrite(b, 1, len, o) == len, "copy %s", files[i]);
         if (o) fclose(o);
@@ -186,7 +170,7 @@ static void test_seeds_valid(void) {
     /* CIFAR: three records without meta; the meta seed names three classes */
     snprintf(dir, sizeof dir, "%s/corpus/cifar/three_records.bin", fuzz_root());
     size_t len;
-    uint8_t *b = slurp(dir, &len);
+    uint8_t *b = (uint8_t *)tu_slurp(dir, &len);
     CHECK(b && len == 1 + 3 * 3073, "%s: %zu bytes", dir, len);
     if (b) {
         char d2[600];
@@ -205,7 +189,7 @@ static void test_seeds_valid(void) {
 
     /* args: the tiny command line parses and its model spec is valid */
     snprintf(dir, sizeof dir, "%s/corpus/args/tiny.txt", fuzz_root());
-    b = slurp(dir, &len);
+    b = (uint8_t *)tu_slurp(dir, &len);
     CHECK(b && len > 10 && memchr(b, 0, len), "%s", dir);
     if (b) {
         bt_model_cfg c;
@@ -225,7 +209,7 @@ static void test_crashes_refused(void) {
     CHECK(n >= 2, "%s: %d reproducers", dir, n);
     for (int i = 0; i < n; i++) {
         size_t len;
-        uint8_t *b = slurp(files[i], &len);
+        uint8_t *b = (uint8_t *)tu_slurp(files[i], &len);
         bt_image im = {0};
         int rc = b ? bt_decode_image(&im, b, len, "bomb") : 0;
         if (strstr(files[i], "oom-"))

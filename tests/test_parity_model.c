@@ -12,19 +12,6 @@
 #include <string.h>
 #include <sys/wait.h>
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc(n + 1);
-    if (fread(s, 1, n, f) != (size_t)n) n = 0;
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 /* The criterion (testutil.h, tu_parity_check): PyTorch computes every quantity twice from the
  * same float32 weights and inputs, in float64 (the reference) and in float32 (its own float32
  * error on these inputs). barlow's float32 result passes when, element by element,
@@ -223,7 +210,7 @@ static void parity(const char *arch, const char *proj, int N, int H, int steps, 
     g64 = open_in(dir, "grads_f64.safetensors"), g32 = open_in(dir, "grads_f32.safetensors");
     f64 = open_in(dir, "final_f64.safetensors"), f32 = open_in(dir, "final_f32.safetensors");
     snprintf(path, sizeof path, "%s/ref.json", dir);
-    js = slurp(path);
+    js = tu_slurp(path, NULL);
     ref = js ? cJSON_Parse(js) : NULL;
     CHECK(ref != NULL, "cannot read %s", path);
     const cJSON *r64 = cJSON_GetObjectItem(ref, "f64"), *r32 = cJSON_GetObjectItem(ref, "f32");

@@ -89,23 +89,6 @@ static const char *ckpt(const char *d) {
     return p;
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)sz + 1);
-    if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
-        free(b);
-        b = NULL;
-    }
-    if (b) b[sz] = 0;
-    *n = (size_t)sz;
-    fclose(f);
-    return b;
-}
-
 /* Metadata integer of a checkpoint (-1 if unreadable). */
 static long meta_long(const char *path, const char *key) {
     bt_st_file *f;
@@ -187,7 +170,7 @@ static void test_stats(void) {
     char path[1200];
     snprintf(path, sizeof path, "%s/stats.txt", dir("A"));
     size_t n;
-    char *s = slurp(path, &n);
+    char *s = tu_slurp(path, &n);
     CHECK(s != NULL, "no %s", path);
     if (!s) return;
     static const char *keys[] = {"epoch", "step", "lr_weights", "lr_biases", "loss", "time",
@@ -222,7 +205,7 @@ static void test_stats(void) {
 
 static int count_step_lines(const char *path, long *last_step) {
     size_t n;
-    char *s = slurp(path, &n);
+    char *s = tu_slurp(path, &n);
     if (!s) return 0;
     int c = 0;
     for (char *p = strstr(s, "\"step\":"); p; p = strstr(p + 1, "\"step\":")) {
@@ -275,7 +258,7 @@ static void test_sigterm(void) {
     CHECK(cs.epoch * 4L + cs.next_batch == cs.step, "epoch %d batch %ld step %ld", cs.epoch,
           cs.next_batch, cs.step);
     size_t n;
-    char *log = slurp(out, &n);
+    char *log = tu_slurp(out, &n);
     CHECK(log && strstr(log, ckpt(D)), "the checkpoint path was not printed: %s", log ? log : "");
     free(log);
     CHECK(run("", SMALL " --epochs 200 --checkpoint-dir '%s' --max-steps %ld", D, cs.step + 2) == 0,
@@ -328,7 +311,7 @@ static void test_refusals(void) {
     /* a checkpoint made with another configuration (run A of test_resume_exact) */
     const char *A = dir("A");
     size_t n0, n1;
-    char *before = slurp(ckpt(A), &n0);
+    char *before = tu_slurp(ckpt(A), &n0);
     snprintf(a, sizeof a, SMALL " --checkpoint-dir '%s' --max-steps 8 --arch resnet18-cifar:w=0.25", A);
     expect_refusal("other arch", "--arch", a);
     snprintf(a, sizeof a, SMALL " --checkpoint-dir '%s' --max-steps 8 --seed 3", A);
@@ -337,7 +320,7 @@ static void test_refusals(void) {
     expect_refusal("other lambd", "--lambd", a);
     snprintf(a, sizeof a, SMALL " --checkpoint-dir '%s' --max-steps 8 --lars-eta 0.02", A);
     expect_refusal("other lars-eta", "--lars-eta", a);
-    char *after = slurp(ckpt(A), &n1);
+    char *after = tu_slurp(ckpt(A), &n1);
     CHECK(before && after && n0 == n1 && !memcmp(before, after, n0), "a refused run changed the checkpoint");
 
     /* one flipped byte in the data area */
@@ -354,7 +337,7 @@ static void test_refusals(void) {
         expect_refusal("corrupted checkpoint", ckpt(X), a);
         CHECK(strstr(errtext, "checksum") != NULL, "not a checksum error: %s", errtext);
         free(after);
-        after = slurp(ckpt(X), &n1);
+        after = tu_slurp(ckpt(X), &n1);
         CHECK(after && n1 == n0 && !memcmp(before, after, n0), "the corrupted checkpoint was replaced");
     }
     free(before);
@@ -370,11 +353,11 @@ static void test_nan(void) {
     const char *N = dir("N");
     CHECK(run("", SMALL " --checkpoint-dir '%s' --max-steps 4", N) == 0, "%s", errtext);
     size_t n0, n1;
-    char *before = slurp(ckpt(N), &n0);
+    char *before = tu_slurp(ckpt(N), &n0);
     int rc = run("BARLOW_TEST_NAN_AT_STEP=5 ", SMALL " --checkpoint-dir '%s' --max-steps 8", N);
     CHECK(rc == 1, "exit %d", rc);
     CHECK(strstr(errtext, "step 5") && strstr(errtext, "non-finite"), "message: %s", errtext);
-    char *after = slurp(ckpt(N), &n1);
+    char *after = tu_slurp(ckpt(N), &n1);
     CHECK(before && after && n0 == n1 && !memcmp(before, after, n0), "the checkpoint changed");
     free(before);
     free(after);
@@ -396,7 +379,7 @@ static void test_knn_monitor(void) {
     char path[1200];
     snprintf(path, sizeof path, "%s/stats.txt", K);
     size_t n = 0;
-    char *txt = slurp(path, &n);
+    char *txt = tu_slurp(path, &n);
     CHECK(txt && strstr(txt, "\"knn_top1\"") && strstr(txt, "\"knn_top5\""), "no kNN line in %s", path);
     if (txt) {
         const char *p = strstr(txt, "\"knn_top1\":");
@@ -422,7 +405,7 @@ static void test_tensorboard(void) {
     snprintf(cmd, sizeof cmd, "%s tests/py/tb_tags.py '%s/tb' > '%s'", tu_python(), T, out);
     CHECK(system(cmd) == 0, "tensorboard reader failed: %s", cmd);
     size_t n = 0;
-    char *js = slurp(out, &n);
+    char *js = tu_slurp(out, &n);
     cJSON *j = js ? cJSON_Parse(js) : NULL;
     CHECK(j != NULL, "no JSON from the reader");
     if (j) {
@@ -505,7 +488,7 @@ static void test_loss_falls(void) {
     char path[1200];
     snprintf(path, sizeof path, "%s/stats.txt", L);
     size_t n;
-    char *s = slurp(path, &n);
+    char *s = tu_slurp(path, &n);
     double loss[64];
     int k = 0;
     for (char *p = s ? strstr(s, "\"loss\":") : NULL; p && k < 64; p = strstr(p + 1, "\"loss\":"))
@@ -534,7 +517,7 @@ static void test_isa_record(void) {
     int rc = run("BARLOW_ISA=generic ", SMALL " --max-steps 2 --checkpoint-dir '%s'", I);
     CHECK(rc == 0, "generic run: status %d: %s", rc, errtext);
     size_t n;
-    char *s = slurp(out, &n);
+    char *s = tu_slurp(out, &n);
     CHECK(s && strstr(s, "kernels: path generic"), "no path in the run header");
     free(s);
     bt_st_file *f;
@@ -546,7 +529,7 @@ static void test_isa_record(void) {
         bt_st_close(f);
     }
     snprintf(path, sizeof path, "%s/stats.txt", I);
-    s = slurp(path, &n);
+    s = tu_slurp(path, &n);
     int lines = 0;
     for (char *p = s ? strstr(s, "\"isa\":\"generic\"") : NULL; p; p = strstr(p + 1, "\"isa\":\"generic\""))
         lines++;
@@ -558,7 +541,7 @@ static void test_isa_record(void) {
     snprintf(best, sizeof best, "BARLOW_ISA=%s ", bt_isa_name(bt_isa_best()));
     rc = run(best, SMALL " --max-steps 3 --checkpoint-dir '%s'", I);
     CHECK(rc == 0, "resume: status %d: %s", rc, errtext);
-    s = slurp(out, &n);
+    s = tu_slurp(out, &n);
     if (bt_isa_best() != BT_ISA_GENERIC)
         CHECK(s && strstr(s, "note: resuming on kernel path") && strstr(s, "made on generic"),
               "no note on the path change: %s", s ? s : "");

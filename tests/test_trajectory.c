@@ -92,22 +92,6 @@ static int run_and_hash(int k, FILE *out) {
     return 0;
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b) b[n] = 0;
-    fclose(f);
-    return b;
-}
-
 static void test_trajectory_bit_identical(void) {
     const char *b = getenv("BARLOW_BIN"), *build = getenv("BUILD");
     if (b) snprintf(bin, sizeof bin, "%s", b);
@@ -140,7 +124,7 @@ static void test_trajectory_bit_identical(void) {
         if (regen) fprintf(stderr, "  wrote %s\n", fixture);
         return;
     }
-    char *want = slurp(fixture), *got = slurp(got_path);
+    char *want = tu_slurp(fixture, NULL), *got = tu_slurp(got_path, NULL);
     CHECK(want && got, "cannot read %s or %s", fixture, got_path);
     if (want && got) {
         char *w = want;

@@ -217,6 +217,23 @@ const char *tu_tmpdir(void) {
     return tu_tmp;
 }
 
+char *tu_slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = sz >= 0 ? malloc((size_t)sz + 1) : NULL;
+    if (b && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
+        free(b);
+        b = NULL;
+    }
+    if (b) b[sz] = 0;
+    if (n) *n = b ? (size_t)sz : 0;
+    fclose(f);
+    return b;
+}
+
 void *tu_xcalloc(size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size);
     if (!p) {

@@ -107,6 +107,9 @@ const char *tu_shared_data(void);
 const char *tu_python(void);
 /* A fresh temporary directory (mkdtemp under $TMPDIR or /tmp); removed by tu_finish. */
 const char *tu_tmpdir(void);
+/* The whole file at path, NUL-terminated (malloc'd; NULL if it cannot be read); *n (when not
+ * NULL) gets its length in bytes. */
+char *tu_slurp(const char *path, size_t *n);
 /* calloc that never returns NULL (a test without memory stops at once, exit status 2); n may
  * be 0. */
 void *tu_xcalloc(size_t n, size_t size);
