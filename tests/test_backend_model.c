@@ -31,6 +31,7 @@ static bt_backend *make_staged(const bt_backend *cpu) {
     staged.ops = &staged_ops;
     staged.cfg = cpu->cfg;
     staged.host_memory = 0; /* the model must copy */
+    staged.impl = cpu->impl; /* the CPU table's state (its arena) */
     return &staged;
 }
 

@@ -25,8 +25,9 @@
  *
  * Scratch. `scratch` returns backend memory of at least `bytes` bytes that stays valid until
  * the next call of scratch or of an op of the same backend (one arena per backend, grow-only,
- * so nothing is allocated after the first step). The CPU backend's arena is the one its ops
- * take through bt_scratch() (include/barlow/scratch.h). */
+ * so nothing is allocated after the first step). The CPU backend's arena is its own (not the
+ * process's default arena of include/barlow/scratch.h): its ops take their temporaries from
+ * it through the workspace forms of the ops (bt_conv2d_forward_ws and the like). */
 #ifndef BARLOW_BACKEND_H
 #define BARLOW_BACKEND_H
 #include <stddef.h>

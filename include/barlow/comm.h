@@ -21,9 +21,11 @@ struct bt_comm {
     int (*wait)(const bt_comm *c, void *req);
     /* Broadcast bytes from rank `root`. */
     int (*bcast)(const bt_comm *c, void *buf, size_t bytes, int root);
-    /* Ends every rank of the job with exit status `code` (never returns). Only the program
-     * calls it (the library returns errors); it is the way out that leaves no rank waiting. */
-    void (*abort)(const bt_comm *c, int code);
+    /* Asks the launcher to end every rank of the job with exit status `code`: the way out
+     * that leaves no rank waiting in a collective. Only the program calls it. The library
+     * never exits: on a working MPI the call does not come back, and where it does it returns
+     * an error (BT_EIO, bt_error() set) and the caller decides to exit. */
+    int (*abort)(const bt_comm *c, int code);
     void *impl;
 };
 

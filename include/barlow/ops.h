@@ -13,11 +13,16 @@
  *  - Each op has a plain reference implementation templated over float and double
  *    (suffixes _ref_f32 / _ref_f64, see ops_ref.h) used by tests: finite differences run on
  *    the f64 version; the optimised f32 version (no suffix) is compared against _ref_f32.
+ *  - Ops that need temporary memory have a workspace form (suffix _ws) taking the arena to
+ *    use (include/barlow/scratch.h): a backend passes its own. The plain form is the _ws form
+ *    over the process's default arena (bt_default_arena()), for tests and callers without a
+ *    backend.
  */
 #ifndef BARLOW_OPS_H
 #define BARLOW_OPS_H
 #include <stddef.h>
 #include <stdint.h>
+#include "barlow/scratch.h"
 
 /* ---- conv2d (no groups, no dilation) ---------------------------------------------------- */
 typedef struct {
@@ -38,6 +43,10 @@ int bt_conv2d_forward(float *out, const float *in, const float *w, const float *
  * (not computed: e.g. the first layer needs no input gradient). */
 int bt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *in,
                        const float *w, const bt_conv2d_desc *d);
+int bt_conv2d_forward_ws(bt_arena *ws, float *out, const float *in, const float *w,
+                         const float *b, const bt_conv2d_desc *d);
+int bt_conv2d_backward_ws(bt_arena *ws, float *dinp, float *dw, float *db, const float *dout,
+                          const float *in, const float *w, const bt_conv2d_desc *d);
 
 /* ---- batch norm (2-D: HW = H*W; 1-D: HW = 1) ------------------------------------------ */
 /* x, y (N, C, HW). gamma, beta (C) or NULL for affine=False. mean, rstd (C) are outputs that
@@ -68,6 +77,15 @@ int bt_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const flo
                                const float *x, const float *gamma, const float *mean,
                                const float *rstd, int N, int C, int HW, int training,
                                const struct bt_comm *comm);
+int bt_batchnorm_forward_sync_ws(bt_arena *ws, float *y, float *mean, float *rstd,
+                                 const float *x, const float *gamma, const float *beta,
+                                 float *running_mean, float *running_var, int N, int C, int HW,
+                                 int training, float momentum, float eps,
+                                 const struct bt_comm *comm);
+int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float *dbeta,
+                                  const float *dy, const float *x, const float *gamma,
+                                  const float *mean, const float *rstd, int N, int C, int HW,
+                                  int training, const struct bt_comm *comm);
 
 /* ---- elementwise ---------------------------------------------------------------------- */
 /* y = max(x, 0); y may equal x. */
@@ -107,6 +125,8 @@ void bt_linear_backward(float *dx, float *dw, float *db, const float *dy, const 
  * [0,K). probs receives the softmax for the backward. Returns BT_EINVAL on a bad label. */
 int bt_xent_forward(float *loss, float *probs, const float *logits, const int32_t *labels,
                     int N, int K);
+int bt_xent_forward_ws(bt_arena *ws, float *loss, float *probs, const float *logits,
+                       const int32_t *labels, int N, int K);
 /* dlogits (N,K) += dloss * (probs - onehot(labels)) / N. */
 void bt_xent_backward(float *dlogits, const float *probs, const int32_t *labels, float dloss,
                       int N, int K);

@@ -1,7 +1,9 @@
 /* The CPU backend: the backend table (include/barlow/backend.h) over the optimised float32
  * ops of src/ops and the loss and LARS of src/train. Host memory throughout, so the copies are
  * memcpy, `sync` has nothing to wait for, and no op needs a plan. Each entry calls exactly
- * the function the model called before the table existed: the numbers do not change. */
+ * the function the model called before the table existed, in its workspace form (_ws) over
+ * the backend's own arena: the numbers do not change, and no op of this backend touches the
+ * process's default arena. */
 #include "barlow/backend.h"
 #include "barlow/error.h"
 #include "barlow/scratch.h"
@@ -9,6 +11,13 @@
 #include <string.h>
 
 #include "ops/winograd_internal.h"
+
+/* The backend's own state: the arena its ops and `scratch` hand out (grow-only). */
+typedef struct {
+    bt_arena arena;
+} cpu_state;
+
+static bt_arena *arena_of(bt_backend *be) { return &((cpu_state *)be->impl)->arena; }
 
 /* ---- memory ---- */
 
@@ -34,12 +43,8 @@ static int cpu_sync(bt_backend *be) {
     (void)be;
     return BT_OK;
 }
-/* The arena bt_scratch() hands to the ops of src/ops: one per process, which is one per CPU
- * backend in use (ops never run while a caller holds it). */
-static void *cpu_scratch(bt_backend *be, size_t bytes) {
-    (void)be;
-    return bt_scratch(bytes);
-}
+/* The arena the ops of this backend take their temporaries from (so valid until the next op). */
+static void *cpu_scratch(bt_backend *be, size_t bytes) { return bt_arena_get(arena_of(be), bytes); }
 
 /* ---- plans: none on the CPU ---- */
 
@@ -58,14 +63,14 @@ static void cpu_plan_free(bt_backend *be, bt_plan *plan) {
 
 static int cpu_conv2d_forward(bt_backend *be, const bt_plan *pl, float *out, const float *in,
                               const float *w, const float *b, const bt_conv2d_desc *d) {
-    (void)be, (void)pl;
-    return bt_conv2d_forward(out, in, w, b, d);
+    (void)pl;
+    return bt_conv2d_forward_ws(arena_of(be), out, in, w, b, d);
 }
 static int cpu_conv2d_backward(bt_backend *be, const bt_plan *pl, float *dinp, float *dw,
                                float *db, const float *dout, const float *in, const float *w,
                                const bt_conv2d_desc *d) {
-    (void)be, (void)pl;
-    return bt_conv2d_backward(dinp, dw, db, dout, in, w, d);
+    (void)pl;
+    return bt_conv2d_backward_ws(arena_of(be), dinp, dw, db, dout, in, w, d);
 }
 static int cpu_bn_forward(bt_backend *be, const bt_plan *pl, float *y, float *mean, float *rstd,
                           const float *x, const float *gamma, const float *beta, float *rm,
@@ -88,17 +93,17 @@ static int cpu_bn_forward_sync(bt_backend *be, const bt_plan *pl, float *y, floa
                                const float *beta, float *rm, float *rv, int N, int C, int HW,
                                int training, float momentum, float eps,
                                const struct bt_comm *comm) {
-    (void)be, (void)pl;
-    return bt_batchnorm_forward_sync(y, mean, rstd, x, gamma, beta, rm, rv, N, C, HW, training,
-                                     momentum, eps, comm);
+    (void)pl;
+    return bt_batchnorm_forward_sync_ws(arena_of(be), y, mean, rstd, x, gamma, beta, rm, rv, N,
+                                        C, HW, training, momentum, eps, comm);
 }
 static int cpu_bn_backward_sync(bt_backend *be, const bt_plan *pl, float *dx, float *dgamma,
                                 float *dbeta, const float *dy, const float *x,
                                 const float *gamma, const float *mean, const float *rstd, int N,
                                 int C, int HW, int training, const struct bt_comm *comm) {
-    (void)be, (void)pl;
-    return bt_batchnorm_backward_sync(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, N, C, HW,
-                                      training, comm);
+    (void)pl;
+    return bt_batchnorm_backward_sync_ws(arena_of(be), dx, dgamma, dbeta, dy, x, gamma, mean,
+                                         rstd, N, C, HW, training, comm);
 }
 static int cpu_relu_forward(bt_backend *be, float *y, const float *x, size_t n) {
     (void)be;
@@ -165,8 +170,7 @@ static int cpu_linear_backward(bt_backend *be, const bt_plan *pl, float *dx, flo
 }
 static int cpu_xent_forward(bt_backend *be, float *loss, float *probs, const float *logits,
                             const int32_t *labels, int N, int K) {
-    (void)be;
-    return bt_xent_forward(loss, probs, logits, labels, N, K);
+    return bt_xent_forward_ws(arena_of(be), loss, probs, logits, labels, N, K);
 }
 static int cpu_xent_backward(bt_backend *be, float *dlogits, const float *probs,
                              const int32_t *labels, float dloss, int N, int K) {
@@ -177,14 +181,13 @@ static int cpu_xent_backward(bt_backend *be, float *dlogits, const float *probs,
 static int cpu_bt_loss(bt_backend *be, bt_loss_result *res, float *dz1, float *dz2,
                        const float *z1, const float *z2, int N, int D, float lambda, int form,
                        float *rm, float *rv) {
-    (void)be;
-    return bt_bt_loss(res, dz1, dz2, z1, z2, N, D, lambda, form, rm, rv);
+    return bt_bt_loss_ws(arena_of(be), res, dz1, dz2, z1, z2, N, D, lambda, form, rm, rv);
 }
 static int cpu_bt_loss_sync(bt_backend *be, bt_loss_result *res, float *dz1, float *dz2,
                             const float *z1, const float *z2, int N, int D, float lambda,
                             int form, float *rm, float *rv, const struct bt_comm *comm) {
-    (void)be;
-    return bt_bt_loss_sync(res, dz1, dz2, z1, z2, N, D, lambda, form, rm, rv, comm);
+    return bt_bt_loss_sync_ws(arena_of(be), res, dz1, dz2, z1, z2, N, D, lambda, form, rm, rv,
+                              comm);
 }
 static int cpu_lars_step(bt_backend *be, float *params, const float *grads, float *mom,
                          const bt_tensor_table *tab, const bt_lars_cfg *cfg) {
@@ -193,7 +196,12 @@ static int cpu_lars_step(bt_backend *be, float *params, const float *grads, floa
     return BT_OK;
 }
 
-static void cpu_destroy(bt_backend *be) { free(be); }
+static void cpu_destroy(bt_backend *be) {
+    cpu_state *st = be->impl;
+    if (st) bt_arena_release(&st->arena);
+    free(st);
+    free(be);
+}
 
 static const bt_backend_ops cpu_ops = {
     .name = "cpu",
@@ -251,13 +259,20 @@ int bt_backend_cpu_settings(const bt_backend_cfg *c) {
 int bt_backend_cpu_new(bt_backend **out, const bt_backend_cfg *cfg) {
     *out = NULL;
     bt_backend *be = calloc(1, sizeof *be);
-    if (!be) return bt_fail(BT_ENOMEM, "out of memory");
+    cpu_state *st = calloc(1, sizeof *st);
+    if (!be || !st) {
+        free(be);
+        free(st);
+        return bt_fail(BT_ENOMEM, "out of memory");
+    }
+    be->impl = st;
     be->ops = &cpu_ops;
     be->host_memory = 1;
     if (cfg) be->cfg = *cfg;
     else bt_backend_cfg_default(&be->cfg);
     int rc = bt_backend_cpu_settings(&be->cfg);
     if (rc != BT_OK) {
+        free(st);
         free(be);
         return rc;
     }

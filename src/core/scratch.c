@@ -1,27 +1,33 @@
-/* Grow-only scratch arena and the thread-count setting shared by all ops. */
+/* Grow-only scratch arenas, the default arena of the plain op functions, and the thread-count
+ * setting shared by all ops. */
 #include "barlow/scratch.h"
 #include "barlow/error.h"
 #include <omp.h>
 
-static void *bt_scratch_buf;
-static size_t bt_scratch_size;
+static bt_arena bt_default;
 static int bt_nthreads;
 
-void *bt_scratch(size_t bytes) {
-    if (bytes <= bt_scratch_size) return bt_scratch_buf;
-    void *p = bt_alloc(bytes);
+void *bt_arena_get(bt_arena *a, size_t bytes) {
+    if (bytes <= a->size && a->buf) return a->buf;
+    void *p = bt_alloc(bytes ? bytes : 64);
     if (!p) return NULL;
-    bt_free(bt_scratch_buf);
-    bt_scratch_buf = p;
-    bt_scratch_size = bytes;
+    bt_free(a->buf);
+    a->buf = p;
+    a->size = bytes;
     return p;
 }
 
-void bt_scratch_release(void) {
-    bt_free(bt_scratch_buf);
-    bt_scratch_buf = NULL;
-    bt_scratch_size = 0;
+void bt_arena_release(bt_arena *a) {
+    bt_free(a->buf);
+    a->buf = NULL;
+    a->size = 0;
 }
+
+bt_arena *bt_default_arena(void) { return &bt_default; }
+
+void *bt_scratch(size_t bytes) { return bt_arena_get(&bt_default, bytes); }
+
+void bt_scratch_release(void) { bt_arena_release(&bt_default); }
 
 void bt_set_threads(int n) {
     if (n < 1) n = 1;

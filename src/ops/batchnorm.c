@@ -47,19 +47,7 @@ int bt_batchnorm_forward(float *y, float *mean, float *rstd, const float *x, con
             m = running_mean[c];
             r = 1.0 / sqrt((double)running_var[c] + eps);
         }
-        mean[c] = (float)m;
-        rstd[c] = (float)r;
-        /* The mean split as hi + lo floats: x - hi is exact when x is near the mean
-         * (Sterbenz), so (x - hi) - lo keeps xhat accurate even when |mean| >> std, at float
-         * cost; the folded x*a + (b - mean*a) would cancel there. */
-        const float mhi = (float)m, mlo = (float)(m - mhi);
-        const float a = (float)(r * (gamma ? gamma[c] : 1.0f)), b = beta ? beta[c] : 0.0f;
-        for (int n = 0; n < N; n++) {
-            const float *xc = x + n * cs + (size_t)c * HW;
-            float *yc = y + n * cs + (size_t)c * HW;
-#pragma omp simd
-            for (int i = 0; i < HW; i++) yc[i] = ((xc[i] - mhi) - mlo) * a + b;
-        }
+        bn_channel_normalize(y, mean, rstd, x, gamma, beta, m, r, c, N, C, HW);
     }
     return BT_OK;
 }

@@ -35,12 +35,21 @@ int bt_batchnorm_forward_sync(float *y, float *mean, float *rstd, const float *x
                               const float *gamma, const float *beta, float *running_mean,
                               float *running_var, int N, int C, int HW, int training,
                               float momentum, float eps, const bt_comm *comm) {
+    return bt_batchnorm_forward_sync_ws(bt_default_arena(), y, mean, rstd, x, gamma, beta,
+                                        running_mean, running_var, N, C, HW, training, momentum,
+                                        eps, comm);
+}
+
+int bt_batchnorm_forward_sync_ws(bt_arena *ws, float *y, float *mean, float *rstd,
+                                 const float *x, const float *gamma, const float *beta,
+                                 float *running_mean, float *running_var, int N, int C, int HW,
+                                 int training, float momentum, float eps, const bt_comm *comm) {
     if (!training || bt_comm_world(comm) == 1)
         return bt_batchnorm_forward(y, mean, rstd, x, gamma, beta, running_mean, running_var, N,
                                     C, HW, training, momentum, eps);
     if (N < 1 || C < 1 || HW < 1) return bt_fail(BT_EINVAL, "batchnorm: bad sizes N=%d C=%d HW=%d", N, C, HW);
     /* buf: sums (C) + count, then the means (C), then squared deviations (C). */
-    double *buf = bt_scratch((3 * (size_t)C + 1) * sizeof(double));
+    double *buf = bt_arena_get(ws, (3 * (size_t)C + 1) * sizeof(double));
     if (!buf) return BT_ENOMEM;
     double *s = buf, *m = buf + C + 1, *q = m + C;
     channel_sums(s, x, NULL, N, C, HW);
@@ -53,7 +62,6 @@ int bt_batchnorm_forward_sync(float *y, float *mean, float *rstd, const float *x
     for (int c = 0; c < C; c++) m[c] = s[c] / cnt;
     channel_sums(q, x, m, N, C, HW);
     if ((rc = comm->allreduce_f64(comm, q, (size_t)C))) return rc;
-    const size_t cs = (size_t)C * HW;
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
         double r = 1.0 / sqrt(q[c] / cnt + eps);
@@ -61,16 +69,7 @@ int bt_batchnorm_forward_sync(float *y, float *mean, float *rstd, const float *x
             running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m[c]);
             running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * (q[c] / (cnt - 1)));
         }
-        mean[c] = (float)m[c];
-        rstd[c] = (float)r;
-        const float mhi = (float)m[c], mlo = (float)(m[c] - mhi);
-        const float a = (float)(r * (gamma ? gamma[c] : 1.0f)), b = beta ? beta[c] : 0.0f;
-        for (int n = 0; n < N; n++) {
-            const float *xc = x + n * cs + (size_t)c * HW;
-            float *yc = y + n * cs + (size_t)c * HW;
-#pragma omp simd
-            for (int i = 0; i < HW; i++) yc[i] = ((xc[i] - mhi) - mlo) * a + b;
-        }
+        bn_channel_normalize(y, mean, rstd, x, gamma, beta, m[c], r, c, N, C, HW);
     }
     return BT_OK;
 }
@@ -79,11 +78,19 @@ int bt_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const flo
                                const float *x, const float *gamma, const float *mean,
                                const float *rstd, int N, int C, int HW, int training,
                                const bt_comm *comm) {
+    return bt_batchnorm_backward_sync_ws(bt_default_arena(), dx, dgamma, dbeta, dy, x, gamma,
+                                         mean, rstd, N, C, HW, training, comm);
+}
+
+int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float *dbeta,
+                                  const float *dy, const float *x, const float *gamma,
+                                  const float *mean, const float *rstd, int N, int C, int HW,
+                                  int training, const bt_comm *comm) {
     if (!training || bt_comm_world(comm) == 1) {
         bt_batchnorm_backward(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, N, C, HW, training);
         return BT_OK;
     }
-    double *g = bt_scratch((2 * (size_t)C + 1) * sizeof(double));
+    double *g = bt_arena_get(ws, (2 * (size_t)C + 1) * sizeof(double));
     if (!g) return BT_ENOMEM;
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {

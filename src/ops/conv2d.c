@@ -5,7 +5,7 @@
  * unrolled side by side into one column matrix (CRS, G*P) and handled by one GEMM; large maps
  * use G = 1, where the output and dout rows of an image are used in place.
  * With more than one group and thread, groups are spread over OpenMP threads, each with its
- * own buffers from the scratch arena and single-threaded GEMMs (bt_sgemm runs serially inside
+ * own buffers from the workspace arena and single-threaded GEMMs (bt_sgemm runs serially inside
  * a parallel region). With a single group the loop runs outside any parallel region, so
  * bt_sgemm itself uses every thread. The weight gradient is summed into per-thread partials that are
  * reduced at the end, in a fixed order: for a given thread count results are reproducible.
@@ -192,10 +192,15 @@ static void forward_group(float *out, const float *in, const float *w, const flo
 
 int bt_conv2d_forward(float *out, const float *in, const float *w, const float *b,
                       const bt_conv2d_desc *d) {
+    return bt_conv2d_forward_ws(bt_default_arena(), out, in, w, b, d);
+}
+
+int bt_conv2d_forward_ws(bt_arena *ws, float *out, const float *in, const float *w,
+                         const float *b, const bt_conv2d_desc *d) {
     int rc = check_desc(d);
     if (rc) return rc;
     if (!out || !in || !w) return bt_fail(BT_EINVAL, "conv2d_forward: NULL buffer");
-    if (bt_wino_applicable(d) && bt_wino_enabled()) return bt_wino_forward(out, in, w, b, d);
+    if (bt_wino_applicable(d) && bt_wino_enabled()) return bt_wino_forward_ws(ws, out, in, w, b, d);
     const int N = d->N, P = d->OH * d->OW, CRS = d->C * d->R * d->S;
     int nt = bt_threads();
     const int G = group_size(d, nt);
@@ -204,7 +209,7 @@ int bt_conv2d_forward(float *out, const float *in, const float *w, const float *
     /* A single pointwise image needs no columns; at least 16 floats keep scr non-NULL. */
     const size_t col_n = G == 1 && is_pointwise(d) ? 16 : round16((size_t)CRS * G * P);
     const size_t tmp_n = G > 1 ? round16((size_t)d->K * G * P) : 0;
-    float *scr = bt_scratch(sizeof(float) * (col_n + tmp_n) * nt);
+    float *scr = bt_arena_get(ws, sizeof(float) * (col_n + tmp_n) * nt);
     if (!scr) return BT_ENOMEM;
     if (nt == 1) {
         for (int n0 = 0; n0 < N; n0 += G)
@@ -260,6 +265,11 @@ static void backward_group(float *dinp, float *dwp, const float *dout, const flo
 
 int bt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *in,
                        const float *w, const bt_conv2d_desc *d) {
+    return bt_conv2d_backward_ws(bt_default_arena(), dinp, dw, db, dout, in, w, d);
+}
+
+int bt_conv2d_backward_ws(bt_arena *ws, float *dinp, float *dw, float *db, const float *dout,
+                          const float *in, const float *w, const bt_conv2d_desc *d) {
     int rc = check_desc(d);
     if (rc) return rc;
     if (!dout || (dw && !in) || (dinp && !w))
@@ -278,8 +288,8 @@ int bt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, con
         }
     }
     if (bt_wino_applicable(d) && bt_wino_enabled()) {
-        if (dinp) rc = bt_wino_backward_data(dinp, dout, w, d);
-        if (!rc && dw) rc = bt_wino_backward_weights(dw, dout, in, d);
+        if (dinp) rc = bt_wino_backward_data_ws(ws, dinp, dout, w, d);
+        if (!rc && dw) rc = bt_wino_backward_weights_ws(ws, dw, dout, in, d);
         return rc;
     }
     if (!dinp && !dw) return BT_OK;
@@ -290,7 +300,7 @@ int bt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, con
     const size_t tmp_n = G > 1 ? round16((size_t)K * G * P) : 0;
     const size_t dw_n = nt > 1 && dw ? round16((size_t)K * CRS) : 0;
     const size_t per = col_n + tmp_n + dw_n;
-    float *scr = bt_scratch(sizeof(float) * per * nt);
+    float *scr = bt_arena_get(ws, sizeof(float) * per * nt);
     if (!scr) return BT_ENOMEM;
     if (nt == 1) {
         for (int n0 = 0; n0 < N; n0 += G)

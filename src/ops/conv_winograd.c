@@ -515,8 +515,9 @@ static int plan_chunks(wino_plan *pl, size_t tmax, int nt, size_t *T, int *xrows
 }
 
 /* dst (N, Ko, H, W) = (or +=) the Winograd conv of src (N, Ci, H, W) with w. */
-static int wino_run(float *dst, const float *src, const float *w, const float *bias, int N,
-                    int Ci, int Ko, int H, int W, int flip, int acc, int m) {
+static int wino_run(bt_arena *ws, float *dst, const float *src, const float *w,
+                    const float *bias, int N, int Ci, int Ko, int H, int W, int flip, int acc,
+                    int m) {
     wino_plan pl = {.N = N, .Ci = Ci, .Ko = Ko, .Cp = (int)round8(Ci), .Kp = (int)round8(Ko),
                     .H = H, .W = W, .TH = (H + m - 1) / m, .TW = (W + m - 1) / m, .m = m,
                     .np = (m + 2) * (m + 2), .src = src, .dst = dst, .bias = bias, .acc = acc,
@@ -533,8 +534,8 @@ static int wino_run(float *dst, const float *src, const float *w, const float *b
     const size_t xm_n = plane_stride(np * mp > x_n ? np * mp : x_n), v_n = np * vp;
     pl.up = plane_stride((size_t)pl.Cp * pl.Kp);
     if (nt > nchunks) nt = nchunks;
-    float *scr = bt_scratch(sizeof(float) * (np * pl.up + plane_stride(pl.Cp) +
-                                             (size_t)nt * (v_n + xm_n)));
+    float *scr = bt_arena_get(ws, sizeof(float) * (np * pl.up + plane_stride(pl.Cp) +
+                                                  (size_t)nt * (v_n + xm_n)));
     if (!scr) return BT_ENOMEM;
     float *U = scr, *zero = U + np * pl.up, *bufs = zero + plane_stride(pl.Cp);
     memset(zero, 0, sizeof(float) * pl.Cp);
@@ -679,6 +680,11 @@ static void fold_weight_grad(float *dw, const float *dU, size_t up, size_t per, 
 
 int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
                              const bt_conv2d_desc *d) {
+    return bt_wino_backward_weights_ws(bt_default_arena(), dw, dout, in, d);
+}
+
+int bt_wino_backward_weights_ws(bt_arena *ws, float *dw, const float *dout, const float *in,
+                                const bt_conv2d_desc *d) {
     int rc = wino_check(d, "wino_backward_weights");
     if (rc) return rc;
     if (!dw || !dout || !in) return bt_fail(BT_EINVAL, "wino_backward_weights: NULL buffer");
@@ -702,7 +708,7 @@ int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
     pl.up = plane_stride((size_t)pl.Cp * pl.Kp);
     const size_t per = 16 * pl.up + 16 * vp + 16 * dp + x_n; /* one thread's buffers */
     if (nt > nchunks) nt = nchunks;
-    float *scr = bt_scratch(sizeof(float) * (plane_stride(cmax) + (size_t)nt * per));
+    float *scr = bt_arena_get(ws, sizeof(float) * (plane_stride(cmax) + (size_t)nt * per));
     if (!scr) return BT_ENOMEM;
     float *zero = scr, *bufs = zero + plane_stride(cmax);
     memset(zero, 0, sizeof(float) * cmax);
@@ -735,16 +741,26 @@ static int tile_for(const bt_conv2d_desc *d) {
 
 int bt_wino_forward(float *out, const float *in, const float *w, const float *b,
                     const bt_conv2d_desc *d) {
+    return bt_wino_forward_ws(bt_default_arena(), out, in, w, b, d);
+}
+
+int bt_wino_forward_ws(bt_arena *ws, float *out, const float *in, const float *w,
+                       const float *b, const bt_conv2d_desc *d) {
     int rc = wino_check(d, "wino_forward");
     if (rc) return rc;
     if (!out || !in || !w) return bt_fail(BT_EINVAL, "wino_forward: NULL buffer");
-    return wino_run(out, in, w, b, d->N, d->C, d->K, d->H, d->W, 0, 0, tile_for(d));
+    return wino_run(ws, out, in, w, b, d->N, d->C, d->K, d->H, d->W, 0, 0, tile_for(d));
 }
 
 int bt_wino_backward_data(float *dinp, const float *dout, const float *w,
                           const bt_conv2d_desc *d) {
+    return bt_wino_backward_data_ws(bt_default_arena(), dinp, dout, w, d);
+}
+
+int bt_wino_backward_data_ws(bt_arena *ws, float *dinp, const float *dout, const float *w,
+                             const bt_conv2d_desc *d) {
     int rc = wino_check(d, "wino_backward_data");
     if (rc) return rc;
     if (!dinp || !dout || !w) return bt_fail(BT_EINVAL, "wino_backward_data: NULL buffer");
-    return wino_run(dinp, dout, w, NULL, d->N, d->K, d->C, d->H, d->W, 1, 1, tile_for(d));
+    return wino_run(ws, dinp, dout, w, NULL, d->N, d->K, d->C, d->H, d->W, 1, 1, tile_for(d));
 }

@@ -43,5 +43,12 @@ int bt_wino_backward_data(float *dinp, const float *dout, const float *w,
  * in (N,C,H,W) given dout (N,K,H,W). Accumulates. Reproducible for a given thread count. */
 int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
                              const bt_conv2d_desc *d);
+/* The three above with an explicit workspace (the plain forms use bt_default_arena()). */
+int bt_wino_forward_ws(bt_arena *ws, float *out, const float *in, const float *w,
+                       const float *b, const bt_conv2d_desc *d);
+int bt_wino_backward_data_ws(bt_arena *ws, float *dinp, const float *dout, const float *w,
+                             const bt_conv2d_desc *d);
+int bt_wino_backward_weights_ws(bt_arena *ws, float *dw, const float *dout, const float *in,
+                                const bt_conv2d_desc *d);
 
 #endif

@@ -1,6 +1,6 @@
 /* Softmax cross-entropy (PyTorch's F.cross_entropy with mean reduction), optimised float32
  * version, used by the linear-evaluation head. Rows are split across OpenMP threads; each
- * row's loss goes to a scratch slot and the slots are summed in order on one thread, so the
+ * row's loss goes to a slot of the workspace and the slots are summed in order on one thread, so the
  * loss does not depend on the thread count. */
 #include "barlow/ops.h"
 #include "barlow/scratch.h"
@@ -10,9 +10,14 @@
 /* logits, probs (N,K); labels (N). */
 int bt_xent_forward(float *loss, float *probs, const float *logits, const int32_t *labels,
                     int N, int K) {
+    return bt_xent_forward_ws(bt_default_arena(), loss, probs, logits, labels, N, K);
+}
+
+int bt_xent_forward_ws(bt_arena *ws, float *loss, float *probs, const float *logits,
+                       const int32_t *labels, int N, int K) {
     int err = bt_xent_check(labels, N, K);
     if (err) return err;
-    double *row = bt_scratch((size_t)N * sizeof(double)); /* (N) per-row losses */
+    double *row = bt_arena_get(ws, (size_t)N * sizeof(double)); /* (N) per-row losses */
     if (!row) return BT_ENOMEM;
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int n = 0; n < N; n++) {
