@@ -538,11 +538,19 @@ typedef struct {
     long nb;
 } pt_pos;
 
+/* Ends every rank of a multi-rank job with status `code` (the program's decision: the
+ * communicator's abort returns only when MPI could not do it, and then we exit with `code`
+ * on our own). */
+static void end_job(int code) {
+    if (bt_comm_world(bt_cli_comm) > 1 && bt_cli_comm->abort(bt_cli_comm, code) != BT_OK)
+        fprintf(stderr, "%s: %s\n", PT, bt_error());
+}
+
 /* A library error while training: said on one line; the other ranks are ended with us. */
 static int failed(pt_run *r) {
     end_live(r);
     fprintf(stderr, "%s: %s\n", PT, bt_error());
-    if (bt_comm_world(bt_cli_comm) > 1) bt_cli_comm->abort(bt_cli_comm, 1);
+    end_job(1);
     return 1;
 }
 
@@ -573,7 +581,8 @@ static int begin(pt_run *r, const char *data, int *threads) {
         if (comm->bcast(comm, &root, sizeof root, 0) != BT_OK || root != mine) {
             fprintf(stderr, "%s: rank %d: configuration differs from rank 0's (%s); every rank "
                     "must get the same options\n", PT, rank, r->config_text);
-            comm->abort(comm, 2);
+            end_job(2);
+            return 2;
         }
     }
     /* The kernels' path goes into the stored configuration (after the ranks' comparison:
@@ -873,6 +882,6 @@ int bt_cmd_pretrain(int argc, char **argv) {
     int status = run(&r, argc, argv);
     free_run(&r);
     /* A rank that fails ends the whole job, so no other rank waits forever in a collective. */
-    if (status != 0 && bt_comm_world(bt_cli_comm) > 1) bt_cli_comm->abort(bt_cli_comm, status);
+    if (status != 0) end_job(status);
     return status;
 }

@@ -66,12 +66,13 @@ static int bc(const bt_comm *c, void *b, size_t bytes, int root) {
     if (bytes > (size_t)1 << 30) return bt_fail(BT_EINVAL, "broadcast of %zu bytes too large", bytes);
     return check(MPI_Bcast(b, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD), "broadcast");
 }
-static void ab(const bt_comm *c, int code) {
+static int ab(const bt_comm *c, int code) {
     (void)c;
     fflush(stdout);
     fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, code);
-    exit(code);
+    int rc = MPI_Abort(MPI_COMM_WORLD, code);
+    if (rc != MPI_SUCCESS) return check(rc, "abort");
+    return bt_fail(BT_EIO, "MPI_Abort(%d) returned", code);
 }
 
 int bt_comm_open(bt_comm **out, int *argc, char ***argv, int launched, int launched_world) {
