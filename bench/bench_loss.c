@@ -52,8 +52,8 @@ static double time_loss(int N, int D, int form, int reps, const float *z1, const
     for (int r = 0; r <= reps; r++) {
         bt_loss_result res;
         double t = now();
-        if (bt_bt_loss(&res, dz1, dz2, z1, z2, N, D, 0.0051f, form, rm, rv) != BT_OK) {
-            fprintf(stderr, "bt_bt_loss: %s\n", bt_error());
+        if (bt_twins_loss(&res, dz1, dz2, z1, z2, N, D, 0.0051f, form, rm, rv) != BT_OK) {
+            fprintf(stderr, "bt_twins_loss: %s\n", bt_error());
             exit(1);
         }
         t = now() - t;

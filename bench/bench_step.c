@@ -129,11 +129,11 @@ static void count_model(flop_count *f, const bt_model_cfg *c, int H, int W) {
     }
 }
 
-/* FLOPs of the loss's matrix products for the form bt_bt_loss picks. DIRECT: c = A^T B and the
+/* FLOPs of the loss's matrix products for the form bt_twins_loss picks. DIRECT: c = A^T B and the
  * two (N,D)x(D,D) products of its backward. GRAM: two SYRKs (upper triangle only) and two
  * (N,N)x(N,D) products. */
 static double loss_flops(int N, int D) {
-    if (bt_bt_loss_choose(N, D) == BT_LOSS_DIRECT) return 2.0 * 3.0 * N * (double)D * D;
+    if (bt_twins_loss_choose(N, D) == BT_LOSS_DIRECT) return 2.0 * 3.0 * N * (double)D * D;
     return 2.0 * ((double)N * (N + 1) * D + 2.0 * N * (double)N * D);
 }
 
@@ -358,7 +358,7 @@ int main(int argc, char **argv) {
            "step(s)\n", o.arch, o.projector, o.batch, o.size, o.size, o.threads, o.warmup, o.iters);
     printf("nominal step work: %.1f GFLOP (forward %.4g GMAC/image conv + %.4g GMAC/sample "
            "linear, x2 views x3 fwd+bwd, loss %s %.2f GFLOP)\n", flops / 1e9, fc.conv_mac / 1e9,
-           fc.lin_mac / 1e9, bt_bt_loss_choose(o.batch, cfg.proj[cfg.nproj - 1]) == BT_LOSS_GRAM ? "gram" : "direct",
+           fc.lin_mac / 1e9, bt_twins_loss_choose(o.batch, cfg.proj[cfg.nproj - 1]) == BT_LOSS_GRAM ? "gram" : "direct",
            loss_flops(o.batch, cfg.proj[cfg.nproj - 1]) / 1e9);
     fflush(stdout);
 

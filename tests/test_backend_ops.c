@@ -617,7 +617,7 @@ static void loss_case(tu_rng *r, int N, int D_, int form, int sync) {
                                      D(&rm), D(&rv));
     CHECK(rc == BT_OK, "%s: %s", op, bt_error());
     double *t1 = tu_xcalloc(nd, 8), *t2 = tu_xcalloc(nd, 8);
-    CHECK(bt_bt_loss_f64(&ref, t1, t2, z1d, z2d, N, D_, lambda, form) == BT_OK, "ref");
+    CHECK(bt_twins_loss_f64(&ref, t1, t2, z1d, z2d, N, D_, lambda, form) == BT_OK, "ref");
     /* The loss adds (c_ii - 1)^2 and lambda c_ij^2, where each c_ij sums N products of
      * normalised entries (|.| <= sqrt(N), so sum|products| <= N... over N: <= 1): an error of
      * (N + c) u per c_ij, doubled by the square, over terms whose sum is at most
@@ -626,7 +626,7 @@ static void loss_case(tu_rng *r, int N, int D_, int form, int sync) {
     double tol = 2 * K * U * (ref.on_diag + lambda * ref.off_diag + D_);
     CHECK(fabs(res.loss - ref.loss) <= tol, "%s: loss %.9g, reference %.9g (tol %.3g)", bname,
           res.loss, ref.loss, tol);
-    CHECK(res.form_used == (form == BT_LOSS_AUTO ? bt_bt_loss_choose(N, D_) : form), "%s form_used %d",
+    CHECK(res.form_used == (form == BT_LOSS_AUTO ? bt_twins_loss_choose(N, D_) : form), "%s form_used %d",
           op, res.form_used);
     /* Gradients: dz = (terms of C, each within (N + c) u of sum|products|) propagated through
      * the BN; M_i = |g0| + mean |dz| + |dz_i|, K = N + D (a row of C and the BN's sums). */

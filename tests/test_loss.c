@@ -71,7 +71,7 @@ static double fd_loss(void *p) {
     fd_ctx *c = p;
     bt_loss_result r;
     size_t nd = (size_t)c->N * c->D;
-    if (bt_bt_loss_f64(&r, NULL, NULL, c->z, c->z + nd, c->N, c->D, c->lambda, c->form) != BT_OK)
+    if (bt_twins_loss_f64(&r, NULL, NULL, c->z, c->z + nd, c->N, c->D, c->lambda, c->form) != BT_OK)
         return NAN;
     return r.loss;
 }
@@ -81,7 +81,7 @@ static void check_fd(int N, int D, int form, double lambda) {
     double *z = malloc(sizeof(double) * 2 * nd), *g = calloc(2 * nd, sizeof(double));
     make_views(z, z + nd, N, D, 100 + N * 31 + D);
     bt_loss_result r;
-    int rc = bt_bt_loss_f64(&r, g, g + nd, z, z + nd, N, D, lambda, form);
+    int rc = bt_twins_loss_f64(&r, g, g + nd, z, z + nd, N, D, lambda, form);
     CHECK(rc == BT_OK, "rc %d: %s", rc, bt_error());
     CHECK(r.form_used == form, "form %d used, %d asked", r.form_used, form);
     fd_ctx c = {z, N, D, form, lambda};
@@ -119,7 +119,7 @@ static void check_forms_f64(int N, int D, double lambda) {
     naive_loss(&nl, &non, &noff, z1, z2, N, D, lambda);
     bt_loss_result r[2];
     for (int f = 0; f < 2; f++) {
-        int rc = bt_bt_loss_f64(&r[f], g[f][0], g[f][1], z1, z2, N, D, lambda, f + 1);
+        int rc = bt_twins_loss_f64(&r[f], g[f][0], g[f][1], z1, z2, N, D, lambda, f + 1);
         CHECK(rc == BT_OK, "rc %d: %s", rc, bt_error());
         CHECK(relerr(r[f].loss, nl) < 1e-12, "N=%d D=%d form %d: loss %.17g naive %.17g", N, D,
               f + 1, r[f].loss, nl);
@@ -160,13 +160,13 @@ static void check_f32(int N, int D, float lambda) {
     to_f64(z1, f1, nd); /* the double reference sees exactly the float inputs */
     to_f64(z2, f2, nd);
     bt_loss_result rd, rf[2];
-    CHECK(bt_bt_loss_f64(&rd, r1, r2, z1, z2, N, D, lambda, BT_LOSS_DIRECT) == BT_OK, "%s",
+    CHECK(bt_twins_loss_f64(&rd, r1, r2, z1, z2, N, D, lambda, BT_LOSS_DIRECT) == BT_OK, "%s",
           bt_error());
     float *gf[2][2];
     for (int f = 0; f < 2; f++) {
         gf[f][0] = calloc(nd, sizeof(float));
         gf[f][1] = calloc(nd, sizeof(float));
-        int rc = bt_bt_loss(&rf[f], gf[f][0], gf[f][1], f1, f2, N, D, lambda, f + 1, NULL, NULL);
+        int rc = bt_twins_loss(&rf[f], gf[f][0], gf[f][1], f1, f2, N, D, lambda, f + 1, NULL, NULL);
         CHECK(rc == BT_OK, "rc %d: %s", rc, bt_error());
         CHECK(relerr(rf[f].loss, rd.loss) < 1e-5, "N=%d D=%d form %d: float loss %.9g double %.9g",
               N, D, f + 1, rf[f].loss, rd.loss);
@@ -214,13 +214,13 @@ static void test_accumulate_and_repeat(void) {
         memset(a1, 0, nd * sizeof(float));
         memset(a2, 0, nd * sizeof(float));
         bt_loss_result r0, r1, r2;
-        CHECK(bt_bt_loss(&r0, a1, a2, f1, f2, N, D, 0.0051f, form, NULL, NULL) == BT_OK, "%s", bt_error());
+        CHECK(bt_twins_loss(&r0, a1, a2, f1, f2, N, D, 0.0051f, form, NULL, NULL) == BT_OK, "%s", bt_error());
         for (size_t i = 0; i < nd; i++) {
             b1[i] = 1.5f + a1[i] * 0; /* prefilled gradient buffers */
             b2[i] = -2.0f;
         }
-        CHECK(bt_bt_loss(&r1, b1, b2, f1, f2, N, D, 0.0051f, form, NULL, NULL) == BT_OK, "%s", bt_error());
-        CHECK(bt_bt_loss(&r2, NULL, NULL, f1, f2, N, D, 0.0051f, form, NULL, NULL) == BT_OK, "%s", bt_error());
+        CHECK(bt_twins_loss(&r1, b1, b2, f1, f2, N, D, 0.0051f, form, NULL, NULL) == BT_OK, "%s", bt_error());
+        CHECK(bt_twins_loss(&r2, NULL, NULL, f1, f2, N, D, 0.0051f, form, NULL, NULL) == BT_OK, "%s", bt_error());
         CHECK(r0.loss == r1.loss && r1.loss == r2.loss, "form %d: repeat losses %.17g %.17g %.17g",
               form, r0.loss, r1.loss, r2.loss);
         double e = 0;
@@ -248,7 +248,7 @@ static void test_running_stats(void) {
         rv[d] = 1.0f + 0.1f * d;
     }
     bt_loss_result r;
-    CHECK(bt_bt_loss(&r, NULL, NULL, f1, f2, N, D, 0.0051f, BT_LOSS_AUTO, rm, rv) == BT_OK, "%s",
+    CHECK(bt_twins_loss(&r, NULL, NULL, f1, f2, N, D, 0.0051f, BT_LOSS_AUTO, rm, rv) == BT_OK, "%s",
           bt_error());
     double em = 0, ev = 0;
     for (int d = 0; d < D; d++) {
@@ -272,17 +272,17 @@ static void test_running_stats(void) {
 static void test_errors(void) {
     float z[16] = {0}, g1[16], g2[16], rm[16], rv[16];
     bt_loss_result r;
-    int rc = bt_bt_loss(&r, g1, g2, z, z, 1, 5, 0.0051f, BT_LOSS_AUTO, rm, rv);
+    int rc = bt_twins_loss(&r, g1, g2, z, z, 1, 5, 0.0051f, BT_LOSS_AUTO, rm, rv);
     CHECK(rc == BT_EINVAL, "N=1 gave %d", rc);
     CHECK(strstr(bt_error(), "Expected more than 1 value per channel when training") != NULL,
           "message: %s", bt_error());
-    CHECK(bt_bt_loss(&r, g1, g2, z, z, 4, 0, 0.0051f, 0, NULL, NULL) == BT_EINVAL, "D=0");
-    CHECK(bt_bt_loss(&r, g1, g2, NULL, z, 4, 4, 0.0051f, 0, NULL, NULL) == BT_EINVAL, "NULL z1");
-    CHECK(bt_bt_loss(NULL, g1, g2, z, z, 4, 4, 0.0051f, 0, NULL, NULL) == BT_EINVAL, "NULL res");
-    CHECK(bt_bt_loss(&r, g1, NULL, z, z, 4, 4, 0.0051f, 0, NULL, NULL) == BT_EINVAL, "one grad");
-    CHECK(bt_bt_loss(&r, g1, g2, z, z, 4, 4, 0.0051f, 7, NULL, NULL) == BT_EINVAL, "bad form");
+    CHECK(bt_twins_loss(&r, g1, g2, z, z, 4, 0, 0.0051f, 0, NULL, NULL) == BT_EINVAL, "D=0");
+    CHECK(bt_twins_loss(&r, g1, g2, NULL, z, 4, 4, 0.0051f, 0, NULL, NULL) == BT_EINVAL, "NULL z1");
+    CHECK(bt_twins_loss(NULL, g1, g2, z, z, 4, 4, 0.0051f, 0, NULL, NULL) == BT_EINVAL, "NULL res");
+    CHECK(bt_twins_loss(&r, g1, NULL, z, z, 4, 4, 0.0051f, 0, NULL, NULL) == BT_EINVAL, "one grad");
+    CHECK(bt_twins_loss(&r, g1, g2, z, z, 4, 4, 0.0051f, 7, NULL, NULL) == BT_EINVAL, "bad form");
     double zd[16] = {0}, gd[16];
-    CHECK(bt_bt_loss_f64(&r, gd, gd, zd, zd, 1, 3, 0.0051, 0) == BT_EINVAL, "f64 N=1");
+    CHECK(bt_twins_loss_f64(&r, gd, gd, zd, zd, 1, 3, 0.0051, 0) == BT_EINVAL, "f64 N=1");
     /* a NaN input makes the loss non-finite; the gradients must be left untouched */
     for (int i = 0; i < 16; i++) {
         z[i] = (float)i;
@@ -290,7 +290,7 @@ static void test_errors(void) {
     }
     z[5] = NAN;
     for (int form = 1; form <= 2; form++) {
-        rc = bt_bt_loss(&r, g1, g2, z, z, 4, 4, 0.0051f, form, NULL, NULL);
+        rc = bt_twins_loss(&r, g1, g2, z, z, 4, 4, 0.0051f, form, NULL, NULL);
         CHECK(rc == BT_ENUM, "NaN input, form %d: rc %d", form, rc);
     }
     int same = 1;
@@ -299,18 +299,18 @@ static void test_errors(void) {
 }
 
 static void test_choose(void) {
-    CHECK(bt_bt_loss_choose(256, 8192) == BT_LOSS_GRAM, "256x8192");
-    CHECK(bt_bt_loss_choose(8, 5) == BT_LOSS_DIRECT, "8x5");
-    CHECK(bt_bt_loss_choose(7, 7) == BT_LOSS_DIRECT, "7x7");
-    CHECK(bt_bt_loss_choose(6, 13) == BT_LOSS_GRAM, "6x13");
+    CHECK(bt_twins_loss_choose(256, 8192) == BT_LOSS_GRAM, "256x8192");
+    CHECK(bt_twins_loss_choose(8, 5) == BT_LOSS_DIRECT, "8x5");
+    CHECK(bt_twins_loss_choose(7, 7) == BT_LOSS_DIRECT, "7x7");
+    CHECK(bt_twins_loss_choose(6, 13) == BT_LOSS_GRAM, "6x13");
     float z1[6 * 13], z2[6 * 13];
     tu_rng r = {3};
     tu_fill_f32(z1, 78, &r, 1);
     tu_fill_f32(z2, 78, &r, 1);
     bt_loss_result res;
-    CHECK(bt_bt_loss(&res, NULL, NULL, z1, z2, 6, 13, 0.0051f, BT_LOSS_AUTO, NULL, NULL) == BT_OK, "%s", bt_error());
+    CHECK(bt_twins_loss(&res, NULL, NULL, z1, z2, 6, 13, 0.0051f, BT_LOSS_AUTO, NULL, NULL) == BT_OK, "%s", bt_error());
     CHECK(res.form_used == BT_LOSS_GRAM, "AUTO used %d", res.form_used);
-    CHECK(bt_bt_loss(&res, NULL, NULL, z1, z2, 13, 6, 0.0051f, BT_LOSS_AUTO, NULL, NULL) == BT_OK, "%s", bt_error());
+    CHECK(bt_twins_loss(&res, NULL, NULL, z1, z2, 13, 6, 0.0051f, BT_LOSS_AUTO, NULL, NULL) == BT_OK, "%s", bt_error());
     CHECK(res.form_used == BT_LOSS_DIRECT, "AUTO used %d", res.form_used);
 }
 
@@ -396,7 +396,7 @@ static void torch_verify(torch_case *c) {
         float *rm = tu_xcalloc(D, 4), *rv = tu_xcalloc(D, 4);
         for (int d = 0; d < D; d++) rv[d] = 1; /* PyTorch's initial running stats */
         bt_loss_result r;
-        int rc = bt_bt_loss(&r, g1, g2, c->f1, c->f2, N, D, lambda, form, rm, rv);
+        int rc = bt_twins_loss(&r, g1, g2, c->f1, c->f2, N, D, lambda, form, rm, rv);
         CHECK(rc == BT_OK, "rc %d: %s", rc, bt_error());
         char what[160];
         float ours[3] = {(float)r.loss, (float)r.on_diag, (float)r.off_diag};

@@ -29,33 +29,33 @@ typedef struct {
  * loss are ACCUMULATED (+=) into them; both NULL = forward only (one NULL is an error).
  * running_mean, running_var (D): the loss BN's running statistics, updated twice (z1, then z2)
  * as the reference's two calls of self.bn do (momentum 0.1, unbiased variance); may be NULL.
- * Temporaries come from the default arena (bt_scratch()); bt_bt_loss_ws takes an arena of its
+ * Temporaries come from the default arena (bt_scratch()); bt_twins_loss_ws takes an arena of its
  * caller's (a backend's). Returns BT_EINVAL for N < 2, D < 1, NULL inputs or a
  * bad form, BT_ENUM if the loss is not finite (nothing is accumulated then; the running
  * statistics have been updated, as PyTorch would have). */
-int bt_bt_loss(bt_loss_result *res, float *dz1, float *dz2, const float *z1, const float *z2,
+int bt_twins_loss(bt_loss_result *res, float *dz1, float *dz2, const float *z1, const float *z2,
                int N, int D, float lambda, int form, float *running_mean, float *running_var);
-int bt_bt_loss_ws(bt_arena *ws, bt_loss_result *res, float *dz1, float *dz2, const float *z1,
+int bt_twins_loss_ws(bt_arena *ws, bt_loss_result *res, float *dz1, float *dz2, const float *z1,
                   const float *z2, int N, int D, float lambda, int form, float *running_mean,
                   float *running_var);
 
 /* Same computation in double precision, for tests (both forms, through `form`). */
-int bt_bt_loss_f64(bt_loss_result *res, double *dz1, double *dz2, const double *z1,
+int bt_twins_loss_f64(bt_loss_result *res, double *dz1, double *dz2, const double *z1,
                    const double *z2, int N, int D, double lambda, int form);
 
 /* The form BT_LOSS_AUTO picks for these sizes: GRAM when D > N, else DIRECT. */
-int bt_bt_loss_choose(int N, int D);
+int bt_twins_loss_choose(int N, int D);
 
 /* The loss over a global batch split across the ranks of `comm` (z1, z2, dz1, dz2 are this
  * rank's N rows; statistics and C cover every rank). DIRECT all-reduces the BN sums and C;
  * GRAM all-gathers the embeddings; AUTO picks by the global batch. One rank (or comm NULL):
- * exactly bt_bt_loss. Both forms are the code of bt_bt_loss (the direct one with its column
+ * exactly bt_twins_loss. Both forms are the code of bt_twins_loss (the direct one with its column
  * sums and C all-reduced). */
 struct bt_comm;
-int bt_bt_loss_sync(bt_loss_result *res, float *dz1, float *dz2, const float *z1,
+int bt_twins_loss_sync(bt_loss_result *res, float *dz1, float *dz2, const float *z1,
                     const float *z2, int N, int D, float lambda, int form, float *running_mean,
                     float *running_var, const struct bt_comm *comm);
-int bt_bt_loss_sync_ws(bt_arena *ws, bt_loss_result *res, float *dz1, float *dz2,
+int bt_twins_loss_sync_ws(bt_arena *ws, bt_loss_result *res, float *dz1, float *dz2,
                        const float *z1, const float *z2, int N, int D, float lambda, int form,
                        float *running_mean, float *running_var, const struct bt_comm *comm);
 

@@ -181,12 +181,12 @@ static int cpu_xent_backward(bt_backend *be, float *dlogits, const float *probs,
 static int cpu_bt_loss(bt_backend *be, bt_loss_result *res, float *dz1, float *dz2,
                        const float *z1, const float *z2, int N, int D, float lambda, int form,
                        float *rm, float *rv) {
-    return bt_bt_loss_ws(arena_of(be), res, dz1, dz2, z1, z2, N, D, lambda, form, rm, rv);
+    return bt_twins_loss_ws(arena_of(be), res, dz1, dz2, z1, z2, N, D, lambda, form, rm, rv);
 }
 static int cpu_bt_loss_sync(bt_backend *be, bt_loss_result *res, float *dz1, float *dz2,
                             const float *z1, const float *z2, int N, int D, float lambda,
                             int form, float *rm, float *rv, const struct bt_comm *comm) {
-    return bt_bt_loss_sync_ws(arena_of(be), res, dz1, dz2, z1, z2, N, D, lambda, form, rm, rv,
+    return bt_twins_loss_sync_ws(arena_of(be), res, dz1, dz2, z1, z2, N, D, lambda, form, rm, rv,
                               comm);
 }
 static int cpu_lars_step(bt_backend *be, float *params, const float *grads, float *mom,

@@ -648,7 +648,7 @@ static int build(pt_run *r, int threads, int form) {
         printf("%s: backbone initialised from %s\n", PT, o->init_from);
     }
     int D = bt_model_out_dim(r->m);
-    int used = form == BT_LOSS_AUTO ? bt_bt_loss_choose(o->batch, D) : form;
+    int used = form == BT_LOSS_AUTO ? bt_twins_loss_choose(o->batch, D) : form;
     printf("%s: loss form %s (%s; projector output D=%d, batch N=%d)\n", PT,
            used == BT_LOSS_GRAM ? "gram" : "direct", form == BT_LOSS_AUTO ? "auto" : "forced", D,
            o->batch);

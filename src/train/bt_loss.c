@@ -24,7 +24,7 @@ static void bt_loss_cols(int *d0, int *d1, int D) {
     *d1 = hi < D ? (int)hi : D;
 }
 
-int bt_bt_loss_choose(int N, int D) { return D > N ? BT_LOSS_GRAM : BT_LOSS_DIRECT; }
+int bt_twins_loss_choose(int N, int D) { return D > N ? BT_LOSS_GRAM : BT_LOSS_DIRECT; }
 
 #define REAL float
 #define SFX f32
@@ -50,20 +50,20 @@ int bt_bt_loss_choose(int N, int D) { return D > N ? BT_LOSS_GRAM : BT_LOSS_DIRE
 #undef SYRK
 #undef ALLREDUCE
 
-int bt_bt_loss(bt_loss_result *res, float *dz1, float *dz2, const float *z1, const float *z2,
+int bt_twins_loss(bt_loss_result *res, float *dz1, float *dz2, const float *z1, const float *z2,
                int N, int D, float lambda, int form, float *running_mean, float *running_var) {
     return bt_loss_ws_f32(bt_default_arena(), res, dz1, dz2, z1, z2, N, D, lambda, form,
                           running_mean, running_var);
 }
 
-int bt_bt_loss_ws(bt_arena *ws, bt_loss_result *res, float *dz1, float *dz2, const float *z1,
+int bt_twins_loss_ws(bt_arena *ws, bt_loss_result *res, float *dz1, float *dz2, const float *z1,
                   const float *z2, int N, int D, float lambda, int form, float *running_mean,
                   float *running_var) {
     return bt_loss_ws_f32(ws, res, dz1, dz2, z1, z2, N, D, lambda, form, running_mean,
                           running_var);
 }
 
-int bt_bt_loss_f64(bt_loss_result *res, double *dz1, double *dz2, const double *z1,
+int bt_twins_loss_f64(bt_loss_result *res, double *dz1, double *dz2, const double *z1,
                    const double *z2, int N, int D, double lambda, int form) {
     return bt_loss_ws_f64(bt_default_arena(), res, dz1, dz2, z1, z2, N, D, lambda, form, NULL,
                           NULL);

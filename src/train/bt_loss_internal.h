@@ -8,7 +8,7 @@
 
 struct bt_comm;
 
-/* The argument checks of bt_bt_loss for N rows; resolves AUTO in *form. */
+/* The argument checks of bt_twins_loss for N rows; resolves AUTO in *form. */
 int bt_loss_f32_check(bt_loss_result *res, float *dz1, float *dz2, const float *z1,
                       const float *z2, int N, int D, int *form);
 /* Bytes of workspace bt_loss_f32_run needs (form DIRECT or GRAM; grad: dz wanted). */

@@ -1,5 +1,5 @@
 /* The Barlow Twins loss over a global batch split across ranks, both forms being the code of
- * bt_bt_loss (bt_loss.inc):
+ * bt_twins_loss (bt_loss.inc):
  *  - DIRECT: bt_loss.inc with the communicator: the loss BN's column sums are all-reduced,
  *    each rank builds its share of C = A^T B / N from its own rows and C (D x D) is
  *    all-reduced; the gradient then flows back through the local rows with globally reduced
@@ -7,7 +7,7 @@
  *  - GRAM: every rank all-gathers the two views' embeddings (N_global x D each; small when
  *    D > N is why GRAM was picked) and evaluates the loss on the whole batch, keeping the
  *    gradient rows of its own samples. The result is the single-process computation.
- * One rank: exactly bt_bt_loss. Every temporary comes from the caller's arena. */
+ * One rank: exactly bt_twins_loss. Every temporary comes from the caller's arena. */
 #include "barlow/comm.h"
 #include "barlow/error.h"
 #include "barlow/loss.h"
@@ -52,27 +52,27 @@ static int loss_direct(bt_arena *ws, bt_loss_result *res, float *dz1, float *dz2
     return bt_loss_f32_run(p, res, dz1, dz2, z1, z2, N, D, lambda, BT_LOSS_DIRECT, rm, rv, comm);
 }
 
-int bt_bt_loss_sync(bt_loss_result *res, float *dz1, float *dz2, const float *z1,
+int bt_twins_loss_sync(bt_loss_result *res, float *dz1, float *dz2, const float *z1,
                     const float *z2, int N, int D, float lambda, int form, float *running_mean,
                     float *running_var, const bt_comm *comm) {
-    return bt_bt_loss_sync_ws(bt_default_arena(), res, dz1, dz2, z1, z2, N, D, lambda, form,
+    return bt_twins_loss_sync_ws(bt_default_arena(), res, dz1, dz2, z1, z2, N, D, lambda, form,
                               running_mean, running_var, comm);
 }
 
-int bt_bt_loss_sync_ws(bt_arena *ws, bt_loss_result *res, float *dz1, float *dz2,
+int bt_twins_loss_sync_ws(bt_arena *ws, bt_loss_result *res, float *dz1, float *dz2,
                        const float *z1, const float *z2, int N, int D, float lambda, int form,
                        float *running_mean, float *running_var, const bt_comm *comm) {
     if (bt_comm_world(comm) == 1)
-        return bt_bt_loss_ws(ws, res, dz1, dz2, z1, z2, N, D, lambda, form, running_mean,
+        return bt_twins_loss_ws(ws, res, dz1, dz2, z1, z2, N, D, lambda, form, running_mean,
                              running_var);
     if (!res || !z1 || !z2 || N < 1 || D < 1 || (!dz1) != (!dz2))
-        return bt_fail(BT_EINVAL, "bt_bt_loss_sync: bad arguments (N=%d, D=%d)", N, D);
-    if (form == BT_LOSS_AUTO) form = bt_bt_loss_choose(N * comm->world, D);
+        return bt_fail(BT_EINVAL, "bt_twins_loss_sync: bad arguments (N=%d, D=%d)", N, D);
+    if (form == BT_LOSS_AUTO) form = bt_twins_loss_choose(N * comm->world, D);
     if (form == BT_LOSS_GRAM)
         return loss_gram(ws, res, dz1, dz2, z1, z2, N, D, lambda, running_mean, running_var,
                          comm);
     if (form == BT_LOSS_DIRECT)
         return loss_direct(ws, res, dz1, dz2, z1, z2, N, D, lambda, running_mean, running_var,
                            comm);
-    return bt_fail(BT_EINVAL, "bt_bt_loss_sync: bad form %d", form);
+    return bt_fail(BT_EINVAL, "bt_twins_loss_sync: bad form %d", form);
 }
