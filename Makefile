@@ -30,7 +30,7 @@ BLASLIBS := -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas
 LDLIBS  := -lcjson -lturbojpeg -lpng -lz -lm -lpthread $(shell pkg-config --libs cairo)
 LDFLAGS := -fopenmp $(LDSAN)
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/ops/*.c src/ops/gemm/*.c src/nn/*.c src/backend/*.c src/train/*.c src/io/*.c src/data/*.c))
+LIB_SRC := $(sort $(wildcard src/core/*.c src/ops/*.c src/ops/gemm/*.c src/nn/*.c src/backend/*.c src/train/*.c src/eval/*.c src/io/*.c src/data/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
