@@ -35,22 +35,11 @@ static int setup(void) {
     static int done = 0, ok = 0;
     if (done) return ok;
     done = 1;
-    const char *b = getenv("BARLOW_BIN"), *build = getenv("BUILD");
-    if (b) snprintf(bin, sizeof bin, "%s", b);
-    else snprintf(bin, sizeof bin, "%s/barlow", build ? build : "build");
-    if (access(bin, X_OK) != 0) {
-        fprintf(stderr, "  %s not found (build it first)\n", bin);
-        return 0;
-    }
-    char cmd[4096];
     /* 10 images per class: 100 in all */
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s/data' && tar xzf '%s/cifar10-jpeg.tar.gz' -C '%s/data' "
-             "--wildcards 'cifar10/train/*/000*.jpg'", tu_tmpdir(), tu_shared_data(), tu_tmpdir());
-    if (system(cmd) != 0) {
-        fprintf(stderr, "  cannot extract the CIFAR-10 subset: %s\n", cmd);
-        return 0;
-    }
-    snprintf(data, sizeof data, "%s/data/cifar10", tu_tmpdir());
+    const char *b = tu_cli_bin(), *d = b ? tu_cli_cifar("'cifar10/train/*/000*.jpg'") : NULL;
+    if (!d) return 0;
+    snprintf(bin, sizeof bin, "%s", b);
+    snprintf(data, sizeof data, "%s", d);
     ok = 1;
     return ok;
 }
@@ -68,26 +57,13 @@ static void slurp_text(const char *path, char *buf, size_t cap) {
  * status, or -1 if the program did not exit normally (a crash is never an acceptable
  * outcome of a fault). */
 static int run(const char *dataset, const char *fmt, ...) {
-    char args[4096], cmd[8192], outf[1100], errf[1100];
+    char args[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(outf, sizeof outf, "%s/stdout.txt", tu_tmpdir());
-    snprintf(errf, sizeof errf, "%s/stderr.txt", tu_tmpdir());
-    snprintf(cmd, sizeof cmd, "'%s' pretrain '%s' %s >'%s' 2>'%s'", bin, dataset, args, outf, errf);
-    int st = system(cmd);
-    slurp_text(outf, outtext, sizeof outtext);
-    slurp_text(errf, errtext, sizeof errtext);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static const char *tdir(const char *name) {
-    static char buf[8][1100];
-    static int k = 0;
-    char *p = buf[k++ % 8];
-    snprintf(p, 1100, "%s/%s", tu_tmpdir(), name);
-    return p;
+    _Static_assert(sizeof outtext == sizeof errtext, "one capacity for both");
+    return tu_cli_pretrain(outtext, errtext, sizeof outtext, "", bin, dataset, args);
 }
 
 static long file_size(const char *p) {
@@ -149,13 +125,13 @@ static void test_flipped_byte(void) {
         CHECK(0, "setup failed");
         return;
     }
-    const char *ck = tdir("flip/ck"), *ckf = tdir("flip/ck/checkpoint.safetensors");
+    const char *ck = tu_tmp_path("flip/ck"), *ckf = tu_tmp_path("flip/ck/checkpoint.safetensors");
     int rc = run(data, TINY " --epochs 1 --max-steps 2 --checkpoint-dir '%s'", ck);
     CHECK(rc == 0, "clean run: exit %d: %s", rc, errtext);
     long size = file_size(ckf);
     CHECK(size > 1000, "checkpoint %s: %ld bytes", ckf, size);
     if (size <= 1000) return;
-    const char *orig = tdir("flip/orig.safetensors");
+    const char *orig = tu_tmp_path("flip/orig.safetensors");
     CHECK(copy_file(ckf, orig) == 0, "copy");
     uint8_t lb[8];
     FILE *f = fopen(orig, "rb");
@@ -201,7 +177,7 @@ static void test_flipped_byte(void) {
         fseek(f, flips[k].off, SEEK_SET);
         fputc(c ^ flips[k].mask, f);
         fclose(f);
-        const char *flipped = tdir("flip/flipped.safetensors");
+        const char *flipped = tu_tmp_path("flip/flipped.safetensors");
         copy_file(ckf, flipped);
         char why[512];
         long accepted = ckpt_step(ckf, why, sizeof why);
@@ -229,7 +205,7 @@ static void test_corrupt_jpeg(void) {
         return;
     }
     char cmd[4096];
-    const char *d = tdir("badjpeg");
+    const char *d = tu_tmp_path("badjpeg");
     snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp -r '%s' '%s/'", d, data, d);
     CHECK(system(cmd) == 0, "%s", cmd);
     /* The first two items in folder order (airplane/0000, 0001), inside --train-limit 96. */
@@ -248,7 +224,7 @@ static void test_corrupt_jpeg(void) {
     }
     char ds[1200];
     snprintf(ds, sizeof ds, "%s/cifar10", d);
-    const char *ck = tdir("badjpeg-ck");
+    const char *ck = tu_tmp_path("badjpeg-ck");
     int rc = run(ds, TINY " --epochs 2 --checkpoint-dir '%s'", ck);
     CHECK(rc == 0, "exit %d: %s", rc, errtext);
     CHECK(strstr(outtext, "done at epoch 2") != NULL, "did not finish: %s", outtext);
@@ -287,7 +263,7 @@ static void test_unwritable_ckdir(void) {
         CHECK(0, "setup failed");
         return;
     }
-    const char *file = tdir("plainfile");
+    const char *file = tu_tmp_path("plainfile");
     FILE *f = fopen(file, "w");
     CHECK(f != NULL, "create %s", file);
     if (f) fclose(f);
@@ -313,7 +289,7 @@ static void test_disk_full(void) {
         CHECK(0, "setup failed");
         return;
     }
-    const char *probe = tdir("full-probe");
+    const char *probe = tu_tmp_path("full-probe");
     int rc = run(data, TINY " --epochs 1 --max-steps 1 --checkpoint-dir '%s'", probe);
     CHECK(rc == 0, "probe run: exit %d: %s", rc, errtext);
     char pf[1200];
@@ -321,7 +297,7 @@ static void test_disk_full(void) {
     long size = file_size(pf);
     CHECK(size > 0, "probe checkpoint %s missing", pf);
     if (size <= 0) return;
-    const char *mnt = tdir("full");
+    const char *mnt = tu_tmp_path("full");
     mkdir(mnt, 0700);
     char opt[64];
     /* Room for checkpoint-first (the untrained network, written at the start) and one
@@ -357,7 +333,7 @@ static void test_kill9(void) {
         CHECK(0, "setup failed");
         return;
     }
-    const char *ref = tdir("kill-ref"), *ck = tdir("kill");
+    const char *ref = tu_tmp_path("kill-ref"), *ck = tu_tmp_path("kill");
     /* long enough (48 steps) that ten kills land before the run can finish */
     const char *opts = TINY " --epochs 8 --save-every-steps 1";
     struct timespec t0, t1;

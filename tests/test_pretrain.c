@@ -31,22 +31,12 @@ static int setup(void) {
     static int done = 0, ok = 0;
     if (done) return ok;
     done = 1;
-    const char *b = getenv("BARLOW_BIN");
-    const char *build = getenv("BUILD");
-    if (b) snprintf(bin, sizeof bin, "%s", b);
-    else snprintf(bin, sizeof bin, "%s/barlow", build ? build : "build");
-    if (access(bin, X_OK) != 0) {
-        fprintf(stderr, "  %s not found (build it first)\n", bin);
-        return 0;
-    }
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s/data' && tar xzf '%s/cifar10-jpeg.tar.gz' -C '%s/data' "
-             "--wildcards 'cifar10/train/*/00[0-2]*.jpg' 'cifar10/test/*/000*.jpg'", tu_tmpdir(), tu_shared_data(), tu_tmpdir());
-    if (system(cmd) != 0) {
-        fprintf(stderr, "  cannot extract the CIFAR-10 subset: %s\n", cmd);
-        return 0;
-    }
-    snprintf(data, sizeof data, "%s/data/cifar10", tu_tmpdir());
+    const char *b = tu_cli_bin();
+    const char *d = b ? tu_cli_cifar("'cifar10/train/*/00[0-2]*.jpg' 'cifar10/test/*/000*.jpg'")
+                      : NULL;
+    if (!d) return 0;
+    snprintf(bin, sizeof bin, "%s", b);
+    snprintf(data, sizeof data, "%s", d);
     ok = 1;
     return ok;
 }
@@ -54,31 +44,12 @@ static int setup(void) {
 /* Runs `bin pretrain data <args>` (env: extra "VAR=value " prefix or ""), stderr kept in
  * errtext; returns the exit status (-1 if it did not exit normally). */
 static int run(const char *env, const char *fmt, ...) {
-    char args[4096], cmd[8192], errf[1100];
+    char args[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(errf, sizeof errf, "%s/stderr.txt", tu_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s'%s' pretrain '%s' %s >'%s/stdout.txt' 2>'%s'", env, bin, data,
-             args, tu_tmpdir(), errf);
-    int st = system(cmd);
-    errtext[0] = 0;
-    FILE *f = fopen(errf, "r");
-    if (f) {
-        size_t n = fread(errtext, 1, sizeof errtext - 1, f);
-        errtext[n] = 0;
-        fclose(f);
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static const char *dir(const char *name) {
-    static char buf[8][1100];
-    static int k = 0;
-    char *p = buf[k++ % 8];
-    snprintf(p, 1100, "%s/%s", tu_tmpdir(), name);
-    return p;
+    return tu_cli_pretrain(NULL, errtext, sizeof errtext, env, bin, data, args);
 }
 
 static const char *ckpt(const char *d) {
@@ -124,7 +95,7 @@ static void test_resume_exact(void) {
         CHECK(0, "setup failed");
         return;
     }
-    const char *A = dir("A"), *B = dir("B"), *C = dir("C");
+    const char *A = tu_tmp_path("A"), *B = tu_tmp_path("B"), *C = tu_tmp_path("C");
     CHECK(run("", SMALL " --checkpoint-dir '%s' --max-steps 6", A) == 0, "run A: %s", errtext);
     CHECK(meta_long(ckpt(A), "step") == 6, "A step %ld", meta_long(ckpt(A), "step"));
     CHECK(meta_long(ckpt(A), "epoch") == 1 && meta_long(ckpt(A), "next_batch") == 2,
@@ -168,7 +139,7 @@ static void test_stats(void) {
         return;
     }
     char path[1200];
-    snprintf(path, sizeof path, "%s/stats.txt", dir("A"));
+    snprintf(path, sizeof path, "%s/stats.txt", tu_tmp_path("A"));
     size_t n;
     char *s = tu_slurp(path, &n);
     CHECK(s != NULL, "no %s", path);
@@ -222,7 +193,7 @@ static void test_sigterm(void) {
         CHECK(0, "setup failed");
         return;
     }
-    const char *D = dir("T");
+    const char *D = tu_tmp_path("T");
     char cmd[4096], stats[1200], out[1200];
     snprintf(cmd, sizeof cmd, "exec '%s' pretrain '%s' " SMALL " --epochs 200 --checkpoint-dir '%s'",
              bin, data, D);
@@ -279,7 +250,7 @@ static void test_refusals(void) {
         return;
     }
     char a[4096];
-    const char *R = dir("R");
+    const char *R = tu_tmp_path("R");
     snprintf(a, sizeof a, SMALL " --checkpoint-dir '%s' --batch-size -5", R);
     expect_refusal("negative batch", "--batch-size", a);
     CHECK(run("", "%s", a) == 2, "bad option exit status is not 2");
@@ -309,7 +280,7 @@ static void test_refusals(void) {
     expect_refusal("unusable checkpoint dir", "--checkpoint-dir", a);
 
     /* a checkpoint made with another configuration (run A of test_resume_exact) */
-    const char *A = dir("A");
+    const char *A = tu_tmp_path("A");
     size_t n0, n1;
     char *before = tu_slurp(ckpt(A), &n0);
     snprintf(a, sizeof a, SMALL " --checkpoint-dir '%s' --max-steps 8 --arch resnet18-cifar:w=0.25", A);
@@ -324,7 +295,7 @@ static void test_refusals(void) {
     CHECK(before && after && n0 == n1 && !memcmp(before, after, n0), "a refused run changed the checkpoint");
 
     /* one flipped byte in the data area */
-    const char *X = dir("X");
+    const char *X = tu_tmp_path("X");
     mkdir(X, 0777);
     if (before) {
         before[n0 - 100] ^= 0x10;
@@ -350,7 +321,7 @@ static void test_nan(void) {
         CHECK(0, "setup failed");
         return;
     }
-    const char *N = dir("N");
+    const char *N = tu_tmp_path("N");
     CHECK(run("", SMALL " --checkpoint-dir '%s' --max-steps 4", N) == 0, "%s", errtext);
     size_t n0, n1;
     char *before = tu_slurp(ckpt(N), &n0);
@@ -372,7 +343,7 @@ static void test_knn_monitor(void) {
         CHECK(0, "setup failed");
         return;
     }
-    const char *K = dir("K"), *N = dir("N");
+    const char *K = tu_tmp_path("K"), *N = tu_tmp_path("N");
     CHECK(run("", SMALL " --checkpoint-dir '%s' --max-steps 6 --knn-every 1", K) == 0, "run K: %s", errtext);
     CHECK(run("", SMALL " --checkpoint-dir '%s' --max-steps 6", N) == 0, "run N: %s", errtext);
     CHECK(same_tensors(ckpt(K), ckpt(N), 1), "the kNN monitor changed the training trajectory");
@@ -397,7 +368,7 @@ static void test_tensorboard(void) {
         CHECK(0, "setup failed");
         return;
     }
-    const char *T = dir("TB");
+    const char *T = tu_tmp_path("TB");
     CHECK(run("", SMALL " --checkpoint-dir '%s' --max-steps 8 --knn-every 1 --tb-image-every 4", T) == 0,
           "run T: %s", errtext);
     char cmd[2400], out[1200];
@@ -435,7 +406,7 @@ static void test_init_from(void) {
         CHECK(0, "setup failed");
         return;
     }
-    const char *P = dir("P1"), *Q = dir("P2"), *W = dir("P3");
+    const char *P = tu_tmp_path("P1"), *Q = tu_tmp_path("P2"), *W = tu_tmp_path("P3");
     CHECK(run("", SMALL " --checkpoint-dir '%s' --max-steps 2", P) == 0, "run P1: %s", errtext);
     char bb[1200], first[1200];
     snprintf(bb, sizeof bb, "%s/backbone.safetensors", P);
@@ -475,7 +446,7 @@ static void test_loss_falls(void) {
         CHECK(0, "setup failed");
         return;
     }
-    const char *L = dir("L");
+    const char *L = tu_tmp_path("L");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = run("", "--arch resnet18-cifar:w=0.125 --projector 64-64 --preset cifar "
@@ -511,7 +482,7 @@ static void test_isa_record(void) {
         CHECK(0, "setup failed");
         return;
     }
-    const char *I = dir("I");
+    const char *I = tu_tmp_path("I");
     char out[1200], path[1200];
     snprintf(out, sizeof out, "%s/stdout.txt", tu_tmpdir());
     int rc = run("BARLOW_ISA=generic ", SMALL " --max-steps 2 --checkpoint-dir '%s'", I);
@@ -548,12 +519,12 @@ static void test_isa_record(void) {
     else
         printf("  NOTE: only the generic path here: the path-change note is not exercised\n");
     free(s);
-    rc = run("BARLOW_ISA=sse9 ", SMALL " --max-steps 1 --checkpoint-dir '%s'", dir("I2"));
+    rc = run("BARLOW_ISA=sse9 ", SMALL " --max-steps 1 --checkpoint-dir '%s'", tu_tmp_path("I2"));
     int nl = 0;
     for (const char *p = errtext; *p; p++) nl += *p == '\n';
     CHECK(rc == 1 && strstr(errtext, "BARLOW_ISA=sse9") && nl == 1,
           "bad BARLOW_ISA: status %d, %d lines: %s", rc, nl, errtext);
-    rc = run("", SMALL " --max-steps 1 --isa sse9 --checkpoint-dir '%s'", dir("I2"));
+    rc = run("", SMALL " --max-steps 1 --isa sse9 --checkpoint-dir '%s'", tu_tmp_path("I2"));
     CHECK(rc == 2 && strstr(errtext, "sse9"), "bad --isa: status %d: %s", rc, errtext);
 }
 

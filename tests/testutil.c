@@ -6,7 +6,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 int tu_case_failed;
 static int tu_case_skipped;
@@ -215,6 +217,63 @@ const char *tu_tmpdir(void) {
         }
     }
     return tu_tmp;
+}
+
+const char *tu_cli_bin(void) {
+    static char bin[1024];
+    const char *b = getenv("BARLOW_BIN"), *build = getenv("BUILD");
+    if (b) snprintf(bin, sizeof bin, "%s", b);
+    else snprintf(bin, sizeof bin, "%s/barlow", build ? build : "build");
+    if (access(bin, X_OK) != 0) {
+        fprintf(stderr, "  %s not found (build it first)\n", bin);
+        return NULL;
+    }
+    return bin;
+}
+
+const char *tu_cli_cifar(const char *wildcards) {
+    static char data[1100];
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/data' && tar xzf '%s/cifar10-jpeg.tar.gz' -C '%s/data' "
+             "--wildcards %s", tu_tmpdir(), tu_shared_data(), tu_tmpdir(), wildcards);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "  cannot extract the CIFAR-10 subset: %s\n", cmd);
+        return NULL;
+    }
+    snprintf(data, sizeof data, "%s/data/cifar10", tu_tmpdir());
+    return data;
+}
+
+const char *tu_tmp_path(const char *name) {
+    static char buf[8][1100];
+    static int k = 0;
+    char *p = buf[k++ % 8];
+    snprintf(p, 1100, "%s/%s", tu_tmpdir(), name);
+    return p;
+}
+
+/* The file at path into buf (cap bytes, NUL-terminated; empty if unreadable). */
+static void tu_read_into(const char *path, char *buf, size_t cap) {
+    if (!buf || !cap) return;
+    buf[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+int tu_cli_pretrain(char *out, char *err, size_t cap, const char *env, const char *bin,
+                    const char *data, const char *args) {
+    char cmd[8192], outf[1100], errf[1100];
+    snprintf(outf, sizeof outf, "%s/stdout.txt", tu_tmpdir());
+    snprintf(errf, sizeof errf, "%s/stderr.txt", tu_tmpdir());
+    snprintf(cmd, sizeof cmd, "%s'%s' pretrain '%s' %s >'%s' 2>'%s'", env, bin, data, args, outf,
+             errf);
+    int st = system(cmd);
+    tu_read_into(outf, out, cap);
+    tu_read_into(errf, err, cap);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 char *tu_slurp(const char *path, size_t *n) {

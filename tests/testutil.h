@@ -110,6 +110,23 @@ const char *tu_tmpdir(void);
 /* The whole file at path, NUL-terminated (malloc'd; NULL if it cannot be read); *n (when not
  * NULL) gets its length in bytes. */
 char *tu_slurp(const char *path, size_t *n);
+
+/* ---- tests of the built program (test_pretrain, test_faults) ------------------------------ */
+/* The program: $BARLOW_BIN, else $BUILD/barlow (BUILD unset: build/barlow). NULL, said on
+ * stderr, when it is not executable. */
+const char *tu_cli_bin(void);
+/* Extracts the members of the shared CIFAR-10 tarball matching `wildcards` (one or more
+ * single-quoted tar patterns) into tu_tmpdir()/data; returns that dataset's folder
+ * (tu_tmpdir()/data/cifar10, static), or NULL, said on stderr. */
+const char *tu_cli_cifar(const char *wildcards);
+/* tu_tmpdir()/name, in one of 8 rotating static buffers. */
+const char *tu_tmp_path(const char *name);
+/* Runs `<env>'bin' pretrain 'data' <args>` through the shell (env: "VAR=value " prefixes or
+ * ""), with stdout and stderr in tu_tmpdir()/stdout.txt and stderr.txt, then read into out
+ * and err (cap bytes each, NUL-terminated; either may be NULL). Returns the exit status, or
+ * -1 if the program did not exit normally. */
+int tu_cli_pretrain(char *out, char *err, size_t cap, const char *env, const char *bin,
+                    const char *data, const char *args);
 /* calloc that never returns NULL (a test without memory stops at once, exit status 2); n may
  * be 0. */
 void *tu_xcalloc(size_t n, size_t size);
