@@ -60,8 +60,8 @@ typedef struct {
 typedef struct {
     int threads;   /* compute threads (0: all cores) */
     int winograd;  /* 3x3 stride-1 convolutions: 0 im2col only, 2 Winograd F(2x2,3x3), 4
-                      F(4x4,3x3) (opt-in: about 10x the rounding error); -1 leaves the
-                      process's setting (src/ops/winograd_internal.h) as it is */
+                      F(4x4,3x3) (opt-in: about 10x the rounding error); -1 the process's
+                      setting (src/ops/winograd_internal.h) when the backend is made */
 } bt_backend_cfg;
 
 /* Defaults: all cores, the process's Winograd setting (-1). */
@@ -172,11 +172,15 @@ void *bt_backend_host_alloc_hook(void *be, size_t bytes);
 void bt_backend_host_free_hook(void *be, void *p);
 
 /* The CPU backend (src/backend/cpu.c): the functions of src/ops and src/train. Its memory is
- * host memory, to_host/to_device are memcpy, and it keeps no plans. */
-int bt_backend_cpu_new(bt_backend **be, const bt_backend_cfg *cfg);
-/* Applies threads (when > 0) and winograd (when not -1) to the CPU ops, which keep them as
- * process settings; bt_backend_cpu_new does it with its configuration. BT_EINVAL for a
+ * host memory, to_host/to_device are memcpy, and it keeps no plans. It owns its scratch arena
+ * and its Winograd choice (winograd -1: the process setting when it is made); the thread
+ * count (threads > 0) is applied to the process's ops (bt_set_threads). BT_EINVAL for a
  * winograd other than -1, 0, 2, 4. */
+int bt_backend_cpu_new(bt_backend **be, const bt_backend_cfg *cfg);
+/* Applies threads (when > 0) and winograd (when not -1) to the process settings of the plain
+ * op functions (bt_set_threads, bt_wino_set_enabled / set_tile): what the program does with
+ * its reading of the environment before it makes backends. BT_EINVAL for a winograd other
+ * than -1, 0, 2, 4. */
 int bt_backend_cpu_settings(const bt_backend_cfg *cfg);
 
 #endif

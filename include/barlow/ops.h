@@ -43,10 +43,15 @@ int bt_conv2d_forward(float *out, const float *in, const float *w, const float *
  * (not computed: e.g. the first layer needs no input gradient). */
 int bt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *in,
                        const float *w, const bt_conv2d_desc *d);
-int bt_conv2d_forward_ws(bt_arena *ws, float *out, const float *in, const float *w,
-                         const float *b, const bt_conv2d_desc *d);
-int bt_conv2d_backward_ws(bt_arena *ws, float *dinp, float *dw, float *db, const float *dout,
-                          const float *in, const float *w, const bt_conv2d_desc *d);
+/* The workspace forms also take the algorithm of 3x3 stride-1 layers: winograd 0 (im2col
+ * only), 2 (Winograd F(2x2, 3x3)) or 4 (F(4x4, 3x3) for the forward and input gradient), or
+ * BT_WINO_PROCESS: the process setting the plain forms use (src/ops/winograd_internal.h). */
+#define BT_WINO_PROCESS (-1)
+int bt_conv2d_forward_ws(bt_arena *ws, int winograd, float *out, const float *in,
+                         const float *w, const float *b, const bt_conv2d_desc *d);
+int bt_conv2d_backward_ws(bt_arena *ws, int winograd, float *dinp, float *dw, float *db,
+                          const float *dout, const float *in, const float *w,
+                          const bt_conv2d_desc *d);
 
 /* ---- batch norm (2-D: HW = H*W; 1-D: HW = 1) ------------------------------------------ */
 /* x, y (N, C, HW). gamma, beta (C) or NULL for affine=False. mean, rstd (C) are outputs that

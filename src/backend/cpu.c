@@ -12,12 +12,15 @@
 
 #include "ops/winograd_internal.h"
 
-/* The backend's own state: the arena its ops and `scratch` hand out (grow-only). */
+/* The backend's own state: the arena its ops and `scratch` hand out (grow-only), and its
+ * algorithm for 3x3 stride-1 convolutions (0, 2 or 4, fixed when it is made). */
 typedef struct {
     bt_arena arena;
+    int winograd;
 } cpu_state;
 
 static bt_arena *arena_of(bt_backend *be) { return &((cpu_state *)be->impl)->arena; }
+static int wino_of(const bt_backend *be) { return ((const cpu_state *)be->impl)->winograd; }
 
 /* ---- memory ---- */
 
@@ -64,13 +67,13 @@ static void cpu_plan_free(bt_backend *be, bt_plan *plan) {
 static int cpu_conv2d_forward(bt_backend *be, const bt_plan *pl, float *out, const float *in,
                               const float *w, const float *b, const bt_conv2d_desc *d) {
     (void)pl;
-    return bt_conv2d_forward_ws(arena_of(be), out, in, w, b, d);
+    return bt_conv2d_forward_ws(arena_of(be), wino_of(be), out, in, w, b, d);
 }
 static int cpu_conv2d_backward(bt_backend *be, const bt_plan *pl, float *dinp, float *dw,
                                float *db, const float *dout, const float *in, const float *w,
                                const bt_conv2d_desc *d) {
     (void)pl;
-    return bt_conv2d_backward_ws(arena_of(be), dinp, dw, db, dout, in, w, d);
+    return bt_conv2d_backward_ws(arena_of(be), wino_of(be), dinp, dw, db, dout, in, w, d);
 }
 static int cpu_bn_forward(bt_backend *be, const bt_plan *pl, float *y, float *mean, float *rstd,
                           const float *x, const float *gamma, const float *beta, float *rm,
@@ -242,9 +245,15 @@ static const bt_backend_ops cpu_ops = {
     .lars_step = cpu_lars_step,
 };
 
-int bt_backend_cpu_settings(const bt_backend_cfg *c) {
+static int check_cfg(const bt_backend_cfg *c) {
     if (c->winograd != -1 && c->winograd != 0 && c->winograd != 2 && c->winograd != 4)
         return bt_fail(BT_EINVAL, "backend cpu: winograd must be 0, 2 or 4 (got %d)", c->winograd);
+    return BT_OK;
+}
+
+int bt_backend_cpu_settings(const bt_backend_cfg *c) {
+    int rc = check_cfg(c);
+    if (rc) return rc;
     if (c->threads > 0) bt_set_threads(c->threads);
     if (c->winograd == 0) bt_wino_set_enabled(0);
     else if (c->winograd > 0) {
@@ -254,8 +263,9 @@ int bt_backend_cpu_settings(const bt_backend_cfg *c) {
     return BT_OK;
 }
 
-/* Threads and the Winograd choice are process settings of src/ops today; the backend applies
- * its configuration to them when it is made (a threads of 0 leaves the current count). */
+/* The thread count is a process setting of src/ops (a threads of 0 leaves the current count);
+ * the Winograd choice is the backend's own, passed to every convolution: winograd -1 takes
+ * the process setting once, here. */
 int bt_backend_cpu_new(bt_backend **out, const bt_backend_cfg *cfg) {
     *out = NULL;
     bt_backend *be = calloc(1, sizeof *be);
@@ -270,12 +280,16 @@ int bt_backend_cpu_new(bt_backend **out, const bt_backend_cfg *cfg) {
     be->host_memory = 1;
     if (cfg) be->cfg = *cfg;
     else bt_backend_cfg_default(&be->cfg);
-    int rc = bt_backend_cpu_settings(&be->cfg);
+    int rc = check_cfg(&be->cfg);
     if (rc != BT_OK) {
         free(st);
         free(be);
         return rc;
     }
+    if (be->cfg.threads > 0) bt_set_threads(be->cfg.threads);
+    st->winograd = be->cfg.winograd != -1 ? be->cfg.winograd
+                   : bt_wino_enabled()    ? bt_wino_tile()
+                                          : 0;
     *out = be;
     return BT_OK;
 }

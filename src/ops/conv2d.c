@@ -192,15 +192,23 @@ static void forward_group(float *out, const float *in, const float *w, const flo
 
 int bt_conv2d_forward(float *out, const float *in, const float *w, const float *b,
                       const bt_conv2d_desc *d) {
-    return bt_conv2d_forward_ws(bt_default_arena(), out, in, w, b, d);
+    return bt_conv2d_forward_ws(bt_default_arena(), BT_WINO_PROCESS, out, in, w, b, d);
 }
 
-int bt_conv2d_forward_ws(bt_arena *ws, float *out, const float *in, const float *w,
-                         const float *b, const bt_conv2d_desc *d) {
+/* The Winograd tile for d under the choice `winograd` (BT_WINO_PROCESS: the process
+ * setting), 0 for im2col. */
+static int wino_choice(const bt_conv2d_desc *d, int winograd) {
+    if (winograd == BT_WINO_PROCESS) winograd = bt_wino_enabled() ? bt_wino_tile() : 0;
+    return winograd && bt_wino_applicable(d) ? winograd : 0;
+}
+
+int bt_conv2d_forward_ws(bt_arena *ws, int winograd, float *out, const float *in,
+                         const float *w, const float *b, const bt_conv2d_desc *d) {
     int rc = check_desc(d);
     if (rc) return rc;
     if (!out || !in || !w) return bt_fail(BT_EINVAL, "conv2d_forward: NULL buffer");
-    if (bt_wino_applicable(d) && bt_wino_enabled()) return bt_wino_forward_ws(ws, out, in, w, b, d);
+    const int tile = wino_choice(d, winograd);
+    if (tile) return bt_wino_forward_ws(ws, tile, out, in, w, b, d);
     const int N = d->N, P = d->OH * d->OW, CRS = d->C * d->R * d->S;
     int nt = bt_threads();
     const int G = group_size(d, nt);
@@ -265,11 +273,13 @@ static void backward_group(float *dinp, float *dwp, const float *dout, const flo
 
 int bt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *in,
                        const float *w, const bt_conv2d_desc *d) {
-    return bt_conv2d_backward_ws(bt_default_arena(), dinp, dw, db, dout, in, w, d);
+    return bt_conv2d_backward_ws(bt_default_arena(), BT_WINO_PROCESS, dinp, dw, db, dout, in, w,
+                                 d);
 }
 
-int bt_conv2d_backward_ws(bt_arena *ws, float *dinp, float *dw, float *db, const float *dout,
-                          const float *in, const float *w, const bt_conv2d_desc *d) {
+int bt_conv2d_backward_ws(bt_arena *ws, int winograd, float *dinp, float *dw, float *db,
+                          const float *dout, const float *in, const float *w,
+                          const bt_conv2d_desc *d) {
     int rc = check_desc(d);
     if (rc) return rc;
     if (!dout || (dw && !in) || (dinp && !w))
@@ -287,8 +297,9 @@ int bt_conv2d_backward_ws(bt_arena *ws, float *dinp, float *dw, float *db, const
             db[k] += (float)s;
         }
     }
-    if (bt_wino_applicable(d) && bt_wino_enabled()) {
-        if (dinp) rc = bt_wino_backward_data_ws(ws, dinp, dout, w, d);
+    const int tile = wino_choice(d, winograd);
+    if (tile) {
+        if (dinp) rc = bt_wino_backward_data_ws(ws, tile, dinp, dout, w, d);
         if (!rc && dw) rc = bt_wino_backward_weights_ws(ws, dw, dout, in, d);
         return rc;
     }

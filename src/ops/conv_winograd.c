@@ -64,8 +64,9 @@ static size_t wino_chunk_tiles; /* 0: the rule above */
 
 void bt_wino_set_chunk_tiles(size_t tiles) { wino_chunk_tiles = tiles; }
 
-/* Process settings, set by the CPU backend from its configuration (the library reads no
- * environment; the program maps BT_CONV_WINOGRAD onto that configuration). */
+/* Process settings of the plain conv functions (the library reads no environment; the
+ * program maps BT_CONV_WINOGRAD onto them and onto the CPU backend's configuration, which
+ * keeps its own copy). */
 static int wino_on = 1;   /* default: on */
 static int wino_tile = 2; /* 2 or 4 */
 
@@ -735,32 +736,33 @@ int bt_wino_backward_weights_ws(bt_arena *ws, float *dw, const float *dout, cons
  * F(2x2, 3x3) below, where an image has too few 4 x 4 tiles: with 4 x 4 maps (ResNet-18/CIFAR's
  * last stage) one tile per image makes each GEMM chunk re-pack the 36 planes of U (36 MB at
  * 512 x 512 channels) for little work, and F(2x2) was faster there (bench_conv). */
-static int tile_for(const bt_conv2d_desc *d) {
-    return bt_wino_tile() == 4 && d->H >= 8 && d->W >= 8 ? 4 : 2;
+static int tile_for(const bt_conv2d_desc *d, int tile) {
+    return tile == 4 && d->H >= 8 && d->W >= 8 ? 4 : 2;
 }
 
 int bt_wino_forward(float *out, const float *in, const float *w, const float *b,
                     const bt_conv2d_desc *d) {
-    return bt_wino_forward_ws(bt_default_arena(), out, in, w, b, d);
+    return bt_wino_forward_ws(bt_default_arena(), bt_wino_tile(), out, in, w, b, d);
 }
 
-int bt_wino_forward_ws(bt_arena *ws, float *out, const float *in, const float *w,
+int bt_wino_forward_ws(bt_arena *ws, int tile, float *out, const float *in, const float *w,
                        const float *b, const bt_conv2d_desc *d) {
     int rc = wino_check(d, "wino_forward");
     if (rc) return rc;
     if (!out || !in || !w) return bt_fail(BT_EINVAL, "wino_forward: NULL buffer");
-    return wino_run(ws, out, in, w, b, d->N, d->C, d->K, d->H, d->W, 0, 0, tile_for(d));
+    return wino_run(ws, out, in, w, b, d->N, d->C, d->K, d->H, d->W, 0, 0, tile_for(d, tile));
 }
 
 int bt_wino_backward_data(float *dinp, const float *dout, const float *w,
                           const bt_conv2d_desc *d) {
-    return bt_wino_backward_data_ws(bt_default_arena(), dinp, dout, w, d);
+    return bt_wino_backward_data_ws(bt_default_arena(), bt_wino_tile(), dinp, dout, w, d);
 }
 
-int bt_wino_backward_data_ws(bt_arena *ws, float *dinp, const float *dout, const float *w,
-                             const bt_conv2d_desc *d) {
+int bt_wino_backward_data_ws(bt_arena *ws, int tile, float *dinp, const float *dout,
+                             const float *w, const bt_conv2d_desc *d) {
     int rc = wino_check(d, "wino_backward_data");
     if (rc) return rc;
     if (!dinp || !dout || !w) return bt_fail(BT_EINVAL, "wino_backward_data: NULL buffer");
-    return wino_run(ws, dinp, dout, w, NULL, d->N, d->K, d->C, d->H, d->W, 1, 1, tile_for(d));
+    return wino_run(ws, dinp, dout, w, NULL, d->N, d->K, d->C, d->H, d->W, 1, 1,
+                    tile_for(d, tile));
 }

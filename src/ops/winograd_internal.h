@@ -10,9 +10,11 @@
  * d NULL). Looks only at the sizes; the conv functions validate d. */
 int bt_wino_applicable(const bt_conv2d_desc *d);
 
-/* Whether conv2d.c takes the Winograd path for applicable shapes: on by default; set by
- * bt_wino_set_enabled (the CPU backend's `winograd` setting, which the program takes from
- * BT_CONV_WINOGRAD; benchmarks and tests compare both paths in one process). The library
+/* Whether the plain conv functions of conv2d.c take the Winograd path for applicable shapes:
+ * on by default; set by bt_wino_set_enabled or bt_backend_cpu_settings (the program takes it
+ * from BT_CONV_WINOGRAD; benchmarks and tests compare both paths in one process). A CPU
+ * backend keeps its own choice, taken from its configuration when it is made (the process
+ * setting at that moment for winograd -1), and passes it to the workspace forms. The library
  * reads no environment variable. */
 int bt_wino_enabled(void);
 void bt_wino_set_enabled(int on);
@@ -43,11 +45,12 @@ int bt_wino_backward_data(float *dinp, const float *dout, const float *w,
  * in (N,C,H,W) given dout (N,K,H,W). Accumulates. Reproducible for a given thread count. */
 int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
                              const bt_conv2d_desc *d);
-/* The three above with an explicit workspace (the plain forms use bt_default_arena()). */
-int bt_wino_forward_ws(bt_arena *ws, float *out, const float *in, const float *w,
+/* The three above with an explicit workspace and, for the forward and input gradient, tile
+ * (2 or 4; the plain forms use bt_default_arena() and bt_wino_tile()). */
+int bt_wino_forward_ws(bt_arena *ws, int tile, float *out, const float *in, const float *w,
                        const float *b, const bt_conv2d_desc *d);
-int bt_wino_backward_data_ws(bt_arena *ws, float *dinp, const float *dout, const float *w,
-                             const bt_conv2d_desc *d);
+int bt_wino_backward_data_ws(bt_arena *ws, int tile, float *dinp, const float *dout,
+                             const float *w, const bt_conv2d_desc *d);
 int bt_wino_backward_weights_ws(bt_arena *ws, float *dw, const float *dout, const float *in,
                                 const bt_conv2d_desc *d);
 
