@@ -8,8 +8,11 @@
  *
  *   build/bench/bench_step [--arch resnet18-cifar] [--projector 2048-2048-2048] [--batch 256]
  *       [--size 32] [--threads 2] [--warmup 1] [--iters 3] [--no-torch | --torch-only]
- *       [--scaling]
+ *       [--scaling] [--torch2 PYTHON|none]
  *
+ * The peers are Debian's PyTorch 1.13 and, where installed (--torch2, default
+ * /opt/torch2/bin/python3), a current PyTorch in fp32 NCHW and channels_last; the ratios are
+ * taken against the fastest of them (the memory ratio also against the leanest).
  * --scaling also times our step on one thread and prints the speed-up of --threads over it.
  *
  * Useful FLOPs are nominal: 2 x the multiply-adds of every convolution and linear layer for
@@ -43,6 +46,7 @@
 typedef struct {
     const char *arch, *projector;
     int batch, size, threads, warmup, iters, no_torch, torch_only, scaling;
+    const char *torch2; /* a current PyTorch's python ("none": Debian's 1.13 alone) */
 } opts;
 
 static double now(void) {
@@ -260,17 +264,28 @@ static double sgemm_gflops(void) {
 
 /* ---- PyTorch's step, in its own process ------------------------------------------------ */
 
-static int run_torch(const opts *o, step_result *r) {
+/* The PyTorch peers: Debian's 1.13 (/usr/bin/python3, or $BARLOW_PYTHON) and, where it is
+ * installed, a current PyTorch from PyPI (--torch2 PYTHON; default /opt/torch2/bin/python3),
+ * in fp32 NCHW and in channels_last. The fastest is the peer the ratios are taken against. */
+typedef struct {
+    char name[64];
+    const char *python;
+    int channels_last;
+    step_result r;
+    int ok;
+} peer;
+
+static int run_torch(const opts *o, peer *pe) {
     const char *script = "bench/bench_step_torch.py";
     if (access(script, R_OK) != 0)
         return bt_fail(BT_EIO, "%s not found: run from the repository root", script);
-    const char *py = getenv("BARLOW_PYTHON") ? getenv("BARLOW_PYTHON") : "/usr/bin/python3";
+    step_result *r = &pe->r;
     char cmd[1024], line[8192];
     snprintf(cmd, sizeof cmd,
              "%s %s --arch '%s' --projector '%s' --batch %d --size %d --threads %d --warmup %d "
-             "--iters %d --steps-per-epoch %d --epochs %d",
-             py, script, o->arch, o->projector, o->batch, o->size, o->threads, o->warmup,
-             o->iters, STEPS_PER_EPOCH, EPOCHS);
+             "--iters %d --steps-per-epoch %d --epochs %d%s",
+             pe->python, script, o->arch, o->projector, o->batch, o->size, o->threads, o->warmup,
+             o->iters, STEPS_PER_EPOCH, EPOCHS, pe->channels_last ? " --channels-last" : "");
     fprintf(stderr, "  running: %s\n", cmd);
     FILE *p = popen(cmd, "r");
     if (!p) return bt_fail(BT_EIO, "popen failed: %s", cmd);
@@ -279,13 +294,21 @@ static int run_torch(const opts *o, step_result *r) {
         cJSON *j = cJSON_Parse(line);
         if (!j) continue;
         cJSON *s = cJSON_GetObjectItem(j, "sec_per_step"), *m = cJSON_GetObjectItem(j, "peak_rss_mb"),
-              *l = cJSON_GetObjectItem(j, "loss"), *c = cJSON_GetObjectItem(j, "cpu_per_step");
+              *l = cJSON_GetObjectItem(j, "loss"), *c = cJSON_GetObjectItem(j, "cpu_per_step"),
+              *v = cJSON_GetObjectItem(j, "torch");
         if (cJSON_IsNumber(s) && cJSON_IsNumber(m) && cJSON_IsNumber(l) && cJSON_IsNumber(c)) {
             r->sec = s->valuedouble;
             r->cpu = c->valuedouble;
             r->pairs_s = o->batch / r->sec;
             r->rss_mb = m->valuedouble;
             r->loss = l->valuedouble;
+            if (cJSON_IsString(v)) {
+                char ver[16];
+                snprintf(ver, sizeof ver, "%s", v->valuestring);
+                ver[strcspn(ver, "+")] = 0; /* "2.15.0+cu132" -> "2.15.0" */
+                snprintf(pe->name, sizeof pe->name, "torch %s%s", ver,
+                         pe->channels_last ? " CL" : "");
+            }
             got = 1;
         }
         cJSON_Delete(j);
@@ -300,7 +323,7 @@ static int run_torch(const opts *o, step_result *r) {
 static void usage(void) {
     fprintf(stderr, "usage: bench_step [--arch A] [--projector P] [--batch N] [--size S] "
                     "[--threads T] [--warmup W] [--iters I] [--no-torch | --torch-only] "
-                    "[--scaling]\n");
+                    "[--scaling] [--torch2 PYTHON|none]\n");
     exit(2);
 }
 
@@ -312,7 +335,8 @@ static int int_arg(const char *s, int lo) {
 }
 
 int main(int argc, char **argv) {
-    opts o = {"resnet18-cifar", "2048-2048-2048", 256, 32, 2, 1, 3, 0, 0, 0};
+    opts o = {"resnet18-cifar", "2048-2048-2048", 256, 32, 2, 1, 3, 0, 0, 0,
+              "/opt/torch2/bin/python3"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-torch")) o.no_torch = 1;
@@ -326,6 +350,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) o.threads = int_arg(v, 1), i++;
         else if (!strcmp(a, "--warmup")) o.warmup = int_arg(v, 0), i++;
         else if (!strcmp(a, "--iters")) o.iters = int_arg(v, 1), i++;
+        else if (!strcmp(a, "--torch2")) o.torch2 = v, i++;
         else usage();
     }
     if ((o.no_torch && o.torch_only) || (o.scaling && (o.torch_only || o.threads < 2))) usage();
@@ -362,7 +387,7 @@ int main(int argc, char **argv) {
            loss_flops(o.batch, cfg.proj[cfg.nproj - 1]) / 1e9);
     fflush(stdout);
 
-    step_result ours = {0}, torch = {0};
+    step_result ours = {0};
     double gemm = 0;
     if (!o.torch_only) {
         /* measured before and after our step (the best counts), as the load may change */
@@ -399,31 +424,60 @@ int main(int argc, char **argv) {
         gemm = sgemm_gflops();
         printf("sgemm  : OpenBLAS 1024^3 %.1f GFLOP/s on %d thread(s)\n", gemm, o.threads);
     }
+    peer peers[3];
+    int npeers = 0, best = -1, leanest = -1;
     if (!o.no_torch) {
-        if (run_torch(&o, &torch) != BT_OK) {
-            fprintf(stderr, "bench_step: %s\n", bt_error());
+        const char *deb = getenv("BARLOW_PYTHON") ? getenv("BARLOW_PYTHON") : "/usr/bin/python3";
+        peers[npeers++] = (peer){"torch (debian)", deb, 0, .ok = 0};
+        if (strcmp(o.torch2, "none") && access(o.torch2, X_OK) == 0) {
+            peers[npeers++] = (peer){"torch 2", o.torch2, 0, .ok = 0};
+            peers[npeers++] = (peer){"torch 2 CL", o.torch2, 1, .ok = 0};
+        } else if (strcmp(o.torch2, "none")) {
+            printf("note: no current PyTorch at %s (install: python3 -m venv /opt/torch2 && "
+                   "/opt/torch2/bin/pip install torch torchvision); Debian's alone is the peer\n",
+                   o.torch2);
+        }
+        for (int k = 0; k < npeers; k++) {
+            peer *pe = &peers[k];
+            if (run_torch(&o, pe) != BT_OK) {
+                fprintf(stderr, "bench_step: %s\n", bt_error());
+                continue;
+            }
+            pe->ok = 1;
+            printf("%-15s: %.3f s/step (median of %d; cpu %.3f s), %.2f pairs/s, %.1f GFLOP/s "
+                   "useful, peak RSS %.0f MiB, loss %.6g\n", pe->name, pe->r.sec, o.iters,
+                   pe->r.cpu, pe->r.pairs_s, flops / pe->r.sec / 1e9, pe->r.rss_mb, pe->r.loss);
+            fflush(stdout);
+            if (best < 0 || pe->r.sec < peers[best].r.sec) best = k;
+            if (leanest < 0 || pe->r.rss_mb < peers[leanest].r.rss_mb) leanest = k;
+        }
+        if (best < 0) {
+            fprintf(stderr, "bench_step: no PyTorch peer ran\n");
             return 1;
         }
-        printf("pytorch: %.3f s/step (median of %d; cpu %.3f s), %.2f pairs/s, %.1f GFLOP/s useful, "
-               "peak RSS %.0f MiB, loss %.6g\n", torch.sec, o.iters, torch.cpu, torch.pairs_s,
-               flops / torch.sec / 1e9, torch.rss_mb, torch.loss);
     }
 
-    printf("\n%-8s %10s %10s %10s %12s %14s %12s\n", "", "s/step", "cpu s/step", "pairs/s",
+    printf("\n%-15s %10s %10s %10s %12s %14s %12s\n", "", "s/step", "cpu s/step", "pairs/s",
            "useful GF/s", "peak RSS MiB", "efficiency");
     if (!o.torch_only)
-        printf("%-8s %10.3f %10.3f %10.2f %12.1f %14.0f %11.1f%%\n", "barlow", ours.sec, ours.cpu, ours.pairs_s,
-               flops / ours.sec / 1e9, ours.rss_mb, 100 * flops / ours.sec / 1e9 / gemm);
-    if (!o.no_torch) {
-        printf("%-8s %10.3f %10.3f %10.2f %12.1f %14.0f ", "pytorch", torch.sec, torch.cpu, torch.pairs_s,
-               flops / torch.sec / 1e9, torch.rss_mb);
-        if (gemm > 0) printf("%11.1f%%\n", 100 * flops / torch.sec / 1e9 / gemm);
+        printf("%-15s %10.3f %10.3f %10.2f %12.1f %14.0f %11.1f%%\n", "barlow", ours.sec, ours.cpu,
+               ours.pairs_s, flops / ours.sec / 1e9, ours.rss_mb, 100 * flops / ours.sec / 1e9 / gemm);
+    for (int k = 0; k < npeers; k++) {
+        const peer *pe = &peers[k];
+        if (!pe->ok) continue;
+        printf("%-15s %10.3f %10.3f %10.2f %12.1f %14.0f ", pe->name, pe->r.sec, pe->r.cpu,
+               pe->r.pairs_s, flops / pe->r.sec / 1e9, pe->r.rss_mb);
+        if (gemm > 0) printf("%11.1f%%\n", 100 * flops / pe->r.sec / 1e9 / gemm);
         else printf("%12s\n", "-");
     }
-    if (!o.torch_only && !o.no_torch)
+    if (!o.torch_only && !o.no_torch) {
+        const step_result *t = &peers[best].r;
+        printf("peer: %s, the fastest of %d\n", peers[best].name, npeers);
         printf("speed ratio barlow/pytorch: %.2fx (by CPU time: %.2fx)   memory ratio "
-               "barlow/pytorch: %.2fx\n", ours.pairs_s / torch.pairs_s, torch.cpu / ours.cpu,
-               ours.rss_mb / torch.rss_mb);
+               "barlow/pytorch: %.2fx (against the leanest, %s: %.2fx)\n",
+               ours.pairs_s / t->pairs_s, t->cpu / ours.cpu, ours.rss_mb / t->rss_mb,
+               peers[leanest].name, ours.rss_mb / peers[leanest].r.rss_mb);
+    }
     if (gemm > 0)
         printf("efficiency = useful GFLOP/s / sgemm 1024^3 GFLOP/s (%.1f)\n", gemm);
     if (o.scaling)

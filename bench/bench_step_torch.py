@@ -8,7 +8,8 @@ inputs, for bench/bench_step.c. Prints one JSON line:
   bench_step_torch.py --arch resnet18-cifar --projector 2048-2048-2048 --batch 256 --size 32
                       --threads 2 --warmup 1 --iters 3
 
-Run with Debian's /usr/bin/python3 (python3-torch).
+Run with Debian's /usr/bin/python3 (python3-torch 1.13) or a newer PyTorch's interpreter (the
+benchmarks' /opt/torch2/bin/python3); --channels-last puts the model and inputs in NHWC.
 """
 import argparse
 import json
@@ -36,16 +37,23 @@ def main():
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--steps-per-epoch", type=int, default=195)
     ap.add_argument("--epochs", type=int, default=1000)
+    ap.add_argument("--channels-last", action="store_true",
+                    help="model and inputs in torch.channels_last (NHWC) memory format")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = BarlowTwins(a.arch, a.projector, a.batch)
     model.train()
+    if a.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model)
     g = torch.Generator().manual_seed(1)
     y1 = torch.randn(a.batch, 3, a.size, a.size, generator=g)
     y2 = torch.randn(a.batch, 3, a.size, a.size, generator=g)
+    if a.channels_last:
+        y1 = y1.contiguous(memory_format=torch.channels_last)
+        y2 = y2.contiguous(memory_format=torch.channels_last)
 
     # Same schedule position as bench_step.c: the end of main.py's 10 warm-up epochs (peak lr).
     step0 = 10 * a.steps_per_epoch
@@ -66,7 +74,8 @@ def main():
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"sec_per_step": med, "cpu_per_step": statistics.median(cpus),
                       "pairs_per_s": a.batch / med,
-                      "peak_rss_mb": rss_kb / 1024.0, "loss": loss, "times": times}))
+                      "peak_rss_mb": rss_kb / 1024.0, "loss": loss, "times": times,
+                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

@@ -17,26 +17,15 @@ int bt_batchnorm_forward(float *y, float *mean, float *rstd, const float *x, con
     if (err) return err;
     const size_t cs = (size_t)C * HW; /* distance between samples */
     const double cnt = (double)N * HW;
+    const bt_bn_kernels *bk = bt_bn_kernels_current();
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
         double m, r;
+        const float *xc0 = x + (size_t)c * HW;
         if (training) {
-            double s = 0, q = 0;
-            for (int n = 0; n < N; n++) {
-                const float *xc = x + n * cs + (size_t)c * HW;
-#pragma omp simd reduction(+ : s)
-                for (int i = 0; i < HW; i++) s += xc[i];
-            }
-            m = s / cnt;
+            m = bk->sum(xc0, cs, N, HW) / cnt;
             /* two passes: sum((x-m)^2) does not cancel like sum(x^2) - n*m^2 */
-            for (int n = 0; n < N; n++) {
-                const float *xc = x + n * cs + (size_t)c * HW;
-#pragma omp simd reduction(+ : q)
-                for (int i = 0; i < HW; i++) {
-                    double d = xc[i] - m;
-                    q += d * d;
-                }
-            }
+            const double q = bk->sqdev(xc0, cs, N, HW, m);
             r = 1.0 / sqrt(q / cnt + eps);
             if (running_mean) {
                 running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
@@ -68,12 +57,7 @@ void bt_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
         const float k = (gamma ? gamma[c] : 1.0f) * r;
         if (!training) {
             /* eval: the statistics are constants */
-            for (int n = 0; n < N; n++) {
-                const float *dyc = dy + n * cs + (size_t)c * HW;
-                float *dxc = dx + n * cs + (size_t)c * HW;
-#pragma omp simd
-                for (int i = 0; i < HW; i++) dxc[i] += k * dyc[i];
-            }
+            bt_bn_kernels_current()->dx_eval(dx + (size_t)c * HW, dy + (size_t)c * HW, cs, N, HW, k);
             continue;
         }
         bn_channel_dx(dx, dy, x, m, r, k, (float)(sdy / cnt), (float)(sdyx / cnt), c, N, C, HW);

@@ -5,6 +5,30 @@
 #define BARLOW_OPS_BATCHNORM_INTERNAL_H
 #include <stddef.h>
 
+/* The per-channel loops, one copy per instruction-set path (batchnorm_kernels.c). Each works
+ * on one channel: rows n = 0..N-1 of HW floats at x + n * cs. Every copy gives bit-identical
+ * results (the order of the double sums is fixed by the source, not the vector width). */
+typedef struct {
+    const char *name;
+    double (*sum)(const float *x, size_t cs, int N, int HW);                 /* sum x */
+    double (*sqdev)(const float *x, size_t cs, int N, int HW, double m);     /* sum (x-m)^2 */
+    /* y = ((x - mhi) - mlo) * a + b */
+    void (*norm)(float *y, const float *x, size_t cs, int N, int HW, float mhi, float mlo,
+                 float a, float b);
+    /* sum dy and sum dy * ((x - m) * r), in double */
+    void (*grad_sums)(double *sdy, double *sdyx, const float *dy, const float *x, size_t cs,
+                      int N, int HW, float m, float r);
+    /* dx += k * (dy - mdy - (x - m) * r * mdyx) */
+    void (*dx)(float *dx, const float *dy, const float *x, size_t cs, int N, int HW, float m,
+               float r, float k, float mdy, float mdyx);
+    void (*dx_eval)(float *dx, const float *dy, size_t cs, int N, int HW, float k); /* dx += k dy */
+} bt_bn_kernels;
+
+/* The copy of path isa (a bt_isa; the portable one for a path this build lacks), and of the
+ * path in use now. */
+const bt_bn_kernels *bt_bn_kernels_for(int isa);
+const bt_bn_kernels *bt_bn_kernels_current(void);
+
 /* The forward epilogue of channel c, given its statistics m and r = 1/sqrt(var + eps) in
  * double: stores mean[c], rstd[c] (what the backward reads) and y = xhat * gamma + beta.
  * The mean is split as hi + lo floats: x - hi is exact when x is near the mean (Sterbenz), so
@@ -18,43 +42,24 @@ static inline void bn_channel_normalize(float *y, float *mean, float *rstd, cons
     rstd[c] = (float)r;
     const float mhi = (float)m, mlo = (float)(m - mhi);
     const float a = (float)(r * (gamma ? gamma[c] : 1.0f)), b = beta ? beta[c] : 0.0f;
-    for (int n = 0; n < N; n++) {
-        const float *xc = x + n * cs + (size_t)c * HW;
-        float *yc = y + n * cs + (size_t)c * HW;
-#pragma omp simd
-        for (int i = 0; i < HW; i++) yc[i] = ((xc[i] - mhi) - mlo) * a + b;
-    }
+    bt_bn_kernels_current()->norm(y + (size_t)c * HW, x + (size_t)c * HW, cs, N, HW, mhi, mlo,
+                                  a, b);
 }
 
 /* Channel c's sum(dy) and sum(dy * xhat) over (N, HW), in double. x, dy (N, C, HW). */
 static inline void bn_channel_sums(double *sdy_out, double *sdyx_out, const float *dy,
                                    const float *x, float m, float r, int c, int N, int C,
                                    int HW) {
-    const size_t cs = (size_t)C * HW;
-    double sdy = 0, sdyx = 0;
-    for (int n = 0; n < N; n++) {
-        const float *xc = x + n * cs + (size_t)c * HW, *dyc = dy + n * cs + (size_t)c * HW;
-#pragma omp simd reduction(+ : sdy, sdyx)
-        for (int i = 0; i < HW; i++) {
-            sdy += dyc[i];
-            sdyx += (double)dyc[i] * ((xc[i] - m) * r);
-        }
-    }
-    *sdy_out = sdy;
-    *sdyx_out = sdyx;
+    const size_t cs = (size_t)C * HW, off = (size_t)c * HW;
+    bt_bn_kernels_current()->grad_sums(sdy_out, sdyx_out, dy + off, x + off, cs, N, HW, m, r);
 }
 
 /* Training-mode dx of channel c: dx += k*(dy - mean(dy) - xhat*mean(dy*xhat)), k = gamma*rstd;
  * the two subtracted terms are the gradient through the batch mean and variance. */
 static inline void bn_channel_dx(float *dx, const float *dy, const float *x, float m, float r,
                                  float k, float mdy, float mdyx, int c, int N, int C, int HW) {
-    const size_t cs = (size_t)C * HW;
-    for (int n = 0; n < N; n++) {
-        const float *xc = x + n * cs + (size_t)c * HW, *dyc = dy + n * cs + (size_t)c * HW;
-        float *dxc = dx + n * cs + (size_t)c * HW;
-#pragma omp simd
-        for (int i = 0; i < HW; i++) dxc[i] += k * (dyc[i] - mdy - (xc[i] - m) * r * mdyx);
-    }
+    const size_t cs = (size_t)C * HW, off = (size_t)c * HW;
+    bt_bn_kernels_current()->dx(dx + off, dy + off, x + off, cs, N, HW, m, r, k, mdy, mdyx);
 }
 
 #endif

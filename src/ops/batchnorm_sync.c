@@ -13,21 +13,11 @@
 /* s (C): per-channel sum of x over this rank's (N, HW), or of (x - m)^2 when m != NULL. */
 static void channel_sums(double *s, const float *x, const double *m, int N, int C, int HW) {
     const size_t cs = (size_t)C * HW;
+    const bt_bn_kernels *bk = bt_bn_kernels_current();
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
-        double acc = 0;
-        for (int n = 0; n < N; n++) {
-            const float *xc = x + n * cs + (size_t)c * HW;
-            if (m) {
-                const double mc = m[c];
-#pragma omp simd reduction(+ : acc)
-                for (int i = 0; i < HW; i++) acc += (xc[i] - mc) * (xc[i] - mc);
-            } else {
-#pragma omp simd reduction(+ : acc)
-                for (int i = 0; i < HW; i++) acc += xc[i];
-            }
-        }
-        s[c] = acc;
+        const float *xc = x + (size_t)c * HW;
+        s[c] = m ? bk->sqdev(xc, cs, N, HW, m[c]) : bk->sum(xc, cs, N, HW);
     }
 }
 
