@@ -76,11 +76,14 @@ bt_gemm_blocking bt_gemm_blocking_for(bt_isa isa) {
 static _Thread_local float *bt_gemm_tl_buf;
 static _Thread_local size_t bt_gemm_tl_n;
 static pthread_key_t bt_gemm_key;
+static int bt_gemm_key_ok; /* 0: no key could be made; buffers then live until the process ends */
 static pthread_once_t bt_gemm_key_once = PTHREAD_ONCE_INIT;
 
 static void tl_free(void *p) { bt_free(p); }
 static void tl_key_init(void) {
-    if (pthread_key_create(&bt_gemm_key, tl_free)) abort(); /* only on exhausted keys */
+    /* Fails only when the process has used up its keys: the buffers still work, they are
+     * just not freed when a pool thread ends (the library never aborts on a resource). */
+    bt_gemm_key_ok = pthread_key_create(&bt_gemm_key, tl_free) == 0;
 }
 
 static float *tl_buffer(size_t n) {
@@ -91,7 +94,7 @@ static float *tl_buffer(size_t n) {
     bt_free(bt_gemm_tl_buf);
     bt_gemm_tl_buf = p;
     bt_gemm_tl_n = n;
-    pthread_setspecific(bt_gemm_key, p);
+    if (bt_gemm_key_ok) pthread_setspecific(bt_gemm_key, p);
     return p;
 }
 
