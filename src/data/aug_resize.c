@@ -10,6 +10,7 @@
 #include <string.h>
 #include "barlow/error.h"
 #include "data/aug_internal.h"
+#include "data/aug_simd.h"
 
 #define PRECISION_BITS (32 - 8 - 2)
 
@@ -35,12 +36,6 @@ static inline double filter_eval(double x, int interp) {
     }
     if (x < 1.0) return 1.0 - x;
     return 0.0;
-}
-
-static inline uint8_t clip8(int v) {
-    if (v < 0) return 0;
-    v >>= PRECISION_BITS;
-    return v > 255 ? 255 : (uint8_t)v;
 }
 
 /* Pillow's precompute_coeffs + normalize_coeffs_8bpc for the n outputs o0..o0+n-1 of an
@@ -107,26 +102,6 @@ static void transpose3(uint8_t *dst, const uint8_t *src, size_t stride, int rows
         }
 }
 
-/* Vertical pass: out (rows_out, n, 3); the input row of source index y is in + (y - roff) *
- * stride. Accumulates a whole output row at a time so the inner loop runs along memory. */
-static void pass_vertical(uint8_t *out, const uint8_t *in, size_t stride, int roff,
-                          int rows_out, int n, const int32_t *kk, const int *bounds, int ksize,
-                          int32_t *acc /* (n * 3) */) {
-    const int len = n * 3;
-    for (int i = 0; i < rows_out; i++) {
-        const int32_t *k = kk + (size_t)i * ksize;
-        int ymin = bounds[2 * i] - roff, cnt = bounds[2 * i + 1];
-        for (int c = 0; c < len; c++) acc[c] = 1 << (PRECISION_BITS - 1);
-        for (int t = 0; t < cnt; t++) {
-            const uint8_t *row = in + (size_t)(ymin + t) * stride;
-            const int32_t kt = k[t];
-            for (int c = 0; c < len; c++) acc[c] += row[c] * kt;
-        }
-        uint8_t *o = out + (size_t)i * len;
-        for (int c = 0; c < len; c++) o[c] = clip8(acc[c]);
-    }
-}
-
 int bt_aug_resample(uint8_t *dst, const uint8_t *src, size_t src_stride, int in_w, int in_h,
                     int out_w, int out_h, int x0, int y0, int wnd_w, int wnd_h, int interp,
                     bt_aug_work *w) {
@@ -181,7 +156,7 @@ int bt_aug_resample(uint8_t *dst, const uint8_t *src, size_t src_stride, int in_
             return BT_ENOMEM;
         transpose3(w->tr1, src + (size_t)r0 * src_stride + (size_t)c0 * 3, src_stride, rows,
                    c1 - c0);
-        pass_vertical(w->tr2, w->tr1, (size_t)rows * 3, c0, wnd_w, rows, w->kx, w->bx, ksh,
+        bt_aug_kernels_cur()->resample_rows(w->tr2, w->tr1, (size_t)rows * 3, c0, wnd_w, rows, w->kx, w->bx, ksh,
                       w->acc);
         transpose3(hout, w->tr2, (size_t)rows * 3, wnd_w, rows);
         if (!need_v) return BT_OK;
@@ -191,7 +166,7 @@ int bt_aug_resample(uint8_t *dst, const uint8_t *src, size_t src_stride, int in_
     }
     if (bt_aug_grow((void **)&w->acc, &w->acc_cap, (size_t)wnd_w * 3 * sizeof(int32_t)))
         return BT_ENOMEM;
-    pass_vertical(dst, vin, vstride, roff, wnd_h, wnd_w, w->ky, w->by, ksv, w->acc);
+    bt_aug_kernels_cur()->resample_rows(dst, vin, vstride, roff, wnd_h, wnd_w, w->ky, w->by, ksv, w->acc);
     return BT_OK;
 }
 

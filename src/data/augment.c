@@ -5,6 +5,7 @@
 #include <string.h>
 #include "barlow/error.h"
 #include "data/aug_internal.h"
+#include "data/aug_simd.h"
 
 bt_aug_work *bt_aug_work_new(void) { return bt_calloc(sizeof(bt_aug_work)); }
 
@@ -74,20 +75,11 @@ static int augment_u8(bt_image *im, const bt_image *src, const bt_aug_params *pr
     return BT_OK;
 }
 
-/* ToTensor + Normalize: ((float)v / 255 - mean) / std in float32, HWC -> CHW. A table per
- * channel holds exactly those values. */
+/* ToTensor + Normalize: ((float)v / 255 - mean) / std in float32, HWC -> CHW. */
 static void normalize(float *out, const uint8_t *px, int w, int h, const float mean[3],
                       const float std[3]) {
-    float lut[3][256];
-    for (int c = 0; c < 3; c++)
-        for (int v = 0; v < 256; v++) lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
     const size_t n = (size_t)w * h;
-    float *o0 = out, *o1 = out + n, *o2 = out + 2 * n;
-    for (size_t i = 0; i < n; i++) {
-        o0[i] = lut[0][px[3 * i]];
-        o1[i] = lut[1][px[3 * i + 1]];
-        o2[i] = lut[2][px[3 * i + 2]];
-    }
+    bt_aug_kernels_cur()->normalize(out, out + n, out + 2 * n, px, n, mean, std);
 }
 
 int bt_aug_apply_u8(bt_image *dst, const bt_image *src, const bt_aug_params *pr,
