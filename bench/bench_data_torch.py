@@ -26,7 +26,11 @@ def main():
     t0 = time.perf_counter()
     n = 0
     for _ in range(nbatches):
-        (y1, y2), _ = next(it)
+        try:
+            (y1, y2), _ = next(it)
+        except StopIteration:  # the next epoch (a small data set)
+            it = iter(loader)
+            (y1, y2), _ = next(it)
         n += y1.shape[0]
     dt = time.perf_counter() - t0
     print("samples/s %.1f" % (n / dt))

@@ -32,4 +32,11 @@ int bt_aug_resample(uint8_t *dst, const uint8_t *src, size_t src_stride, int in_
                     int out_w, int out_h, int x0, int y0, int wnd_w, int wnd_h, int interp,
                     bt_aug_work *w);
 
+/* Image.resize((out_w, out_h), filter, box=box) of the whole of src: box (x0, y0, x1, y1) is
+ * a float region of src (PIL's semantics: the filter is centred on the box's own grid and
+ * clipped at the image's edges, so pixels just outside the box contribute). dst (out_h,
+ * out_w, 3). Used by decode-time scaling, whose crop boxes fall between pixels. */
+int bt_aug_resample_box(uint8_t *dst, const bt_image *src, const float box[4], int out_w,
+                        int out_h, int interp, bt_aug_work *w);
+
 #endif

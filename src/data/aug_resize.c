@@ -40,9 +40,10 @@ static inline double filter_eval(double x, int interp) {
 
 /* Pillow's precompute_coeffs + normalize_coeffs_8bpc for the n outputs o0..o0+n-1 of an
  * in_size -> out_size axis. kk: (n, ksize) fixed point, bounds: (n, 2) first tap, count. */
-static int precompute(int in_size, int out_size, int o0, int n, int interp, int32_t **kk,
-                      size_t *kk_cap, int **bounds, size_t *b_cap, bt_aug_work *w) {
-    const float in0 = 0.0f, in1 = (float)in_size; /* PIL's box, as floats */
+static int precompute(int in_size, float in0, float in1, int out_size, int o0, int n,
+                      int interp, int32_t **kk, size_t *kk_cap, int **bounds, size_t *b_cap,
+                      bt_aug_work *w) {
+    /* in0, in1: PIL's box along this axis, as floats (0, in_size without a box) */
     double filterscale, scale;
     filterscale = scale = (double)(in1 - in0) / out_size;
     if (filterscale < 1.0) filterscale = 1.0;
@@ -102,17 +103,20 @@ static void transpose3(uint8_t *dst, const uint8_t *src, size_t stride, int rows
         }
 }
 
-int bt_aug_resample(uint8_t *dst, const uint8_t *src, size_t src_stride, int in_w, int in_h,
-                    int out_w, int out_h, int x0, int y0, int wnd_w, int wnd_h, int interp,
-                    bt_aug_work *w) {
+/* box: PIL's resize box (x0, y0, x1, y1) in source pixels, or NULL for the whole image. */
+static int resample(uint8_t *dst, const uint8_t *src, size_t src_stride, int in_w, int in_h,
+                    const float *box, int out_w, int out_h, int x0, int y0, int wnd_w,
+                    int wnd_h, int interp, bt_aug_work *w) {
     if (in_w <= 0 || in_h <= 0 || out_w <= 0 || out_h <= 0 || wnd_w <= 0 || wnd_h <= 0 ||
         x0 < 0 || y0 < 0 || x0 + wnd_w > out_w || y0 + wnd_h > out_h)
         return bt_fail(BT_EINVAL, "resample: bad sizes %dx%d -> %dx%d window %dx%d at (%d,%d)",
                        in_w, in_h, out_w, out_h, wnd_w, wnd_h, x0, y0);
     if (interp != BT_INTERP_BILINEAR && interp != BT_INTERP_BICUBIC)
         return bt_fail(BT_EINVAL, "resample: unknown interpolation %d", interp);
-    /* PIL skips a pass whose axis keeps its size (the box is the whole image here). */
-    const int need_h = out_w != in_w, need_v = out_h != in_h;
+    const float bx0 = box ? box[0] : 0.0f, by0 = box ? box[1] : 0.0f,
+                bx1 = box ? box[2] : (float)in_w, by1 = box ? box[3] : (float)in_h;
+    /* PIL skips a pass whose axis keeps its size over the whole image. */
+    const int need_h = box || out_w != in_w, need_v = box || out_h != in_h;
     if (!need_h && !need_v) {
         for (int r = 0; r < wnd_h; r++)
             memcpy(dst + (size_t)r * wnd_w * 3, src + (size_t)(y0 + r) * src_stride + x0 * 3,
@@ -121,12 +125,12 @@ int bt_aug_resample(uint8_t *dst, const uint8_t *src, size_t src_stride, int in_
     }
     int ksv = 0, ksh = 0;
     if (need_v) {
-        ksv = precompute(in_h, out_h, y0, wnd_h, interp, &w->ky, &w->ky_cap, &w->by,
+        ksv = precompute(in_h, by0, by1, out_h, y0, wnd_h, interp, &w->ky, &w->ky_cap, &w->by,
                          &w->by_cap, w);
         if (ksv < 0) return ksv;
     }
     if (need_h) {
-        ksh = precompute(in_w, out_w, x0, wnd_w, interp, &w->kx, &w->kx_cap, &w->bx,
+        ksh = precompute(in_w, bx0, bx1, out_w, x0, wnd_w, interp, &w->kx, &w->kx_cap, &w->bx,
                          &w->bx_cap, w);
         if (ksh < 0) return ksh;
     }
@@ -168,6 +172,24 @@ int bt_aug_resample(uint8_t *dst, const uint8_t *src, size_t src_stride, int in_
         return BT_ENOMEM;
     bt_aug_kernels_cur()->resample_rows(dst, vin, vstride, roff, wnd_h, wnd_w, w->ky, w->by, ksv, w->acc);
     return BT_OK;
+}
+
+int bt_aug_resample(uint8_t *dst, const uint8_t *src, size_t src_stride, int in_w, int in_h,
+                    int out_w, int out_h, int x0, int y0, int wnd_w, int wnd_h, int interp,
+                    bt_aug_work *w) {
+    return resample(dst, src, src_stride, in_w, in_h, NULL, out_w, out_h, x0, y0, wnd_w, wnd_h,
+                    interp, w);
+}
+
+int bt_aug_resample_box(uint8_t *dst, const bt_image *src, const float box[4], int out_w,
+                        int out_h, int interp, bt_aug_work *w) {
+    if (!src->px || !(box[0] >= 0 && box[1] >= 0 && box[2] <= (float)src->w &&
+                      box[3] <= (float)src->h && box[0] < box[2] && box[1] < box[3]))
+        return bt_fail(BT_EINVAL, "resample: box (%g,%g,%g,%g) outside the %dx%d image",
+                       (double)box[0], (double)box[1], (double)box[2], (double)box[3], src->w,
+                       src->h);
+    return resample(dst, src->px, (size_t)src->w * 3, src->w, src->h, box, out_w, out_h, 0, 0,
+                    out_w, out_h, interp, w);
 }
 
 int bt_aug_resized_crop(bt_image *dst, const bt_image *src, int top, int left, int h, int w,
