@@ -178,10 +178,10 @@ static void test_resample_rows(void) {
             }
         }
         uint8_t *ref = malloc((size_t)rows_out * n * 3), *got = malloc((size_t)rows_out * n * 3);
-        gen()->resample_rows(ref, in, stride, 0, rows_out, n, kk, bounds, ksize, acc);
+        gen()->resample_rows(ref, in, stride, 0, rows_out, n * 3, kk, bounds, ksize, acc);
         for (int p = 0; p < np; p++) {
             memset(got, 0xa5, (size_t)rows_out * n * 3);
-            bt_aug_kernels_for(paths[p])->resample_rows(got, in, stride, 0, rows_out, n, kk,
+            bt_aug_kernels_for(paths[p])->resample_rows(got, in, stride, 0, rows_out, n * 3, kk,
                                                         bounds, ksize, acc);
             check_same("resample_rows", paths[p], ref, got, (size_t)rows_out * n * 3);
         }

@@ -17,8 +17,8 @@ struct bt_aug_work {
     double *kd;      size_t kd_cap;    /* (ksize) one output's float coefficients */
     int32_t *acc;    size_t acc_cap;   /* (out_w * 3) vertical-pass accumulators */
     uint8_t *line;   size_t line_cap;  /* (2, h, w, 3) blur ping-pong images */
-    uint8_t *tr1;    size_t tr1_cap;   /* (cols, rows, 3) transposed source for the x pass */
-    uint8_t *tr2;    size_t tr2_cap;   /* (out_w, rows, 3) its result, before transposing back */
+    uint8_t *tr1;    size_t tr1_cap;   /* (cols, rows, 4) transposed source for the x pass */
+    uint8_t *tr2;    size_t tr2_cap;   /* (out_w, rows, 4) its result, before transposing back */
 };
 
 /* Ensures *buf holds at least `bytes`; contents are not kept. */

@@ -85,19 +85,52 @@ static int precompute(int in_size, float in0, float in1, int out_size, int o0, i
     return ksize;
 }
 
-/* (rows, cols, 3) with row stride `stride` bytes -> (cols, rows, 3), in cache-sized tiles. */
-static void transpose3(uint8_t *dst, const uint8_t *src, size_t stride, int rows, int cols) {
+/* The horizontal pass works on transposed rows of 4-byte pixels (RGB and a fourth byte
+ * that is computed and thrown away): a pixel then moves as one 32-bit word in both
+ * transposes, and each real channel's sums are PIL's. */
+
+/* (rows, cols, 3) with row stride `stride` bytes -> (cols, rows) words, in cache-sized
+ * tiles. The last column is read byte by byte: a word there would read past the row (and,
+ * on the last row, past the image). */
+static void transpose_in(uint32_t *dst, const uint8_t *src, size_t stride, int rows, int cols) {
     enum { T = 32 };
     for (int y0 = 0; y0 < rows; y0 += T)
         for (int x0 = 0; x0 < cols; x0 += T) {
             int y1 = y0 + T < rows ? y0 + T : rows, x1 = x0 + T < cols ? x0 + T : cols;
+            int xw = x1 < cols ? x1 : cols - 1; /* columns read as words */
             for (int y = y0; y < y1; y++) {
                 const uint8_t *s = src + (size_t)y * stride;
-                for (int x = x0; x < x1; x++) {
-                    uint8_t *d = dst + ((size_t)x * rows + y) * 3;
-                    d[0] = s[3 * x];
-                    d[1] = s[3 * x + 1];
-                    d[2] = s[3 * x + 2];
+                for (int x = x0; x < xw; x++) {
+                    uint32_t v;
+                    memcpy(&v, s + 3 * x, 4);
+                    dst[(size_t)x * rows + y] = v;
+                }
+                if (xw < x1) {
+                    const uint8_t *p = s + 3 * xw;
+                    dst[(size_t)xw * rows + y] =
+                        (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+                }
+            }
+        }
+}
+
+/* (cols, rows) words -> (rows, cols, 3). A word written at pixel x also writes pixel x+1's
+ * first byte, which pixel x+1 (written later: x ascends within a row across the tiles)
+ * overwrites; the last column is written byte by byte. */
+static void transpose_out(uint8_t *dst, const uint32_t *src, int rows, int cols) {
+    enum { T = 32 };
+    for (int y0 = 0; y0 < rows; y0 += T)
+        for (int x0 = 0; x0 < cols; x0 += T) {
+            int y1 = y0 + T < rows ? y0 + T : rows, x1 = x0 + T < cols ? x0 + T : cols;
+            int xw = x1 < cols ? x1 : cols - 1;
+            for (int y = y0; y < y1; y++) {
+                uint8_t *d = dst + (size_t)y * cols * 3;
+                for (int x = x0; x < xw; x++) memcpy(d + 3 * x, &src[(size_t)x * rows + y], 4);
+                if (xw < x1) {
+                    uint32_t v = src[(size_t)xw * rows + y];
+                    d[3 * xw] = (uint8_t)v;
+                    d[3 * xw + 1] = (uint8_t)(v >> 8);
+                    d[3 * xw + 2] = (uint8_t)(v >> 16);
                 }
             }
         }
@@ -154,15 +187,16 @@ static int resample(uint8_t *dst, const uint8_t *src, size_t src_stride, int in_
          * vectorised along memory), then is transposed back. */
         const int rows = r1 - r0;
         const int c0 = w->bx[0], c1 = w->bx[2 * (wnd_w - 1)] + w->bx[2 * (wnd_w - 1) + 1];
-        if (bt_aug_grow((void **)&w->tr1, &w->tr1_cap, (size_t)(c1 - c0) * rows * 3) ||
-            bt_aug_grow((void **)&w->tr2, &w->tr2_cap, (size_t)wnd_w * rows * 3) ||
-            bt_aug_grow((void **)&w->acc, &w->acc_cap, (size_t)rows * 3 * sizeof(int32_t)))
+        if (bt_aug_grow((void **)&w->tr1, &w->tr1_cap, (size_t)(c1 - c0) * rows * 4) ||
+            bt_aug_grow((void **)&w->tr2, &w->tr2_cap, (size_t)wnd_w * rows * 4) ||
+            bt_aug_grow((void **)&w->acc, &w->acc_cap, (size_t)rows * 4 * sizeof(int32_t)))
             return BT_ENOMEM;
-        transpose3(w->tr1, src + (size_t)r0 * src_stride + (size_t)c0 * 3, src_stride, rows,
-                   c1 - c0);
-        bt_aug_kernels_cur()->resample_rows(w->tr2, w->tr1, (size_t)rows * 3, c0, wnd_w, rows, w->kx, w->bx, ksh,
-                      w->acc);
-        transpose3(hout, w->tr2, (size_t)rows * 3, wnd_w, rows);
+        uint32_t *t1 = (uint32_t *)(void *)w->tr1, *t2 = (uint32_t *)(void *)w->tr2;
+        transpose_in(t1, src + (size_t)r0 * src_stride + (size_t)c0 * 3, src_stride, rows,
+                     c1 - c0);
+        bt_aug_kernels_cur()->resample_rows(w->tr2, w->tr1, (size_t)rows * 4, c0, wnd_w,
+                                            rows * 4, w->kx, w->bx, ksh, w->acc);
+        transpose_out(hout, t2, rows, wnd_w);
         if (!need_v) return BT_OK;
         vin = w->tmp;
         vstride = (size_t)wnd_w * 3;
@@ -170,7 +204,8 @@ static int resample(uint8_t *dst, const uint8_t *src, size_t src_stride, int in_
     }
     if (bt_aug_grow((void **)&w->acc, &w->acc_cap, (size_t)wnd_w * 3 * sizeof(int32_t)))
         return BT_ENOMEM;
-    bt_aug_kernels_cur()->resample_rows(dst, vin, vstride, roff, wnd_h, wnd_w, w->ky, w->by, ksv, w->acc);
+    bt_aug_kernels_cur()->resample_rows(dst, vin, vstride, roff, wnd_h, wnd_w * 3, w->ky, w->by,
+                                        ksv, w->acc);
     return BT_OK;
 }
 

@@ -23,12 +23,12 @@ typedef struct {
     void (*blend_const)(uint8_t *px, size_t n, int deg, float alpha);
     /* ImageOps.solarize(img, 128) on n bytes. */
     void (*solarize)(uint8_t *px, size_t n);
-    /* Resample.c's fixed-point pass along the rows axis: out (rows_out, n, 3) from in (row
-     * of source index y at in + (y - roff) * stride), taps kk (rows_out, ksize), bounds
-     * (rows_out, 2); acc (n * 3) scratch. */
+    /* Resample.c's fixed-point pass along the rows axis, every byte of a row independent
+     * (a channel): out (rows_out, len) from in (row of source index y at in + (y - roff) *
+     * stride), taps kk (rows_out, ksize), bounds (rows_out, 2); acc (len) scratch. */
     void (*resample_rows)(uint8_t *out, const uint8_t *in, size_t stride, int roff,
-                          int rows_out, int n, const int32_t *kk, const int *bounds, int ksize,
-                          int32_t *acc);
+                          int rows_out, int len, const int32_t *kk, const int *bounds,
+                          int ksize, int32_t *acc);
     /* One BoxBlur.c pass along the rows axis of a (rows, len) array; acc (len) scratch. */
     void (*box_blur_rows)(uint8_t *out, const uint8_t *in, int rows, int len, int radius,
                           uint32_t ww, uint32_t fw, uint32_t *acc);
