@@ -11,7 +11,7 @@
 #pragma GCC target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")
 #endif
 #define BT_AUG_KERNELS bt_aug_kernels_avx512
-#define BT_AUG_WIDE 1
+#define BT_AUG_WIDE 2
 #include "data/aug_simd_body.inc"
 #ifdef __clang__
 #pragma clang attribute pop
