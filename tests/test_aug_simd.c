@@ -148,8 +148,8 @@ static void test_pointwise_tails(void) {
     }
 }
 
-/* Resample.c's pass with coefficient rows as the resampler makes them (each row sums to
- * 2^22, some taps negative as bicubic's are), random bounds and row lengths. */
+/* Resample.c's pass with coefficient rows like the resampler's (each row sums to 2^22,
+ * some taps negative as bicubic's are), random bounds and row lengths. */
 static void test_resample_rows(void) {
     bt_isa paths[BT_ISA_COUNT];
     int np = wide_paths(paths);
@@ -171,7 +171,9 @@ static void test_resample_rows(void) {
             int32_t left = 1 << 22;
             for (int t = 0; t < ksize; t++) {
                 int32_t v = 0;
-                if (t < cnt - 1) v = (int32_t)(tu_next(&r) % (3u << 21)) - (1 << 20);
+                /* small negative lobes and positive taps, their absolute sum (< 2^23)
+                 * times 255 within int32, as the resampler's own coefficients are */
+                if (t < cnt - 1) v = (int32_t)(tu_next(&r) % ((1u << 18) + (1u << 15))) - (1 << 15);
                 else if (t == cnt - 1) v = left;
                 left -= v;
                 kk[i * ksize + t] = v;
