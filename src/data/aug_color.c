@@ -2,14 +2,8 @@
  * Image.blend(degenerate, image, factor) computed in float32 and truncated to 8 bits
  * (Blend.c); 'L' is the ITU-R 601-2 luma in 16-bit fixed point (Convert.c L24); hue goes
  * through PIL's 8-bit HSV (Convert.c rgb2hsv_row / hsv2rgb) with a uint8 wrap-around shift,
- * as torchvision's adjust_hue does with numpy. Also flip, grayscale and solarize. */
-#ifdef __clang__
-#pragma STDC FP_CONTRACT OFF /* PIL is built without FMA; a fused multiply-add rounds differently */
-#elif defined(__GNUC__)
-/* Lets GCC if-convert (and so vectorise) the branch-free float code below; it changes no
- * value, only the assumption that FP exception flags are observed. */
-#pragma GCC optimize("no-trapping-math")
-#endif
+ * as torchvision's adjust_hue does with numpy. Also flip, grayscale and solarize. The
+ * per-pixel loops are in aug_simd_body.inc, one copy per ISA path (aug_simd.h). */
 #include <math.h>
 #include <string.h>
 #include "barlow/augment.h"

@@ -228,8 +228,8 @@ int bt_aug_preset_set(bt_aug_preset *p, const char *key, const char *value) {
                        "unknown augmentation option '%s' (keys: size scale scale-min scale-max "
                        "ratio ratio-min ratio-max interp flip-p jitter-p brightness contrast "
                        "saturation hue gray-p blur-p blur-sigma blur-sigma-min blur-sigma-max "
-                       "solarize-p [.0|.1], mean std eval-resize eval-crop eval-interp decode-scale)",
-                       key);
+                       "solarize-p [.0|.1], mean std eval-resize eval-crop eval-interp "
+                       "decode-scale)", key);
     }
 validate:
     for (int v = 0; v < 2; v++)
