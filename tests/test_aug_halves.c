@@ -199,6 +199,23 @@ static void test_decode_scale_error(void) {
     }
     CHECK(views[1] > 0 && views[2] > 0, "the draws reach the 1/2 and 1/4 scales (%d, %d)",
           views[1], views[2]);
+    /* a decompression bomb stays refused at 1/8 scale (its full size is what counts) */
+    size_t blen = 0;
+    uint8_t *bomb = (uint8_t *)tu_slurp("fuzz/crashes/image/oom-jpeg-60000x60000.jpg", &blen);
+    CHECK(bomb != NULL, "fuzz/crashes/image/oom-jpeg-60000x60000.jpg missing");
+    if (bomb) {
+        bt_decoder dc;
+        bt_decoder_init(&dc);
+        dc.scale_cb = fixed_scale;
+        fixed_den = 8;
+        bt_image im = {0};
+        int rc = bt_decoder_decode(&dc, &im, bomb, blen, "bomb");
+        CHECK(rc == BT_EFORMAT && strstr(bt_error(), "pixel limit") && !im.px,
+              "a 60000x60000 JPEG at 1/8 scale: rc %d '%s'", rc, bt_error());
+        bt_image_free(&im);
+        bt_decoder_free(&dc);
+        free(bomb);
+    }
     bt_aug_work_free(w);
 }
 

@@ -41,7 +41,7 @@ int bt_decoder_image(bt_decoder *dc, bt_image *im, int w, int h) {
     /* The size comes from the header, before any pixel data is seen: a few hundred bytes
      * could otherwise ask for 12 GB. PIL refuses the same images (DecompressionBombError
      * above 2 * Image.MAX_IMAGE_PIXELS). */
-    if (dc->scale_cb && (uint64_t)w * (uint64_t)h > BT_MAX_IMAGE_PIXELS)
+    if ((uint64_t)w * (uint64_t)h > BT_MAX_IMAGE_PIXELS)
         return bt_fail(BT_EFORMAT, "image size %dx%d exceeds the %llu-pixel limit (a "
                        "decompression bomb?)", w, h, (unsigned long long)BT_MAX_IMAGE_PIXELS);
     size_t n = (size_t)w * h * 3;
