@@ -156,6 +156,7 @@ static void test_table_complete(void) {
         (const void *)o->linear_forward, (const void *)o->linear_backward,
         (const void *)o->xent_forward, (const void *)o->xent_backward, (const void *)o->bt_loss,
         (const void *)o->bt_loss_sync, (const void *)o->lars_step,
+        (const void *)o->aug_pixel,
     };
     int n = (int)(sizeof entries / sizeof *entries);
     CHECK(n * sizeof(void *) == sizeof(bt_backend_ops) - sizeof(const char *),
@@ -726,6 +727,50 @@ static void test_lars(void) {
     bt_table_free(&tab);
 }
 
+/* ---- the data pipeline's per-pixel half: equal to bt_aug_pixel on the host ---- */
+
+static void test_aug_pixel(void) {
+    enum { N = 6, S = 40 };
+    bt_aug_preset pr;
+    CHECK(bt_aug_preset_init(&pr, "imagenet") == BT_OK, "preset");
+    tu_rng r = {23};
+    const size_t cb = (size_t)N * S * S * 3, nf = (size_t)N * 3 * S * S;
+    uint8_t *crops = tu_xcalloc(cb, 1), *host = tu_xcalloc(cb, 1);
+    for (size_t i = 0; i < cb; i++) crops[i] = (uint8_t)((i * 7 + (i / 97) * 13) ^ (tu_next(&r) & 15));
+    bt_aug_params prm[N];
+    float *ref = tu_xcalloc(nf, sizeof(float));
+    bt_aug_work *w = bt_aug_work_new();
+    memcpy(host, crops, cb);
+    for (int i = 0; i < N; i++) { /* both views' draws: blur, jitter, gray, solarize vary */
+        bt_rng g = bt_rng_key(4, 0, (uint64_t)i, (uint64_t)(i & 1));
+        bt_aug_sample(&prm[i], &pr.view[i & 1], 300, 200, &g);
+        if (i == 0) prm[i].jitter = prm[i].gray = prm[i].blur = prm[i].solarize = 0;
+        if (i == 1) prm[i].blur = prm[i].solarize = prm[i].gray = 1, prm[i].sigma = 1.3f;
+        bt_image im = {S, S, host + (size_t)i * S * S * 3};
+        CHECK(bt_aug_pixel(ref + (size_t)i * 3 * S * S, &im, &prm[i], pr.mean, pr.std, w) == BT_OK,
+              "host bt_aug_pixel: %s", bt_error());
+    }
+    buf c = bnew((cb + 3) / 4), out = bnew(nf);
+    memcpy(H(&c), crops, cb);
+    up(&c);
+    up(&out);
+    CHECK(be->ops->aug_pixel(be, D(&out), (uint8_t *)D(&c), prm, N, S, pr.mean, pr.std) == BT_OK,
+          "%s aug_pixel: %s", bname, bt_error());
+    down(&out);
+    down(&c);
+    guards_ok("aug_pixel", "out", &out);
+    guards_ok("aug_pixel", "crops", &c);
+    CHECK(memcmp(H(&out), ref, nf * sizeof(float)) == 0, "%s aug_pixel: output differs from "
+          "bt_aug_pixel", bname);
+    CHECK(memcmp(H(&c), host, cb) == 0, "%s aug_pixel: crops differ from bt_aug_pixel's", bname);
+    bfree(&c);
+    bfree(&out);
+    bt_aug_work_free(w);
+    free(crops);
+    free(host);
+    free(ref);
+}
+
 int main(void) {
     int ran = 0;
     for (int i = 0; i < bt_backend_count(); i++) {
@@ -750,6 +795,7 @@ int main(void) {
         TEST_RUN(test_xent);
         TEST_RUN(test_bt_loss);
         TEST_RUN(test_lars);
+        TEST_RUN(test_aug_pixel);
         bt_backend_free(be);
         ran++;
     }

@@ -34,6 +34,11 @@ typedef struct {
     int eval_resize;                            /* eval: resize shorter side to this (0: none) */
     int eval_crop;                              /* eval: centre crop (0: none) */
     int eval_interp;
+    /* Decode-time scaling (opt-in, 0 by default): a JPEG whose crops all cover at least
+     * twice the output side is decoded at 1/2, 1/4 or 1/8 scale (libjpeg-turbo's scaled
+     * IDCT, as PIL's draft mode) and the crops are resampled from that. Faster; no longer
+     * bit-identical to torchvision (README, "Decode-time scaling"). The draws are unchanged. */
+    int decode_scale;
 } bt_aug_preset;
 
 /* Parameters drawn for one view of one image. */
@@ -75,6 +80,7 @@ int bt_aug_preset_init(bt_aug_preset *p, const char *name);
  *   eval-resize INT (0: none)   eval-crop INT (0: none; an image smaller than the crop after
  *   the resize is refused by bt_aug_eval_size)
  *   eval-interp bilinear|bicubic
+ *   decode-scale 0|1 (decode-time scaling, see bt_aug_preset.decode_scale)
  * Returns BT_EINVAL naming the key on an unknown key, a malformed value or one out of range
  * (including a min above its max: move both ends with the pair keys); p is unchanged then. */
 int bt_aug_preset_set(bt_aug_preset *p, const char *key, const char *value);
@@ -102,6 +108,30 @@ int bt_aug_apply(float *out, const bt_image *src, const bt_aug_params *pr,
  * (c->size square) when dst->px is NULL; otherwise it must already be c->size square. */
 int bt_aug_apply_u8(bt_image *dst, const bt_image *src, const bt_aug_params *pr,
                     const bt_aug_view_cfg *c, bt_aug_work *w);
+
+/* ---- the two halves of a view ------------------------------------------------------
+ * bt_aug_apply is bt_aug_geometric (decode side: RandomResizedCrop + flip, giving a uint8
+ * crop) followed by bt_aug_pixel (ColorJitter, grayscale, blur, solarize, ToTensor +
+ * Normalize), with the same output; the halves can run in different places (a backend's
+ * per-pixel op), since both read only the drawn parameters. */
+
+/* The geometric half: crop (c->size square) from src; allocated when crop->px is NULL,
+ * otherwise it must already be c->size square. */
+int bt_aug_geometric(bt_image *crop, const bt_image *src, const bt_aug_params *pr,
+                     const bt_aug_view_cfg *c, bt_aug_work *w);
+/* The largest JPEG scale denominator (1, 2, 4 or 8) at which view pr's crop box still
+ * covers at least c->size pixels along both axes: 2 once the box is twice the output. */
+int bt_aug_decode_denominator(const bt_aug_params *pr, const bt_aug_view_cfg *c);
+/* The geometric half from src, an image decoded at reduced scale from a full_w x full_h
+ * original (pr drawn for the original): the crop box is mapped onto src along each axis by
+ * src->w / full_w and src->h / full_h, and resampled with PIL's float-box resize. Equals
+ * bt_aug_geometric when src is full size. */
+int bt_aug_geometric_scaled(bt_image *crop, const bt_image *src, int full_w, int full_h,
+                            const bt_aug_params *pr, const bt_aug_view_cfg *c, bt_aug_work *w);
+/* The per-pixel half: modifies crop (the geometric half's output) in place and writes the
+ * normalised view out (3, crop->h, crop->w); w is the calling thread's work area. */
+int bt_aug_pixel(float *out, bt_image *crop, const bt_aug_params *pr, const float mean[3],
+                 const float std[3], bt_aug_work *w);
 
 /* Side of the eval transform's (square) output for a src_w x src_h image: eval_crop if set,
  * else the resized or original side when that is square. BT_EINVAL (message set) when the

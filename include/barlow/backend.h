@@ -32,6 +32,7 @@
 #define BARLOW_BACKEND_H
 #include <stddef.h>
 #include <stdint.h>
+#include "barlow/augment.h"
 #include "barlow/loss.h"
 #include "barlow/ops.h"
 #include "barlow/optim.h"
@@ -149,6 +150,15 @@ typedef struct bt_backend_ops {
     /* ---- the optimiser (optim.h): params, mom updated; grads read ---- */
     int (*lars_step)(bt_backend *be, float *params, const float *grads, float *mom,
                      const bt_tensor_table *tab, const bt_lars_cfg *cfg);
+
+    /* ==== the data pipeline (augment.h; issue 19), apart from the training ops above ==== */
+    /* Each view's per-pixel half (bt_aug_pixel: ColorJitter, grayscale, blur, solarize,
+     * ToTensor + Normalize) on n crops that the loader's geometric half made: crops
+     * (n, S, S, 3) uint8 in backend memory, changed in place; prm (n) host, drawn as the
+     * loader draws them; out (n, 3, S, S) in backend memory. Equal to bt_aug_pixel on each
+     * crop, bit for bit, so where it runs never shows in the batch. */
+    int (*aug_pixel)(bt_backend *be, float *out, uint8_t *crops, const bt_aug_params *prm,
+                     int n, int S, const float mean[3], const float std[3]);
 } bt_backend_ops;
 
 struct bt_backend {

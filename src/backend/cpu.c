@@ -199,6 +199,23 @@ static int cpu_lars_step(bt_backend *be, float *params, const float *grads, floa
     return BT_OK;
 }
 
+/* ---- the data pipeline's per-pixel half (issue 19) ---- */
+static int cpu_aug_pixel(bt_backend *be, float *out, uint8_t *crops, const bt_aug_params *prm,
+                         int n, int S, const float mean[3], const float std[3]) {
+    (void)be;
+    if (n < 0 || S <= 0) return bt_fail(BT_EINVAL, "aug_pixel: %d crops of %d px", n, S);
+    bt_aug_work *w = bt_aug_work_new(); /* the blur's scratch; one per call */
+    if (!w) return bt_fail(BT_ENOMEM, "aug_pixel: out of memory");
+    int rc = BT_OK;
+    const size_t px = (size_t)S * S;
+    for (int i = 0; i < n && !rc; i++) {
+        bt_image crop = {S, S, crops + (size_t)i * px * 3}; /* a view, not owned */
+        rc = bt_aug_pixel(out + (size_t)i * px * 3, &crop, &prm[i], mean, std, w);
+    }
+    bt_aug_work_free(w);
+    return rc;
+}
+
 static void cpu_destroy(bt_backend *be) {
     cpu_state *st = be->impl;
     if (st) bt_arena_release(&st->arena);
@@ -243,6 +260,8 @@ static const bt_backend_ops cpu_ops = {
     .bt_loss = cpu_bt_loss,
     .bt_loss_sync = cpu_bt_loss_sync,
     .lars_step = cpu_lars_step,
+    /* the data pipeline */
+    .aug_pixel = cpu_aug_pixel,
 };
 
 static int check_cfg(const bt_backend_cfg *c) {

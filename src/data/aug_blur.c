@@ -9,6 +9,7 @@
 #include <string.h>
 #include "barlow/error.h"
 #include "data/aug_internal.h"
+#include "data/aug_simd.h"
 
 /* _gaussian_blur_radius: every step in float except the sqrt/floor lines, as in Pillow. */
 static float box_radius(float radius, int passes) {
@@ -27,49 +28,6 @@ static float box_radius(float radius, int passes) {
     d = 6.0f * d;
     a /= d;
     return l + a;
-}
-
-/* One box-blur pass along the rows axis of a (rows, len) array: out[y][c] from in[.][c],
- * for every column c at once. The per-line steps are ImagingLineBoxBlur's (running sum with
- * the edge pixel repeated, fractional end weights fw, 24-bit fixed point); the taps that
- * enter and leave depend only on y, so each step is one loop along a contiguous row. */
-static void blur_pass(uint8_t *out, const uint8_t *in, int rows, int len, int radius,
-                      uint32_t ww, uint32_t fw, uint32_t *acc /* (len) */) {
-    const int lastx = rows - 1;
-    const int edgeA = radius + 1 < rows ? radius + 1 : rows;
-    const int edgeB = rows - radius - 1 > 0 ? rows - radius - 1 : 0;
-#define ROW(i) (in + (size_t)(i) * len)
-    {
-        const uint8_t *r0 = ROW(0), *rl = ROW(lastx);
-        const uint32_t m0 = (uint32_t)(radius + 1), ml = (uint32_t)(radius - edgeA + 1);
-        for (int c = 0; c < len; c++) acc[c] = r0[c] * m0;
-        for (int x = 0; x < edgeA - 1; x++) {
-            const uint8_t *r = ROW(x);
-            for (int c = 0; c < len; c++) acc[c] += r[c];
-        }
-        for (int c = 0; c < len; c++) acc[c] += rl[c] * ml;
-    }
-    for (int y = 0; y <= lastx; y++) {
-        int sub, add, right; /* the left far pixel is always `sub` */
-        if (edgeA <= edgeB) {
-            if (y < edgeA) sub = 0, add = y + radius, right = y + radius + 1;
-            else if (y < edgeB) sub = y - radius - 1, add = y + radius, right = y + radius + 1;
-            else sub = y - radius - 1, add = lastx, right = lastx;
-        } else {
-            if (y < edgeB) sub = 0, add = y + radius, right = y + radius + 1;
-            else if (y < edgeA) sub = 0, add = lastx, right = lastx;
-            else sub = y - radius - 1, add = lastx, right = lastx;
-        }
-        const uint8_t *rs = ROW(sub), *ra = ROW(add), *rr = ROW(right);
-        uint8_t *o = out + (size_t)y * len;
-        for (int c = 0; c < len; c++) {
-            uint32_t a = acc[c] + ra[c] - rs[c];
-            acc[c] = a;
-            uint32_t bulk = a * ww + (uint32_t)(rs[c] + rr[c]) * fw;
-            o[c] = (uint8_t)((bulk + (1u << 23)) >> 24);
-        }
-    }
-#undef ROW
 }
 
 /* (rows, cols, 3) -> (cols, rows, 3). */
@@ -104,13 +62,13 @@ int bt_aug_gaussian_blur(bt_image *im, float sigma, bt_aug_work *wk) {
     /* Rows first, as Pillow: blur the transposed image along its rows axis (= x). */
     transpose3(a, im->px, H, W);
     for (int p = 0; p < passes; p++) {
-        blur_pass(b, a, W, H * 3, radius, ww, fw, acc);
+        bt_aug_kernels_cur()->box_blur_rows(b, a, W, H * 3, radius, ww, fw, acc);
         uint8_t *t = a; a = b; b = t;
     }
     transpose3(b, a, W, H);
     for (int p = 0; p < passes; p++) {
         uint8_t *dst = p == passes - 1 ? im->px : a;
-        blur_pass(dst, b, H, W * 3, radius, ww, fw, acc);
+        bt_aug_kernels_cur()->box_blur_rows(dst, b, H, W * 3, radius, ww, fw, acc);
         uint8_t *t = a; a = b; b = t;
     }
     return BT_OK;

@@ -17,8 +17,8 @@ struct bt_aug_work {
     double *kd;      size_t kd_cap;    /* (ksize) one output's float coefficients */
     int32_t *acc;    size_t acc_cap;   /* (out_w * 3) vertical-pass accumulators */
     uint8_t *line;   size_t line_cap;  /* (2, h, w, 3) blur ping-pong images */
-    uint8_t *tr1;    size_t tr1_cap;   /* (cols, rows, 3) transposed source for the x pass */
-    uint8_t *tr2;    size_t tr2_cap;   /* (out_w, rows, 3) its result, before transposing back */
+    uint8_t *tr1;    size_t tr1_cap;   /* (cols, rows, 4) transposed source for the x pass */
+    uint8_t *tr2;    size_t tr2_cap;   /* (out_w, rows, 4) its result, before transposing back */
 };
 
 /* Ensures *buf holds at least `bytes`; contents are not kept. */
@@ -31,5 +31,12 @@ int bt_aug_grow(void **buf, size_t *cap, size_t bytes);
 int bt_aug_resample(uint8_t *dst, const uint8_t *src, size_t src_stride, int in_w, int in_h,
                     int out_w, int out_h, int x0, int y0, int wnd_w, int wnd_h, int interp,
                     bt_aug_work *w);
+
+/* Image.resize((out_w, out_h), filter, box=box) of the whole of src: box (x0, y0, x1, y1) is
+ * a float region of src (PIL's semantics: the filter is centred on the box's own grid and
+ * clipped at the image's edges, so pixels just outside the box contribute). dst (out_h,
+ * out_w, 3). Used by decode-time scaling, whose crop boxes fall between pixels. */
+int bt_aug_resample_box(uint8_t *dst, const bt_image *src, const float box[4], int out_w,
+                        int out_h, int interp, bt_aug_work *w);
 
 #endif

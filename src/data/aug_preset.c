@@ -221,12 +221,15 @@ int bt_aug_preset_set(bt_aug_preset *p, const char *key, const char *value) {
         if ((rc = parse_int(key, value, 0, 8192, &q.eval_crop))) return rc;
     } else if (strcmp(key, "eval-interp") == 0) {
         if ((rc = parse_interp(key, value, &q.eval_interp))) return rc;
+    } else if (strcmp(key, "decode-scale") == 0) {
+        if ((rc = parse_int(key, value, 0, 1, &q.decode_scale))) return rc;
     } else {
         return bt_fail(BT_EINVAL,
                        "unknown augmentation option '%s' (keys: size scale scale-min scale-max "
                        "ratio ratio-min ratio-max interp flip-p jitter-p brightness contrast "
                        "saturation hue gray-p blur-p blur-sigma blur-sigma-min blur-sigma-max "
-                       "solarize-p [.0|.1], mean std eval-resize eval-crop eval-interp)", key);
+                       "solarize-p [.0|.1], mean std eval-resize eval-crop eval-interp "
+                       "decode-scale)", key);
     }
 validate:
     for (int v = 0; v < 2; v++)

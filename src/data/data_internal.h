@@ -8,14 +8,20 @@
 #include "barlow/dataset.h"
 
 /* Grow-only per-thread buffers for reading and decoding one image at a time. */
-typedef struct {
+typedef struct bt_decoder bt_decoder;
+struct bt_decoder {
     void *tj;          /* TurboJPEG handle, made on first JPEG */
     uint8_t *file;     /* (filecap) encoded bytes */
     size_t filecap;
     uint8_t *tmp;      /* (tmpcap) CMYK or 16-bit rows before conversion */
     size_t tmpcap;
     size_t imcap;      /* bytes owned by the image being decoded into */
-} bt_decoder;
+    /* Decode-time scaling: when scale_cb is set, a JPEG's full size is passed to it once the
+     * header is read, and it returns the denominator (1, 2, 4, 8) to decode at. */
+    int (*scale_cb)(void *ctx, int w, int h);
+    void *scale_ctx;
+    int full_w, full_h; /* the last decoded image's size before scaling */
+};
 
 void bt_decoder_init(bt_decoder *dc);
 void bt_decoder_free(bt_decoder *dc);

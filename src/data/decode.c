@@ -89,6 +89,22 @@ static int decode_jpeg_(bt_decoder *dc, bt_image *im, const uint8_t *buf, size_t
     if (len > 0xffffffffUL) return bt_fail(BT_EFORMAT, "%s: file too large", name);
     if (tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &sub, &cs) != 0)
         return bt_fail(BT_EFORMAT, "%s: bad JPEG: %s", name, tjGetErrorStr2(tj));
+    /* The pixel limit is checked on the full size (bt_decoder_image below sees the scaled
+     * one): a bomb stays refused whatever the scale. */
+    if (dc->scale_cb && (uint64_t)w * (uint64_t)h > BT_MAX_IMAGE_PIXELS)
+        return bt_fail(BT_EFORMAT, "%s: image size %dx%d exceeds the %llu-pixel limit (a "
+                       "decompression bomb?)", name, w, h, (unsigned long long)BT_MAX_IMAGE_PIXELS);
+    dc->full_w = w;
+    dc->full_h = h;
+    if (dc->scale_cb) {
+        int den = dc->scale_cb(dc->scale_ctx, w, h);
+        if (den == 2 || den == 4 || den == 8) {
+            /* TurboJPEG picks the scaling factor 1/den for exactly these sides */
+            tjscalingfactor sf = {1, den};
+            w = TJSCALED(w, sf);
+            h = TJSCALED(h, sf);
+        }
+    }
     int rc = bt_decoder_image(dc, im, w, h);
     if (rc) return bt_fail(rc, "%s: %s", name, bt_error());
     int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
@@ -190,6 +206,8 @@ static int decode_png(bt_decoder *dc, bt_image *im, const uint8_t *buf, size_t l
         rc = bt_fail(rc, "%s: %s", name, bt_error());
         goto done;
     }
+    dc->full_w = (int)w; /* never scaled */
+    dc->full_h = (int)h;
     uint8_t *base = im->px;
     if (gray16) {
         if ((rc = grow(&dc->tmp, &dc->tmpcap, (size_t)w * h * 2))) goto done;

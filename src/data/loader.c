@@ -24,6 +24,12 @@ typedef struct {
     bt_decoder dc;
     bt_image im;
     bt_aug_work *aw;
+    /* decode-time scaling: the item being decoded, and its views' draws made from the
+     * JPEG header (have_prm) before the pixels */
+    size_t cur_i;
+    int have_prm;
+    bt_aug_params prm[2];
+    bt_image crop;       /* (S, S, 3) the geometric half's output */
 } worker;
 
 struct bt_loader {
@@ -67,6 +73,8 @@ static int load_for_position(bt_loader *ld, worker *w, size_t p, size_t *idx) {
     for (size_t k = 0; k < ld->N; k++) {
         size_t i = (size_t)ld->perm[(p + k) % ld->N];
         if (__atomic_load_n(&ld->bad[i], __ATOMIC_RELAXED)) continue;
+        w->cur_i = i;
+        w->have_prm = 0;
         int rc = bt_dataset_load_with(ld->ds, i, &w->im, &w->dc);
         if (rc == BT_OK) {
             *idx = i;
@@ -78,6 +86,28 @@ static int load_for_position(bt_loader *ld, worker *w, size_t p, size_t *idx) {
     }
     return bt_fail(BT_EFORMAT, "no image of the dataset decodes (first: %s)",
                    bt_dataset_item_name(ld->ds, 0));
+}
+
+static void sample_views(const bt_loader *ld, size_t i, int w, int h, bt_aug_params *prm) {
+    for (int v = 0; v < ld->nviews; v++) {
+        bt_rng rng = bt_rng_key(ld->cfg.seed, ld->epoch, i, (uint64_t)v);
+        bt_aug_sample(&prm[v], &ld->preset->view[v], w, h, &rng);
+    }
+}
+
+/* The decoder's scale callback (decode-scale=1): draws the views from the full size in the
+ * header, then decodes at the smallest scale every view's crop allows. */
+static int choose_scale(void *ctx, int w, int h) {
+    worker *wk = ctx;
+    const bt_loader *ld = wk->ld;
+    sample_views(ld, wk->cur_i, w, h, wk->prm);
+    wk->have_prm = 1;
+    int den = 8;
+    for (int v = 0; v < ld->nviews; v++) {
+        int d = bt_aug_decode_denominator(&wk->prm[v], &ld->preset->view[v]);
+        if (d < den) den = d;
+    }
+    return den;
 }
 
 static int do_item(bt_loader *ld, worker *w, long b, int j, int *skipped) {
@@ -98,13 +128,21 @@ static int do_item(bt_loader *ld, worker *w, long b, int j, int *skipped) {
                            S < 0 ? bt_error() : "images differ in size");
         return bt_aug_eval(s->b.x[0] + (size_t)j * 3 * S * S, &w->im, pr, w->aw);
     }
+    /* Without a JPEG header seen (or without decode-scale) the draws come from the image. */
+    const int scaled = w->have_prm;
+    bt_aug_params prm[2];
+    if (scaled) memcpy(prm, w->prm, sizeof prm);
+    else sample_views(ld, i, w->im.w, w->im.h, prm);
     for (int v = 0; v < ld->nviews; v++) {
-        bt_rng rng = bt_rng_key(ld->cfg.seed, ld->epoch, i, (uint64_t)v);
-        bt_aug_params prm;
-        bt_aug_sample(&prm, &pr->view[v], w->im.w, w->im.h, &rng);
+        const bt_aug_view_cfg *c = &pr->view[v];
+        if (w->crop.px && w->crop.w != c->size) bt_image_free(&w->crop);
+        /* the geometric half, then the per-pixel half (bt_aug_apply's steps) */
+        rc = scaled ? bt_aug_geometric_scaled(&w->crop, &w->im, w->dc.full_w, w->dc.full_h,
+                                              &prm[v], c, w->aw)
+                    : bt_aug_geometric(&w->crop, &w->im, &prm[v], c, w->aw);
         size_t per = (size_t)3 * ld->S[v] * ld->S[v];
-        rc = bt_aug_apply(s->b.x[v] + (size_t)j * per, &w->im, &prm, &pr->view[v], pr->mean,
-                          pr->std, w->aw);
+        if (!rc) rc = bt_aug_pixel(s->b.x[v] + (size_t)j * per, &w->crop, &prm[v], pr->mean,
+                                   pr->std, w->aw);
         if (rc) return bt_fail(rc, "%s: %s", bt_dataset_item_name(ld->ds, i), bt_error());
     }
     return BT_OK;
@@ -235,6 +273,10 @@ int bt_loader_new(bt_loader **out, const bt_dataset *ds, const bt_aug_preset *pr
         worker *w = &ld->wk[t];
         w->ld = ld;
         bt_decoder_init(&w->dc);
+        if (preset->decode_scale && c->mode != BT_LOAD_EVAL) {
+            w->dc.scale_cb = choose_scale;
+            w->dc.scale_ctx = w;
+        }
         if (!(w->aw = bt_aug_work_new())) rc = bt_fail(BT_ENOMEM, "out of memory");
         else if (pthread_create(&w->th, NULL, worker_main, w) != 0)
             rc = bt_fail(BT_ENOMEM, "loader: cannot start worker thread %d", t);
@@ -337,6 +379,7 @@ void bt_loader_free(bt_loader *ld) {
             if (w->started) pthread_join(w->th, NULL);
             bt_decoder_free(&w->dc);
             bt_image_free(&w->im);
+            bt_image_free(&w->crop);
             if (w->aw) bt_aug_work_free(w->aw);
         }
     }
