@@ -44,15 +44,6 @@ static int setup(void) {
     return ok;
 }
 
-static void slurp_text(const char *path, char *buf, size_t cap) {
-    buf[0] = 0;
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = 0;
-    fclose(f);
-}
-
 /* Runs `bin pretrain DATA <args>`; stdout/stderr kept in outtext/errtext. Returns the exit
  * status, or -1 if the program did not exit normally (a crash is never an acceptable
  * outcome of a fault). */
@@ -237,7 +228,7 @@ static void test_corrupt_jpeg(void) {
     char stats[65536];
     char sp[1200];
     snprintf(sp, sizeof sp, "%s/stats.txt", ck);
-    slurp_text(sp, stats, sizeof stats);
+    tu_read_into(sp, stats, sizeof stats);
     double skipped = 0;
     int lines = 0;
     for (char *line = strtok(stats, "\n"); line; line = strtok(NULL, "\n")) {

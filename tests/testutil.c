@@ -253,7 +253,7 @@ const char *tu_tmp_path(const char *name) {
 }
 
 /* The file at path into buf (cap bytes, NUL-terminated; empty if unreadable). */
-static void tu_read_into(const char *path, char *buf, size_t cap) {
+void tu_read_into(const char *path, char *buf, size_t cap) {
     if (!buf || !cap) return;
     buf[0] = 0;
     FILE *f = fopen(path, "r");

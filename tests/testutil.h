@@ -109,6 +109,8 @@ const char *tu_python(void);
 const char *tu_tmpdir(void);
 /* The whole file at path, NUL-terminated (malloc'd; NULL if it cannot be read); *n (when not
  * NULL) gets its length in bytes. */
+/* The file at path into buf (cap bytes, NUL-terminated; empty if unreadable). */
+void tu_read_into(const char *path, char *buf, size_t cap);
 char *tu_slurp(const char *path, size_t *n);
 
 /* ---- tests of the built program (test_pretrain, test_faults) ------------------------------ */
