@@ -4,25 +4,15 @@
 #include "barlow/error.h"
 #include "barlow/gemm.h"
 #include "barlow/scratch.h"
+#include "gemm_internal.h"
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-static void bad_args(const char *fn, const char *what, int v, int need) {
-    fprintf(stderr, "barlow: %s: %s = %d, need at least %d (programming error)\n", fn, what, v,
-            need);
-    abort();
-}
 
 void bt_dgemm(bt_trans ta, bt_trans tb, int M, int N, int K, double alpha, const double *A,
               int lda, const double *B, int ldb, double beta, double *C, int ldc) {
-    if (M < 0) bad_args("bt_dgemm", "M", M, 0);
-    if (N < 0) bad_args("bt_dgemm", "N", N, 0);
-    if (K < 0) bad_args("bt_dgemm", "K", K, 0);
-    const int acols = ta ? M : K, bcols = tb ? K : N;
-    if (lda < (acols > 1 ? acols : 1)) bad_args("bt_dgemm", "lda", lda, acols > 1 ? acols : 1);
-    if (ldb < (bcols > 1 ? bcols : 1)) bad_args("bt_dgemm", "ldb", ldb, bcols > 1 ? bcols : 1);
-    if (ldc < (N > 1 ? N : 1)) bad_args("bt_dgemm", "ldc", ldc, N > 1 ? N : 1);
+    bt_gemm_check_args("bt_dgemm", ta != BT_NOTRANS, tb != BT_NOTRANS, M, N, K, lda, ldb, ldc);
     if (M == 0 || N == 0) return;
     /* op(B) row-major (K, N), so the inner loop (a row of C += a * a row of op(B)) is unit
      * stride; without the memory for it, B is read through its transpose. */
@@ -77,10 +67,10 @@ void bt_dgemm(bt_trans ta, bt_trans tb, int M, int N, int K, double alpha, const
 
 void bt_dsyrk(int N, int K, double alpha, const double *A, int lda, double beta, double *C,
               int ldc) {
-    if (N < 0) bad_args("bt_dsyrk", "N", N, 0);
-    if (K < 0) bad_args("bt_dsyrk", "K", K, 0);
-    if (lda < (K > 1 ? K : 1)) bad_args("bt_dsyrk", "lda", lda, K > 1 ? K : 1);
-    if (ldc < (N > 1 ? N : 1)) bad_args("bt_dsyrk", "ldc", ldc, N > 1 ? N : 1);
+    if (N < 0) bt_gemm_bad_arg("bt_dsyrk", "N", N, 0);
+    if (K < 0) bt_gemm_bad_arg("bt_dsyrk", "K", K, 0);
+    if (lda < (K > 1 ? K : 1)) bt_gemm_bad_arg("bt_dsyrk", "lda", lda, K > 1 ? K : 1);
+    if (ldc < (N > 1 ? N : 1)) bt_gemm_bad_arg("bt_dsyrk", "ldc", ldc, N > 1 ? N : 1);
     const int nt = omp_in_parallel() || (size_t)N * N * K < ((size_t)1 << 17) ? 1 : bt_threads();
     /* Rows near the top carry more of the triangle: dynamic scheduling evens that out; each
      * entry is one dot product in k order, so the schedule does not change the result. */

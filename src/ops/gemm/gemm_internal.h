@@ -58,4 +58,11 @@ bt_gemm_blocking bt_gemm_blocking_for(bt_isa isa);
  * later call on every path. Not for use while a GEMM runs. */
 void bt_gemm_set_blocking(int mc, int kc, int nc);
 
+/* The GEMMs' argument checks (sgemm.c): a negative size or a too-small leading dimension is a
+ * caller's bug, so it prints fn, the argument and its bound, and aborts. ta / tb: op(A) /
+ * op(B) transposed. */
+_Noreturn void bt_gemm_bad_arg(const char *fn, const char *what, int v, int need);
+void bt_gemm_check_args(const char *fn, int ta, int tb, int M, int N, int K, int lda, int ldb,
+                        int ldc);
+
 #endif

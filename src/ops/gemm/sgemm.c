@@ -223,10 +223,21 @@ static void gemm_block(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
     }
 }
 
-static void bad_args(const char *fn, const char *what, int v, int need) {
+_Noreturn void bt_gemm_bad_arg(const char *fn, const char *what, int v, int need) {
     fprintf(stderr, "barlow: %s: %s = %d, need at least %d (programming error)\n", fn, what, v,
             need);
     abort();
+}
+
+void bt_gemm_check_args(const char *fn, int ta, int tb, int M, int N, int K, int lda, int ldb,
+                        int ldc) {
+    if (M < 0) bt_gemm_bad_arg(fn, "M", M, 0);
+    if (N < 0) bt_gemm_bad_arg(fn, "N", N, 0);
+    if (K < 0) bt_gemm_bad_arg(fn, "K", K, 0);
+    const int acols = ta ? M : K, bcols = tb ? K : N;
+    if (lda < (acols > 1 ? acols : 1)) bt_gemm_bad_arg(fn, "lda", lda, acols > 1 ? acols : 1);
+    if (ldb < (bcols > 1 ? bcols : 1)) bt_gemm_bad_arg(fn, "ldb", ldb, bcols > 1 ? bcols : 1);
+    if (ldc < (N > 1 ? N : 1)) bt_gemm_bad_arg(fn, "ldc", ldc, N > 1 ? N : 1);
 }
 
 /* C = beta * C (beta == 0: C = 0 without reading it). */
@@ -243,13 +254,7 @@ static void scale_c(float *C, int M, int N, int ldc, float beta) {
 /* The product on nt threads (1 = the calling thread, wherever it is). */
 static void sgemm_run(bt_trans ta, bt_trans tb, int M, int N, int K, float alpha, const float *A,
                       int lda, const float *B, int ldb, float beta, float *C, int ldc, int nt) {
-    if (M < 0) bad_args("bt_sgemm", "M", M, 0);
-    if (N < 0) bad_args("bt_sgemm", "N", N, 0);
-    if (K < 0) bad_args("bt_sgemm", "K", K, 0);
-    const int acols = ta ? M : K, bcols = tb ? K : N;
-    if (lda < (acols > 1 ? acols : 1)) bad_args("bt_sgemm", "lda", lda, acols > 1 ? acols : 1);
-    if (ldb < (bcols > 1 ? bcols : 1)) bad_args("bt_sgemm", "ldb", ldb, bcols > 1 ? bcols : 1);
-    if (ldc < (N > 1 ? N : 1)) bad_args("bt_sgemm", "ldc", ldc, N > 1 ? N : 1);
+    bt_gemm_check_args("bt_sgemm", ta != BT_NOTRANS, tb != BT_NOTRANS, M, N, K, lda, ldb, ldc);
     if (M == 0 || N == 0) return;
     if (K == 0 || alpha == 0.0f) {
         scale_c(C, M, N, ldc, beta);
@@ -311,7 +316,7 @@ void bt_sgemm(bt_trans ta, bt_trans tb, int M, int N, int K, float alpha, const 
 void bt_sgemm_batch(int count, bt_trans ta, bt_trans tb, int M, int N, int K, float alpha,
                     const float *A, int lda, ptrdiff_t strideA, const float *B, int ldb,
                     ptrdiff_t strideB, float beta, float *C, int ldc, ptrdiff_t strideC) {
-    if (count < 0) bad_args("bt_sgemm_batch", "count", count, 0);
+    if (count < 0) bt_gemm_bad_arg("bt_sgemm_batch", "count", count, 0);
     const int nt = omp_in_parallel() ? 1 : bt_threads();
     if (nt == 1 || count < nt) {
         for (int i = 0; i < count; i++)
@@ -331,7 +336,7 @@ void bt_sgemm_batch(int count, bt_trans ta, bt_trans tb, int M, int N, int K, fl
  * (allowed by the contract in gemm.h). */
 void bt_ssyrk(int N, int K, float alpha, const float *A, int lda, float beta, float *C,
               int ldc) {
-    if (N < 0) bad_args("bt_ssyrk", "N", N, 0);
+    if (N < 0) bt_gemm_bad_arg("bt_ssyrk", "N", N, 0);
     const int nt = omp_in_parallel() ? 1 : bt_threads();
     const int step = 64; /* small enough that the skipped lower part is most of it */
     for (int i0 = 0; i0 < N; i0 += step) {
