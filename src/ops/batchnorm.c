@@ -36,7 +36,7 @@ int bt_batchnorm_forward(float *y, float *mean, float *rstd, const float *x, con
             m = running_mean[c];
             r = 1.0 / sqrt((double)running_var[c] + eps);
         }
-        bn_channel_normalize(y, mean, rstd, x, gamma, beta, m, r, c, N, C, HW);
+        bn_channel_normalize(bk, y, mean, rstd, x, gamma, beta, m, r, c, N, C, HW);
     }
     return BT_OK;
 }
@@ -47,19 +47,20 @@ void bt_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
                            const float *rstd, int N, int C, int HW, int training) {
     const size_t cs = (size_t)C * HW;
     const double cnt = (double)N * HW;
+    const bt_bn_kernels *bk = bt_bn_kernels_current();
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
         const float m = mean[c], r = rstd[c];
         double sdy, sdyx;
-        bn_channel_sums(&sdy, &sdyx, dy, x, m, r, c, N, C, HW);
+        bn_channel_sums(bk, &sdy, &sdyx, dy, x, m, r, c, N, C, HW);
         if (dgamma) dgamma[c] += (float)sdyx;
         if (dbeta) dbeta[c] += (float)sdy;
         const float k = (gamma ? gamma[c] : 1.0f) * r;
         if (!training) {
             /* eval: the statistics are constants */
-            bt_bn_kernels_current()->dx_eval(dx + (size_t)c * HW, dy + (size_t)c * HW, cs, N, HW, k);
+            bk->dx_eval(dx + (size_t)c * HW, dy + (size_t)c * HW, cs, N, HW, k);
             continue;
         }
-        bn_channel_dx(dx, dy, x, m, r, k, (float)(sdy / cnt), (float)(sdyx / cnt), c, N, C, HW);
+        bn_channel_dx(bk, dx, dy, x, m, r, k, (float)(sdy / cnt), (float)(sdyx / cnt), c, N, C, HW);
     }
 }

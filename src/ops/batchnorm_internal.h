@@ -28,13 +28,15 @@ typedef struct {
  * path in use now. */
 const bt_bn_kernels *bt_bn_kernels_for(int isa);
 const bt_bn_kernels *bt_bn_kernels_current(void);
+/* The helpers below take the copy as `bk`, looked up once per op call, so that every channel
+ * of one call runs on the same path. */
 
 /* The forward epilogue of channel c, given its statistics m and r = 1/sqrt(var + eps) in
  * double: stores mean[c], rstd[c] (what the backward reads) and y = xhat * gamma + beta.
  * The mean is split as hi + lo floats: x - hi is exact when x is near the mean (Sterbenz), so
  * (x - hi) - lo keeps xhat accurate even when |mean| >> std, at float cost; the folded
  * x*a + (b - mean*a) would cancel there. x, y (N, C, HW); gamma, beta (C) or NULL. */
-static inline void bn_channel_normalize(float *y, float *mean, float *rstd, const float *x,
+static inline void bn_channel_normalize(const bt_bn_kernels *bk, float *y, float *mean, float *rstd, const float *x,
                                         const float *gamma, const float *beta, double m,
                                         double r, int c, int N, int C, int HW) {
     const size_t cs = (size_t)C * HW;
@@ -42,24 +44,24 @@ static inline void bn_channel_normalize(float *y, float *mean, float *rstd, cons
     rstd[c] = (float)r;
     const float mhi = (float)m, mlo = (float)(m - mhi);
     const float a = (float)(r * (gamma ? gamma[c] : 1.0f)), b = beta ? beta[c] : 0.0f;
-    bt_bn_kernels_current()->norm(y + (size_t)c * HW, x + (size_t)c * HW, cs, N, HW, mhi, mlo,
+    bk->norm(y + (size_t)c * HW, x + (size_t)c * HW, cs, N, HW, mhi, mlo,
                                   a, b);
 }
 
 /* Channel c's sum(dy) and sum(dy * xhat) over (N, HW), in double. x, dy (N, C, HW). */
-static inline void bn_channel_sums(double *sdy_out, double *sdyx_out, const float *dy,
+static inline void bn_channel_sums(const bt_bn_kernels *bk, double *sdy_out, double *sdyx_out, const float *dy,
                                    const float *x, float m, float r, int c, int N, int C,
                                    int HW) {
     const size_t cs = (size_t)C * HW, off = (size_t)c * HW;
-    bt_bn_kernels_current()->grad_sums(sdy_out, sdyx_out, dy + off, x + off, cs, N, HW, m, r);
+    bk->grad_sums(sdy_out, sdyx_out, dy + off, x + off, cs, N, HW, m, r);
 }
 
 /* Training-mode dx of channel c: dx += k*(dy - mean(dy) - xhat*mean(dy*xhat)), k = gamma*rstd;
  * the two subtracted terms are the gradient through the batch mean and variance. */
-static inline void bn_channel_dx(float *dx, const float *dy, const float *x, float m, float r,
+static inline void bn_channel_dx(const bt_bn_kernels *bk, float *dx, const float *dy, const float *x, float m, float r,
                                  float k, float mdy, float mdyx, int c, int N, int C, int HW) {
     const size_t cs = (size_t)C * HW, off = (size_t)c * HW;
-    bt_bn_kernels_current()->dx(dx + off, dy + off, x + off, cs, N, HW, m, r, k, mdy, mdyx);
+    bk->dx(dx + off, dy + off, x + off, cs, N, HW, m, r, k, mdy, mdyx);
 }
 
 #endif

@@ -34,6 +34,7 @@ int bt_batchnorm_forward_sync_ws(bt_arena *ws, float *y, float *mean, float *rst
                                  const float *x, const float *gamma, const float *beta,
                                  float *running_mean, float *running_var, int N, int C, int HW,
                                  int training, float momentum, float eps, const bt_comm *comm) {
+    const bt_bn_kernels *bk = bt_bn_kernels_current();
     if (!training || bt_comm_world(comm) == 1)
         return bt_batchnorm_forward(y, mean, rstd, x, gamma, beta, running_mean, running_var, N,
                                     C, HW, training, momentum, eps);
@@ -59,7 +60,7 @@ int bt_batchnorm_forward_sync_ws(bt_arena *ws, float *y, float *mean, float *rst
             running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m[c]);
             running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * (q[c] / (cnt - 1)));
         }
-        bn_channel_normalize(y, mean, rstd, x, gamma, beta, m[c], r, c, N, C, HW);
+        bn_channel_normalize(bk, y, mean, rstd, x, gamma, beta, m[c], r, c, N, C, HW);
     }
     return BT_OK;
 }
@@ -76,6 +77,7 @@ int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float 
                                   const float *dy, const float *x, const float *gamma,
                                   const float *mean, const float *rstd, int N, int C, int HW,
                                   int training, const bt_comm *comm) {
+    const bt_bn_kernels *bk = bt_bn_kernels_current();
     if (!training || bt_comm_world(comm) == 1) {
         bt_batchnorm_backward(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, N, C, HW, training);
         return BT_OK;
@@ -85,7 +87,7 @@ int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float 
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
         double sdy, sdyx;
-        bn_channel_sums(&sdy, &sdyx, dy, x, mean[c], rstd[c], c, N, C, HW);
+        bn_channel_sums(bk, &sdy, &sdyx, dy, x, mean[c], rstd[c], c, N, C, HW);
         /* this rank's share of dgamma/dbeta: the gradient all-reduce sums the shares */
         if (dgamma) dgamma[c] += (float)sdyx;
         if (dbeta) dbeta[c] += (float)sdy;
@@ -99,7 +101,7 @@ int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float 
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
         const float r = rstd[c], k = (gamma ? gamma[c] : 1.0f) * r;
-        bn_channel_dx(dx, dy, x, mean[c], r, k, (float)(g[c] / cnt), (float)(g[C + c] / cnt), c,
+        bn_channel_dx(bk, dx, dy, x, mean[c], r, k, (float)(g[c] / cnt), (float)(g[C + c] / cnt), c,
                       N, C, HW);
     }
     return BT_OK;
