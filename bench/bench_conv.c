@@ -2,7 +2,8 @@
  * 1024^3 cblas_sgemm as the machine's attainable rate. 3x3 stride-1 layers are timed with
  * Winograd on and off in the same run (interleaved, so a neighbour's load hits both alike),
  * and, on maps of 8x8 and more, the opt-in F(4x4) tile against the default F(2x2).
- * Usage: bench_conv [threads] (default 2). */
+ * Usage: bench_conv [threads] [batch] [layer] (defaults 2, 64, all; layer 1-7 picks one line
+ * of the list in main, e.g. 6 for the 4x4-map layer). */
 #include "barlow/cpu.h"
 #include "barlow/error.h"
 #include "barlow/ops.h"
@@ -177,13 +178,24 @@ int main(int argc, char **argv) {
     double t = best_of(3, run_sgemm, &g);
     printf("sgemm %d^3: %.2f ms %.1f GFLOP/s\n", g.n, t * 1e3, 2.0 * nn * g.n / t * 1e-9);
     bt_free(g.x), bt_free(g.w), bt_free(g.y);
-    bench_layer(64, 64, 32, 64, 3, 1, 1);   /* layer1 3x3 */
-    bench_layer(64, 128, 16, 128, 3, 1, 1); /* layer2 3x3 */
-    bench_layer(64, 256, 8, 256, 3, 1, 1);  /* layer3 3x3 */
-    bench_layer(64, 128, 16, 256, 3, 2, 1); /* layer3 first conv, stride 2 */
-    bench_layer(64, 128, 16, 256, 1, 2, 0); /* layer3 downsample 1x1 s2 */
-    bench_layer(64, 512, 4, 512, 3, 1, 1);  /* layer4 3x3 on 4x4 maps: batched GEMMs */
-    bench_layer(64, 3, 32, 64, 3, 1, 1);    /* CIFAR stem */
+    const int N = argc > 2 ? atoi(argv[2]) : 64, only = argc > 3 ? atoi(argv[3]) : 0;
+    if (N < 1 || only < 0 || only > 7) {
+        fprintf(stderr, "usage: bench_conv [threads] [batch >= 1] [layer 1-7]\n");
+        return 2;
+    }
+    const int layers[7][6] = {
+        {64, 32, 64, 3, 1, 1},   /* layer1 3x3 */
+        {128, 16, 128, 3, 1, 1}, /* layer2 3x3 */
+        {256, 8, 256, 3, 1, 1},  /* layer3 3x3 */
+        {128, 16, 256, 3, 2, 1}, /* layer3 first conv, stride 2 */
+        {128, 16, 256, 1, 2, 0}, /* layer3 downsample 1x1 s2 */
+        {512, 4, 512, 3, 1, 1},  /* layer4 3x3 on 4x4 maps: batched GEMMs */
+        {3, 32, 64, 3, 1, 1},    /* CIFAR stem */
+    };
+    for (int i = 0; i < 7; i++)
+        if (!only || only == i + 1)
+            bench_layer(N, layers[i][0], layers[i][1], layers[i][2], layers[i][3], layers[i][4],
+                        layers[i][5]);
     bt_scratch_release();
     return 0;
 }

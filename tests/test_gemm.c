@@ -3,7 +3,7 @@
  * of its contract (full and partial tiles, alpha/beta, beta = 0 over NaN, nothing written
  * outside the tile); bt_sgemm on random and edge shapes with all four transposes, leading
  * dimensions above the minimum (the padding must stay untouched), K = 0, M or N = 0;
- * bt_sgemm_batch; bt_ssyrk; the double-precision bt_dgemm/bt_dsyrk; results identical across
+ * bt_sgemm_batch; prepacked B (bt_sgemm_pb); bt_ssyrk; the double-precision bt_dgemm/bt_dsyrk; results identical across
  * thread counts and runs; and the path-selection API.
  *
  * Tolerance: a float32 dot product of K terms summed in any order, then scaled and added to
@@ -346,6 +346,87 @@ static void test_batch(void) {
     free(A), free(B), free(C0), free(C), free(Cs);
 }
 
+/* Prepacked op(B) (bt_sgemm_pack_b, bt_sgemm_pb, bt_sgemm_batch_pb): the same bits as
+ * bt_sgemm / bt_sgemm_batch on the unpacked B, on random shapes with either op(B), with the
+ * derived blocking and with blocking forced small (several KC slices of the packed B, several
+ * NC blocks, partial last panels), on 1 and 2 threads and inside a parallel region; checked
+ * against the reference bound as well. The packed B's slack must not be needed: it is
+ * allocated to bt_sgemm_packed_b_floats exactly (ASan catches a read past it). Then the same
+ * products with the packing buffers unavailable (the fallback loops read the packed B). */
+static void test_prepacked(void) {
+    const int saved = bt_threads();
+    for (int p = 0; p < BT_ISA_COUNT; p++) {
+        if (!isa_begin((bt_isa)p)) continue;
+        tu_rng r = {300 + p};
+        char what[64];
+        int bad = 0;
+        for (int i = 0; i < 16 && !bad; i++) {
+            const int small = i >= 10, unpacked = i >= 14;
+            if (small) bt_gemm_set_blocking(1, 64, 1);
+            bt_gemm_force_unpacked(unpacked);
+            bt_set_threads(1 + i % 2);
+            const int M = 1 + (int)(tu_uniform(&r) * 200), N = 1 + (int)(tu_uniform(&r) * 150);
+            const int K = 1 + (int)(tu_uniform(&r) * (small ? 300 : 700));
+            gcase c = mk(M, N, K, i & 1, (i >> 1) & 1, i % 3, i % 4 ? 0.75f : 1.0f,
+                         i % 3 ? 0.5f : 0.0f);
+            snprintf(what, sizeof what, "path %s prepacked case %d", bt_isa_name((bt_isa)p), i);
+            float *A, *B, *C0, *C;
+            make_case(&c, &r, &A, &B, &C0, &C);
+            const size_t pn = bt_sgemm_packed_b_floats(N, K);
+            float *Bp = tu_xcalloc(pn, sizeof(float)), *Cs = tu_xcalloc((size_t)M * c.ldc + 1, 4);
+            memcpy(Cs, C0, ((size_t)M * c.ldc + 1) * sizeof(float));
+            const bt_trans ta = c.ta ? BT_TRANS : BT_NOTRANS, tb = c.tb ? BT_TRANS : BT_NOTRANS;
+            bt_sgemm_pack_b(Bp, tb, N, K, B, c.ldb);
+            bt_sgemm_pb(ta, M, N, K, c.alpha, A, c.lda, Bp, c.beta, C, c.ldc);
+            bt_sgemm(ta, tb, M, N, K, c.alpha, A, c.lda, B, c.ldb, c.beta, Cs, c.ldc);
+            bad += check_gemm(what, &c, A, B, C0, C);
+            for (int e = 0; e < M * c.ldc && !bad; e++)
+                if (memcmp(&C[e], &Cs[e], sizeof(float)) && !bad++)
+                    CHECK(0, "%s: M %d N %d K %d: element %d %.9g, bt_sgemm %.9g", what, M, N,
+                          K, e, C[e], Cs[e]);
+            free(A), free(B), free(C0), free(C), free(Bp), free(Cs);
+        }
+        bt_gemm_force_unpacked(0);
+        bt_gemm_set_blocking(0, 0, 0);
+        bt_set_threads(2);
+        /* Batched: 5 products, each B packed, from the top level and inside a region. */
+        const int cnt = 5, M = 61, N = 70, K = 45, lda = 47, ldc = 73;
+        const ptrdiff_t sa = (ptrdiff_t)M * lda + 2, sc = (ptrdiff_t)M * ldc + 3;
+        const size_t pn = bt_sgemm_packed_b_floats(N, K);
+        float *A = tu_xcalloc((size_t)sa * cnt, 4), *B = tu_xcalloc((size_t)N * K * cnt, 4);
+        float *Bp = tu_xcalloc(pn * cnt, 4), *C = tu_xcalloc((size_t)sc * cnt, 4);
+        float *Cs = tu_xcalloc((size_t)sc * cnt, 4);
+        tu_fill_f32(A, (size_t)sa * cnt, &r, 1.0);
+        tu_fill_f32(B, (size_t)N * K * cnt, &r, 1.0);
+        for (int i = 0; i < cnt; i++) /* B_i (N, K): op(B) = B^T */
+            bt_sgemm_pack_b(Bp + i * pn, BT_TRANS, N, K, B + (size_t)i * N * K, K);
+        for (int inside = 0; inside < 2; inside++) {
+            memset(C, 0, sizeof(float) * sc * cnt);
+            memset(Cs, 0, sizeof(float) * sc * cnt);
+            if (inside) {
+#pragma omp parallel num_threads(2)
+                {
+#pragma omp single
+                    bt_sgemm_batch_pb(cnt, BT_NOTRANS, M, N, K, 1.0f, A, lda, sa, Bp,
+                                      (ptrdiff_t)pn, 0.0f, C, ldc, sc);
+                }
+            } else {
+                bt_sgemm_batch_pb(cnt, BT_NOTRANS, M, N, K, 1.0f, A, lda, sa, Bp, (ptrdiff_t)pn,
+                                  0.0f, C, ldc, sc);
+            }
+            bt_sgemm_batch(cnt, BT_NOTRANS, BT_TRANS, M, N, K, 1.0f, A, lda, sa, B, K,
+                           (ptrdiff_t)N * K, 0.0f, Cs, ldc, sc);
+            CHECK(!memcmp(C, Cs, sizeof(float) * sc * cnt),
+                  "path %s: batch_pb (inside %d) differs from bt_sgemm_batch",
+                  bt_isa_name((bt_isa)p), inside);
+        }
+        free(A), free(B), free(Bp), free(C), free(Cs);
+        CHECK(!bad, "path %s: %d prepacked products wrong", bt_isa_name((bt_isa)p), bad);
+    }
+    bt_set_threads(saved);
+    bt_isa_set(isa_start);
+}
+
 /* bt_ssyrk: the upper triangle (what the contract promises) of alpha A A^T + beta C, and C's
  * padding untouched. */
 static void test_ssyrk(void) {
@@ -468,6 +549,7 @@ int main(void) {
     TEST_RUN(test_degenerate);
     TEST_RUN(test_deterministic);
     TEST_RUN(test_batch);
+    TEST_RUN(test_prepacked);
     TEST_RUN(test_ssyrk);
     TEST_RUN(test_dgemm);
     return tu_finish();

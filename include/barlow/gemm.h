@@ -30,6 +30,24 @@ void bt_sgemm_batch(int count, bt_trans ta, bt_trans tb, int M, int N, int K, fl
                     const float *A, int lda, ptrdiff_t strideA, const float *B, int ldb,
                     ptrdiff_t strideB, float beta, float *C, int ldc, ptrdiff_t strideC);
 
+/* Prepacked op(B): a B used by many products (Winograd's transformed weights, one per tile
+ * position, multiplied by every chunk of tiles) is packed once into the layout the kernels
+ * read, instead of once per call. The layout belongs to the path and cache blocking in use
+ * (bt_isa_current(), the derived or overridden blocking): pack and multiply under the same
+ * ones. bt_sgemm_pb gives the same bits as bt_sgemm on the unpacked B (the same panels reach
+ * the same kernel calls in the same order).
+ *   bt_sgemm_packed_b_floats: the floats one packed op(B) (K, N) takes;
+ *   bt_sgemm_pack_b: packs op(B) (K, N) of B (row stride ldb) into Bp;
+ *   bt_sgemm_pb / bt_sgemm_batch_pb: bt_sgemm / bt_sgemm_batch with op(B) prepacked
+ *     (strideBp: floats between the batch's packed B's). */
+size_t bt_sgemm_packed_b_floats(int N, int K);
+void bt_sgemm_pack_b(float *Bp, bt_trans tb, int N, int K, const float *B, int ldb);
+void bt_sgemm_pb(bt_trans ta, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *Bp, float beta, float *C, int ldc);
+void bt_sgemm_batch_pb(int count, bt_trans ta, int M, int N, int K, float alpha, const float *A,
+                       int lda, ptrdiff_t strideA, const float *Bp, ptrdiff_t strideBp,
+                       float beta, float *C, int ldc, ptrdiff_t strideC);
+
 /* Upper triangle (and diagonal) of C (N, N) = alpha A A^T + beta C, A (N, K) row-major
  * (cblas_ssyrk(RowMajor, Upper, NoTrans)). Entries below the diagonal may be overwritten
  * with their mirror image's value or left alone: callers that need them copy the upper

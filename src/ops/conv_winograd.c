@@ -186,8 +186,9 @@ typedef struct {
     const float *bias;  /* (Ko) or NULL */
     int acc;            /* dst += result (bias ignored) instead of dst = result + bias */
     int flip;           /* the input gradient: kernels rotated, K and C swapped */
-    const float *U;     /* np planes, stride up: (Kp, Cp) forward (used transposed), (Cp, Kp)
-                           for the input gradient; see weight_transform */
+    const float *Up;    /* U prepacked for the GEMMs: np planes of op(U) (Cp, Kp), upk floats
+                           apart (bt_sgemm_pack_b) */
+    size_t upk;
     const float *zero;  /* (Cp) zeros: what a pixel outside the map reads */
     size_t up;
     int whole;          /* chunks of nb whole images, or bands of R tile rows of one image */
@@ -446,9 +447,8 @@ static void run_chunk(const wino_plan *pl, int q, float *V, size_t vp, float *XM
     input_transform(V, vp, XM, pl, nb, th0, th1, ya, yb);
     /* np products M[xi] (T, Kp) = V[xi] (T, Cp) U[xi] (Cp, Kp), on this thread (the batch runs
      * serially inside the chunk loop's parallel region). */
-    bt_sgemm_batch(pl->np, BT_NOTRANS, pl->flip ? BT_NOTRANS : BT_TRANS, T, pl->Kp, pl->Cp, 1.0f,
-                   V, pl->Cp, (ptrdiff_t)vp, pl->U, pl->flip ? pl->Kp : pl->Cp, (ptrdiff_t)pl->up,
-                   0.0f, XM, pl->Kp, (ptrdiff_t)mp);
+    bt_sgemm_batch_pb(pl->np, BT_NOTRANS, T, pl->Kp, pl->Cp, 1.0f, V, pl->Cp, (ptrdiff_t)vp,
+                      pl->Up, (ptrdiff_t)pl->upk, 0.0f, XM, pl->Kp, (ptrdiff_t)mp);
     output_transform(XM, mp, pl, img0, nb, th0, th1);
 }
 
@@ -534,14 +534,22 @@ static int wino_run(bt_arena *ws, float *dst, const float *src, const float *w,
     const size_t np = (size_t)pl.np;
     const size_t xm_n = plane_stride(np * mp > x_n ? np * mp : x_n), v_n = np * vp;
     pl.up = plane_stride((size_t)pl.Cp * pl.Kp);
+    pl.upk = plane_stride(bt_sgemm_packed_b_floats(pl.Kp, pl.Cp));
     if (nt > nchunks) nt = nchunks;
-    float *scr = bt_arena_get(ws, sizeof(float) * (np * pl.up + plane_stride(pl.Cp) +
+    float *scr = bt_arena_get(ws, sizeof(float) * (np * (pl.up + pl.upk) + plane_stride(pl.Cp) +
                                                   (size_t)nt * (v_n + xm_n)));
     if (!scr) return BT_ENOMEM;
-    float *U = scr, *zero = U + np * pl.up, *bufs = zero + plane_stride(pl.Cp);
+    float *Up = scr, *U = Up + np * pl.upk, *zero = U + np * pl.up;
+    float *bufs = zero + plane_stride(pl.Cp);
     memset(zero, 0, sizeof(float) * pl.Cp);
     weight_transform(U, pl.up, w, flip ? Ci : Ko, flip ? Ko : Ci, flip, bt_threads(), m);
-    pl.U = U, pl.zero = zero;
+    /* Each plane of U packed once for all the chunks' products (each chunk would otherwise
+     * re-pack all of U: 16 MB per chunk at 512 x 512 channels). */
+#pragma omp parallel for num_threads(bt_threads()) schedule(static)
+    for (int xi = 0; xi < pl.np; xi++)
+        bt_sgemm_pack_b(Up + xi * pl.upk, flip ? BT_NOTRANS : BT_TRANS, pl.Kp, pl.Cp,
+                        U + xi * pl.up, flip ? pl.Kp : pl.Cp);
+    pl.Up = Up, pl.zero = zero;
     const chunk_fn chunk = chunk_for_isa();
     /* Chunks are independent and computed the same way on any thread: dynamic scheduling
      * balances a busy machine without changing the result. */

@@ -58,6 +58,11 @@ bt_gemm_blocking bt_gemm_blocking_for(bt_isa isa);
  * later call on every path. Not for use while a GEMM runs. */
 void bt_gemm_set_blocking(int mc, int kc, int nc);
 
+/* Makes every later product take the path it takes when its packing buffers cannot be
+ * allocated (plain loops over A and op(B), prepacked or not): for the tests, which cannot
+ * make an allocation fail. 0 restores the normal path. Not for use while a GEMM runs. */
+void bt_gemm_force_unpacked(int on);
+
 /* The GEMMs' argument checks (sgemm.c): a negative size or a too-small leading dimension is a
  * caller's bug, so it prints fn, the argument and its bound, and aborts. ta / tb: op(A) /
  * op(B) transposed. */

@@ -29,6 +29,9 @@
 #define BT_GEMM_PAR_MIN ((size_t)1 << 18)
 
 static bt_gemm_blocking bt_gemm_override;
+static int bt_gemm_unpacked_only;
+
+void bt_gemm_force_unpacked(int on) { bt_gemm_unpacked_only = on != 0; }
 
 void bt_gemm_set_blocking(int mc, int kc, int nc) {
     bt_gemm_override = (bt_gemm_blocking){mc, kc, nc};
@@ -106,6 +109,8 @@ typedef struct {
     const float *A, *B;
     int lda, ldb, ldc;
     float *C;
+    const float *Bp; /* op(B) prepacked (bt_sgemm_pack_b's layout), or NULL */
+    size_t npad;     /* N rounded up to NR: floats per k row of Bp */
 } gemm_ctx;
 
 /* Rows [i0, i0+mc), columns [p0, p0+kc) of op(A) into MR-tall panels, zero-padded. */
@@ -168,13 +173,22 @@ static void pack_b(float *dst, const gemm_ctx *g, int j0, int nc, int p0, int kc
 
 /* The product without packing memory (the packing buffers could not be allocated): slow, but
  * correct, so that an out-of-memory moment degrades speed rather than results. */
+/* op(B)(k, j) from a prepacked B (bt_sgemm_pack_b's layout). */
+static float packed_b_at(const gemm_ctx *g, int k, int j) {
+    const int KC = g->blk.kc, NR = g->u->nr, pc = k - k % KC;
+    const size_t kc = (size_t)(g->K - pc < KC ? g->K - pc : KC);
+    return g->Bp[(size_t)pc * g->npad + (size_t)(j - j % NR) * kc + (size_t)(k - pc) * NR + j % NR];
+}
+
 static void gemm_unpacked(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
     for (int i = i0; i < i1; i++)
         for (int j = j0; j < j1; j++) {
             float acc = 0.0f;
             for (int k = 0; k < g->K; k++) {
                 const float a = g->ta ? g->A[(size_t)k * g->lda + i] : g->A[(size_t)i * g->lda + k];
-                const float b = g->tb ? g->B[(size_t)j * g->ldb + k] : g->B[(size_t)k * g->ldb + j];
+                const float b = g->Bp   ? packed_b_at(g, k, j)
+                                : g->tb ? g->B[(size_t)j * g->ldb + k]
+                                        : g->B[(size_t)k * g->ldb + j];
                 acc += a * b;
             }
             float *c = g->C + (size_t)i * g->ldc + j;
@@ -190,21 +204,23 @@ static void gemm_block(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
     const int MC = M < g->blk.mc ? M : g->blk.mc, NC = N < g->blk.nc ? N : g->blk.nc;
     const int kcmax = K < KC ? K : KC;
     const size_t an = ((size_t)(MC + MR - 1) / MR * MR * kcmax + 15) & ~(size_t)15;
-    const size_t bn = (size_t)(NC + NR - 1) / NR * NR * kcmax;
-    float *apack = tl_buffer(an + bn);
+    const size_t bn = g->Bp ? 0 : (size_t)(NC + NR - 1) / NR * NR * kcmax;
+    float *apack = bt_gemm_unpacked_only ? NULL : tl_buffer(an + bn);
     if (!apack) {
         bt_clear_error();
         gemm_unpacked(g, i0, i1, j0, j1);
         return;
     }
-    float *bpack = apack + an;
+    float *bbuf = apack + an;
     const bt_ukr_fn ukr = g->u->fn;
     for (int jc = j0; jc < j1; jc += NC) {
         const int nc = j1 - jc < NC ? j1 - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
             const int kc = K - pc < KC ? K - pc : KC;
             const float beta = pc == 0 ? g->beta : 1.0f;
-            pack_b(bpack, g, jc, nc, pc, kc);
+            /* Prepacked: slice pc holds all of N's panels, kc x NR each (bt_sgemm_pack_b). */
+            const float *bpack = g->Bp ? g->Bp + (size_t)pc * g->npad + (size_t)jc * kc : bbuf;
+            if (!g->Bp) pack_b(bbuf, g, jc, nc, pc, kc);
             for (int ic = i0; ic < i1; ic += MC) {
                 const int mc = i1 - ic < MC ? i1 - ic : MC;
                 pack_a(apack, g, ic, mc, pc, kc);
@@ -253,8 +269,10 @@ static void scale_c(float *C, int M, int N, int ldc, float beta) {
 
 /* The product on nt threads (1 = the calling thread, wherever it is). */
 static void sgemm_run(bt_trans ta, bt_trans tb, int M, int N, int K, float alpha, const float *A,
-                      int lda, const float *B, int ldb, float beta, float *C, int ldc, int nt) {
-    bt_gemm_check_args("bt_sgemm", ta != BT_NOTRANS, tb != BT_NOTRANS, M, N, K, lda, ldb, ldc);
+                      int lda, const float *B, int ldb, const float *Bp, float beta, float *C,
+                      int ldc, int nt) {
+    bt_gemm_check_args(Bp ? "bt_sgemm_pb" : "bt_sgemm", ta != BT_NOTRANS, tb != BT_NOTRANS, M, N,
+                       K, lda, ldb, ldc);
     if (M == 0 || N == 0) return;
     if (K == 0 || alpha == 0.0f) {
         scale_c(C, M, N, ldc, beta);
@@ -262,9 +280,10 @@ static void sgemm_run(bt_trans ta, bt_trans tb, int M, int N, int K, float alpha
     }
     gemm_ctx g = {.u = bt_gemm_ukernel(bt_isa_current()), .ta = ta != BT_NOTRANS,
                   .tb = tb != BT_NOTRANS, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
-                  .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C};
+                  .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C, .Bp = Bp};
     g.blk = bt_gemm_blocking_for(bt_isa_current());
     const int MR = g.u->mr, NR = g.u->nr;
+    g.npad = (size_t)(N + NR - 1) / NR * NR;
     if ((size_t)M * N * K < BT_GEMM_PAR_MIN) nt = 1;
     /* A tm x tn grid of threads, each on its own block of C with its own packing: no barrier
      * inside the product, so a thread that the OS preempts (other jobs share these cores)
@@ -309,7 +328,7 @@ static void sgemm_run(bt_trans ta, bt_trans tb, int M, int N, int K, float alpha
 
 void bt_sgemm(bt_trans ta, bt_trans tb, int M, int N, int K, float alpha, const float *A,
               int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    sgemm_run(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+    sgemm_run(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc,
               omp_in_parallel() ? 1 : bt_threads());
 }
 
@@ -320,15 +339,15 @@ void bt_sgemm_batch(int count, bt_trans ta, bt_trans tb, int M, int N, int K, fl
     const int nt = omp_in_parallel() ? 1 : bt_threads();
     if (nt == 1 || count < nt) {
         for (int i = 0; i < count; i++)
-            sgemm_run(ta, tb, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, beta,
-                      C + i * strideC, ldc, nt);
+            sgemm_run(ta, tb, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, NULL,
+                      beta, C + i * strideC, ldc, nt);
         return;
     }
     /* Each product on one thread: its result is the same whichever thread takes it. */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int i = 0; i < count; i++)
-        sgemm_run(ta, tb, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, beta,
-                  C + i * strideC, ldc, 1);
+        sgemm_run(ta, tb, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, NULL,
+                  beta, C + i * strideC, ldc, 1);
 }
 
 /* The upper triangle by row blocks: block [i0, i1) needs columns [i0, N) only, which halves
@@ -342,6 +361,54 @@ void bt_ssyrk(int N, int K, float alpha, const float *A, int lda, float beta, fl
     for (int i0 = 0; i0 < N; i0 += step) {
         const int m = N - i0 < step ? N - i0 : step;
         sgemm_run(BT_NOTRANS, BT_TRANS, m, N - i0, K, alpha, A + (size_t)i0 * lda, lda,
-                  A + (size_t)i0 * lda, lda, beta, C + (size_t)i0 * ldc + i0, ldc, nt);
+                  A + (size_t)i0 * lda, lda, NULL, beta, C + (size_t)i0 * ldc + i0, ldc, nt);
     }
+}
+
+/* ---- prepacked op(B) ------------------------------------------------------------------- */
+
+size_t bt_sgemm_packed_b_floats(int N, int K) {
+    if (N < 0) bt_gemm_bad_arg("bt_sgemm_packed_b_floats", "N", N, 0);
+    if (K < 0) bt_gemm_bad_arg("bt_sgemm_packed_b_floats", "K", K, 0);
+    const int NR = bt_gemm_ukernel(bt_isa_current())->nr;
+    return (size_t)(N + NR - 1) / NR * NR * (size_t)K;
+}
+
+/* Slice after slice of KC rows of op(B), each as pack_b lays out one block of all N columns:
+ * NR-wide panels, kc x NR each. gemm_block finds slice pc, panel jc at pc * npad + jc * kc. */
+void bt_sgemm_pack_b(float *Bp, bt_trans tb, int N, int K, const float *B, int ldb) {
+    bt_gemm_check_args("bt_sgemm_pack_b", 0, tb != BT_NOTRANS, 0, N, K, K > 1 ? K : 1, ldb,
+                       N > 1 ? N : 1);
+    gemm_ctx g = {.u = bt_gemm_ukernel(bt_isa_current()), .tb = tb != BT_NOTRANS, .N = N, .K = K,
+                  .B = B, .ldb = ldb};
+    g.blk = bt_gemm_blocking_for(bt_isa_current());
+    const size_t npad = (size_t)(N + g.u->nr - 1) / g.u->nr * g.u->nr;
+    if (N == 0) return;
+    for (int pc = 0; pc < K; pc += g.blk.kc) {
+        const int kc = K - pc < g.blk.kc ? K - pc : g.blk.kc;
+        pack_b(Bp + (size_t)pc * npad, &g, 0, N, pc, kc);
+    }
+}
+
+void bt_sgemm_pb(bt_trans ta, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *Bp, float beta, float *C, int ldc) {
+    sgemm_run(ta, BT_NOTRANS, M, N, K, alpha, A, lda, NULL, N > 1 ? N : 1, Bp, beta, C, ldc,
+              omp_in_parallel() ? 1 : bt_threads());
+}
+
+void bt_sgemm_batch_pb(int count, bt_trans ta, int M, int N, int K, float alpha, const float *A,
+                       int lda, ptrdiff_t strideA, const float *Bp, ptrdiff_t strideBp,
+                       float beta, float *C, int ldc, ptrdiff_t strideC) {
+    if (count < 0) bt_gemm_bad_arg("bt_sgemm_batch_pb", "count", count, 0);
+    const int nt = omp_in_parallel() ? 1 : bt_threads(), ldb = N > 1 ? N : 1;
+    if (nt == 1 || count < nt) {
+        for (int i = 0; i < count; i++)
+            sgemm_run(ta, BT_NOTRANS, M, N, K, alpha, A + i * strideA, lda, NULL, ldb,
+                      Bp + i * strideBp, beta, C + i * strideC, ldc, nt);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int i = 0; i < count; i++)
+        sgemm_run(ta, BT_NOTRANS, M, N, K, alpha, A + i * strideA, lda, NULL, ldb,
+                  Bp + i * strideBp, beta, C + i * strideC, ldc, 1);
 }
