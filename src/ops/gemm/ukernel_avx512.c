@@ -23,15 +23,19 @@
 #define MR BT_AVX512_MR
 #define NR 32
 
-static void ukr_avx512(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
-                       float alpha, float beta, int m, int n) {
+/* R rows (R <= MR) of the tile, from panels of MR rows: a partial last panel (T tiles of a
+ * Winograd chunk are rarely a multiple of 14) multiplies only the rows it has, rounded up to
+ * an even count, instead of all MR. Each row's arithmetic is the same for every R. */
+static inline __attribute__((always_inline)) void
+ukr_rows(const int R, int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
+         float alpha, float beta, int m, int n) {
     __m512 c0[MR], c1[MR];
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int i = 0; i < R; i++) c0[i] = c1[i] = _mm512_setzero_ps();
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 16
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < R; i++) {
             const __m512 ai = _mm512_set1_ps(a[i]);
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
@@ -40,7 +44,7 @@ static void ukr_avx512(int kc, const float *a, const float *b, float *c, ptrdiff
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     if (m == MR && n == NR) {
 #pragma GCC unroll 16
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < R; i++) {
             float *ci = c + i * ldc;
             __m512 r0 = _mm512_mul_ps(va, c0[i]), r1 = _mm512_mul_ps(va, c1[i]);
             if (beta != 0.0f) {
@@ -54,11 +58,27 @@ static void ukr_avx512(int kc, const float *a, const float *b, float *c, ptrdiff
     }
     float t[MR * NR];
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < R; i++) {
         _mm512_storeu_ps(t + i * NR, _mm512_mul_ps(va, c0[i]));
         _mm512_storeu_ps(t + i * NR + 16, _mm512_mul_ps(va, c1[i]));
     }
     bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
+}
+
+static void ukr_avx512(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
+                       float alpha, float beta, int m, int n) {
+#if MR == 14
+    switch ((m + 1) / 2) {
+    case 1: ukr_rows(2, kc, a, b, c, ldc, alpha, beta, m, n); return;
+    case 2: ukr_rows(4, kc, a, b, c, ldc, alpha, beta, m, n); return;
+    case 3: ukr_rows(6, kc, a, b, c, ldc, alpha, beta, m, n); return;
+    case 4: ukr_rows(8, kc, a, b, c, ldc, alpha, beta, m, n); return;
+    case 5: ukr_rows(10, kc, a, b, c, ldc, alpha, beta, m, n); return;
+    case 6: ukr_rows(12, kc, a, b, c, ldc, alpha, beta, m, n); return;
+    default: break;
+    }
+#endif
+    ukr_rows(MR, kc, a, b, c, ldc, alpha, beta, m, n);
 }
 
 /* In-register 16 x 16 transpose: r[i] lane j -> r[j] lane i. Two unpack stages transpose the
