@@ -18,15 +18,18 @@
 #define MR 6
 #define NR 16
 
-static void ukr_avx2_6x16(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
-                          float alpha, float beta, int m, int n) {
+/* R rows (R <= MR) of the tile, from panels of MR rows: a partial last panel multiplies only
+ * the rows it has, rounded up to even (as the AVX-512 kernel). */
+static inline __attribute__((always_inline)) void
+ukr_rows(const int R, int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
+         float alpha, float beta, int m, int n) {
     __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
-    for (int i = 0; i < MR; i++) c0[i] = c1[i] = _mm256_setzero_ps();
+    for (int i = 0; i < R; i++) c0[i] = c1[i] = _mm256_setzero_ps();
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < R; i++) {
             const __m256 ai = _mm256_broadcast_ss(a + i);
             c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
@@ -35,7 +38,7 @@ static void ukr_avx2_6x16(int kc, const float *a, const float *b, float *c, ptrd
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
     if (m == MR && n == NR) {
 #pragma GCC unroll 6
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < R; i++) {
             float *ci = c + i * ldc;
             __m256 r0 = _mm256_mul_ps(va, c0[i]), r1 = _mm256_mul_ps(va, c1[i]);
             if (beta != 0.0f) {
@@ -49,11 +52,21 @@ static void ukr_avx2_6x16(int kc, const float *a, const float *b, float *c, ptrd
     }
     float t[MR * NR];
 #pragma GCC unroll 6
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < R; i++) {
         _mm256_storeu_ps(t + i * NR, _mm256_mul_ps(va, c0[i]));
         _mm256_storeu_ps(t + i * NR + 8, _mm256_mul_ps(va, c1[i]));
     }
     bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
+}
+
+static void ukr_avx2_6x16(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
+                          float alpha, float beta, int m, int n) {
+    if (m <= 2)
+        ukr_rows(2, kc, a, b, c, ldc, alpha, beta, m, n);
+    else if (m <= 4)
+        ukr_rows(4, kc, a, b, c, ldc, alpha, beta, m, n);
+    else
+        ukr_rows(MR, kc, a, b, c, ldc, alpha, beta, m, n);
 }
 
 /* In-register 8 x 8 transpose: r[i] lane j -> r[j] lane i (unpack, shuffle, then swap the
