@@ -210,6 +210,29 @@ static void chunk_range(const wino_plan *pl, int q, int *img0, int *nb, int *th0
 
 /* ---- input transform: V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] ------- */
 
+/* 8 floats as one vector (GCC/clang vector extensions: each path's copy of the chunk code
+ * compiles them to its own shuffles). */
+typedef float v8f __attribute__((vector_size(32)));
+
+/* r[l] lane j -> r[j] lane l: 2 x 2 blocks (unpack), then 4 x 4 (pairs), then the halves. */
+static inline void transpose8(v8f r[8]) {
+    v8f t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int g = 0; g < 8; g += 4) {
+        u[g] = __builtin_shufflevector(t[g], t[g + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[g + 1] = __builtin_shufflevector(t[g], t[g + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[g + 2] = __builtin_shufflevector(t[g + 1], t[g + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[g + 3] = __builtin_shufflevector(t[g + 1], t[g + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int j = 0; j < 4; j++) {
+        r[j] = __builtin_shufflevector(u[j], u[4 + j], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[j + 4] = __builtin_shufflevector(u[j], u[4 + j], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
 /* X (nb, yb - ya, W, Cp) = rows [ya, yb) of images [img0, img0 + nb) of src (N, C, H, W),
  * channels last, channels C .. Cp-1 zero. Moves 8 x 8 blocks (8 channels of 8 pixels) so
  * that loads and stores are runs of 8 contiguous floats. */
@@ -225,12 +248,10 @@ static void to_channels_last(float *X, const float *src, int C, int Cp, int H, i
             size_t p = 0;
             if (c0 + 8 <= C)
                 for (; p + 8 <= P; p += 8) {
-                    float a[8][8]; /* (channel, pixel) */
-                    for (int l = 0; l < 8; l++) memcpy(a[l], pc[l] + p, sizeof a[l]);
-                    for (int j = 0; j < 8; j++) {
-                        float *xp = xi + (p + j) * Cp + c0;
-                        for (int l = 0; l < 8; l++) xp[l] = a[l][j];
-                    }
+                    v8f r[8]; /* (channel, pixel) */
+                    for (int l = 0; l < 8; l++) memcpy(&r[l], pc[l] + p, sizeof r[l]);
+                    transpose8(r);
+                    for (int j = 0; j < 8; j++) memcpy(xi + (p + j) * Cp + c0, &r[j], sizeof r[j]);
                 }
             for (; p < P; p++) {
                 float *xp = xi + p * Cp + c0;
