@@ -179,6 +179,12 @@ int main(int argc, char **argv) {
     printf("sgemm %d^3: %.2f ms %.1f GFLOP/s\n", g.n, t * 1e3, 2.0 * nn * g.n / t * 1e-9);
     bt_free(g.x), bt_free(g.w), bt_free(g.y);
     const int N = argc > 2 ? atoi(argv[2]) : 64, only = argc > 3 ? atoi(argv[3]) : 0;
+    /* BENCH_WINO_TILES=T: Winograd chunks of T tiles instead of the derived size (tuning). */
+    const char *wt = getenv("BENCH_WINO_TILES");
+    if (wt && atoi(wt) > 0) {
+        bt_wino_set_chunk_tiles((size_t)atoi(wt));
+        printf("Winograd chunks: %d tiles\n", atoi(wt));
+    }
     if (N < 1 || only < 0 || only > 7) {
         fprintf(stderr, "usage: bench_conv [threads] [batch >= 1] [layer 1-7]\n");
         return 2;

@@ -394,7 +394,7 @@ static void output_tile8_f4(float y[16][8], const float *const m[36]) {
  * tiles of a tile row is transformed 8 channels at a time into y (2 rows of each channel),
  * then written out as whole row segments, so the stores to dst are unit-stride. */
 static inline void output_transform_m(const float *M, size_t mp, const wino_plan *pl, int img0,
-                                      int nb, int th0, int th1, const int m) {
+                                      int nb, int th0, int th1, int jfirst, const int m) {
     const int H = pl->H, W = pl->W, TW = pl->TW, Ko = pl->Ko, Kp = pl->Kp, np = (m + 2) * (m + 2);
     const size_t HW = (size_t)H * W;
     size_t t = 0; /* first tile of the current tile row */
@@ -402,7 +402,7 @@ static inline void output_transform_m(const float *M, size_t mp, const wino_plan
         float *img = pl->dst + (size_t)(img0 + i) * Ko * HW;
         for (int th = th0; th < th1; th++, t += TW) {
             const int y0 = m * th, ny = H - y0 < m ? H - y0 : m;
-            for (int j0 = 0; j0 < TW; j0 += WINO_TB) {
+            for (int j0 = jfirst; j0 < TW; j0 += WINO_TB) {
                 const int nj = TW - j0 < WINO_TB ? TW - j0 : WINO_TB;
                 const int x0 = m * j0, nx = W - x0 < m * nj ? W - x0 : m * nj;
                 for (int k0 = 0; k0 < Kp; k0 += 8) {
@@ -437,6 +437,70 @@ static inline void output_transform_m(const float *M, size_t mp, const wino_plan
     }
 }
 
+/* F(2x2) output transform of 4 tiles side by side (8 output columns of 2 rows), 8 channels:
+ * each tile's 16 planes as vectors, the 2x2 outputs as in output_tile8, then the two 8 x 8
+ * (column, channel) blocks transposed in registers into rows of 8 pixels per channel, which
+ * are stored whole. Same arithmetic as output_tile8 per element. */
+static inline void output_quad8(const wino_plan *pl, const float *M, size_t mp, size_t t,
+                                float *img, int k0, int y0, int ny, int x0) {
+    const int Kp = pl->Kp, W = pl->W;
+    const size_t HW = (size_t)pl->H * W;
+    v8f r0[8], r1[8]; /* output rows y0, y0 + 1: column 2j + b in r[2j + b] (8 channels) */
+    for (int j = 0; j < 4; j++) {
+        const float *mt = M + (t + j) * Kp + k0;
+        v8f m[16];
+        for (int xi = 0; xi < 16; xi++) memcpy(&m[xi], mt + xi * mp, sizeof m[xi]);
+        v8f sv[4], dv[4];
+        for (int c = 0; c < 4; c++) {
+            sv[c] = m[c] + m[4 + c] + m[8 + c];
+            dv[c] = m[4 + c] - m[8 + c] - m[12 + c];
+        }
+        r0[2 * j] = sv[0] + sv[1] + sv[2], r0[2 * j + 1] = sv[1] - sv[2] - sv[3];
+        r1[2 * j] = dv[0] + dv[1] + dv[2], r1[2 * j + 1] = dv[1] - dv[2] - dv[3];
+    }
+    transpose8(r0);
+    transpose8(r1);
+    const int nl = pl->Ko - k0 < 8 ? pl->Ko - k0 : 8;
+    for (int l = 0; l < nl; l++)
+        for (int a = 0; a < ny; a++) {
+            float *o = img + (size_t)(k0 + l) * HW + (size_t)(y0 + a) * W + x0;
+            v8f v = a ? r1[l] : r0[l], cur;
+            if (pl->acc) {
+                memcpy(&cur, o, sizeof cur);
+                v = cur + v;
+            } else {
+                const float bk = pl->bias ? pl->bias[k0 + l] : 0.0f;
+                v = v + bk;
+            }
+            memcpy(o, &v, sizeof v);
+        }
+}
+
+/* F(2x2) output transform: 4 tiles at a time where the 8 columns lie inside the map
+ * (output_quad8), output_transform_m for the rest of a tile row. */
+static inline void output_transform_2(const float *M, size_t mp, const wino_plan *pl, int img0,
+                                      int nb, int th0, int th1) {
+    const int H = pl->H, W = pl->W, TW = pl->TW, Ko = pl->Ko, Kp = pl->Kp;
+    const size_t HW = (size_t)H * W;
+    const int quads = W / 8; /* groups of 4 tiles whose 8 columns are all inside */
+    if (!quads) {
+        output_transform_m(M, mp, pl, img0, nb, th0, th1, 0, 2);
+        return;
+    }
+    size_t t = 0;
+    for (int i = 0; i < nb; i++) {
+        float *img = pl->dst + (size_t)(img0 + i) * Ko * HW;
+        for (int th = th0; th < th1; th++, t += TW) {
+            const int y0 = 2 * th, ny = H - y0 < 2 ? H - y0 : 2;
+            for (int q = 0; q < quads; q++)
+                for (int k0 = 0; k0 < Kp; k0 += 8)
+                    output_quad8(pl, M, mp, t + 4 * q, img, k0, y0, ny, 8 * q);
+        }
+    }
+    if (4 * quads < TW) /* the remaining tiles of each row */
+        output_transform_m(M, mp, pl, img0, nb, th0, th1, 4 * quads, 2);
+}
+
 /* The two transforms specialised for each tile size (the loops over a tile's pixels then have
  * constant bounds and unroll: the generic versions were 1.8x slower on F(2x2)). */
 static void input_transform(float *V, size_t vp, const float *X, const wino_plan *pl, int nb,
@@ -450,9 +514,9 @@ static void input_transform(float *V, size_t vp, const float *X, const wino_plan
 static void output_transform(const float *M, size_t mp, const wino_plan *pl, int img0, int nb,
                              int th0, int th1) {
     if (pl->m == 4)
-        output_transform_m(M, mp, pl, img0, nb, th0, th1, 4);
+        output_transform_m(M, mp, pl, img0, nb, th0, th1, 0, 4);
     else
-        output_transform_m(M, mp, pl, img0, nb, th0, th1, 2);
+        output_transform_2(M, mp, pl, img0, nb, th0, th1);
 }
 
 /* One chunk, start to finish, on this thread's buffers: V (16 planes (Tmax, Cp)) and XM,
