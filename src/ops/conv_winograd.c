@@ -312,6 +312,25 @@ static void input_tile8_f4(float v[36][8], const float *const d[36]) {
     }
 }
 
+/* 16 floats as one vector (an AVX-512 register; two or four on the other paths). */
+typedef float v16f __attribute__((vector_size(64)));
+
+/* input_tile8's arithmetic for 16 channels as vectors, stored straight into the 16 planes:
+ * d[rs] + c is channel c of the tile's pixel rs. */
+static inline void input_tile16(float *vt, size_t vp, const float *const d[16], int c) {
+    v16f x[16], t[16];
+    for (int rs = 0; rs < 16; rs++) memcpy(&x[rs], d[rs] + c, sizeof x[rs]);
+    for (int s = 0; s < 4; s++) { /* B^T down column s */
+        const v16f a0 = x[s], a1 = x[4 + s], a2 = x[8 + s], a3 = x[12 + s];
+        t[s] = a0 - a2, t[4 + s] = a1 + a2, t[8 + s] = a2 - a1, t[12 + s] = a1 - a3;
+    }
+    for (int r = 0; r < 4; r++) { /* B along row r */
+        const v16f a0 = t[4 * r], a1 = t[4 * r + 1], a2 = t[4 * r + 2], a3 = t[4 * r + 3];
+        const v16f v[4] = {a0 - a2, a1 + a2, a2 - a1, a1 - a3};
+        for (int q = 0; q < 4; q++) memcpy(vt + (4 * r + q) * vp + c, &v[q], sizeof v[q]);
+    }
+}
+
 /* V (np planes (T, Cp), stride vp) for the chunk's tiles in (image, th, tw) order, from X
  * holding rows [ya, yb) of each image channels-last. */
 static inline void input_transform_m(float *V, size_t vp, const float *X, const wino_plan *pl,
@@ -331,7 +350,10 @@ static inline void input_transform_m(float *V, size_t vp, const float *X, const 
                                            : pl->zero;
                     }
                 float *vt = V + t * Cp;
-                for (int c = 0; c < Cp; c += 8) {
+                int c0 = 0;
+                if (m == 2)
+                    for (; c0 + 16 <= Cp; c0 += 16) input_tile16(vt, vp, p, c0);
+                for (int c = c0; c < Cp; c += 8) {
                     const float *d[36];
                     float v[36][8];
                     for (int rs = 0; rs < np; rs++) d[rs] = p[rs] + c;
