@@ -692,6 +692,21 @@ static void grad_tile8(float m[16][8], const float *const d[4]) {
     }
 }
 
+/* grad_tile8's arithmetic for 16 channels as vectors, stored straight into the 16 planes. */
+static inline void grad_tile16(float *dt, size_t dp, const float *const p[4], int k) {
+    v16f a, b, c, e;
+    memcpy(&a, p[0] + k, sizeof a);
+    memcpy(&b, p[1] + k, sizeof b);
+    memcpy(&c, p[2] + k, sizeof c);
+    memcpy(&e, p[3] + k, sizeof e);
+    const v16f t[4][2] = {{a, b}, {a + c, b + e}, {a - c, b - e}, {-c, -e}}; /* A dy */
+    for (int r = 0; r < 4; r++) { /* row r of (A dy) A^T */
+        const v16f u = t[r][0], v = t[r][1];
+        const v16f o[4] = {u, u + v, u - v, -v};
+        for (int q = 0; q < 4; q++) memcpy(dt + (4 * r + q) * dp + k, &o[q], sizeof o[q]);
+    }
+}
+
 /* D (16 planes (T, Kp), stride dp) for the chunk's tiles in (image, th, tw) order, from Y
  * holding output-gradient rows [ya, yb) of each image channels-last (Kp). Output pixels
  * outside the map (odd H or W) read as zero: the forward pass did not write them. */
@@ -711,7 +726,9 @@ static void grad_transform(float *D, size_t dp, const float *Y, const wino_plan 
                                            : pl->zero;
                     }
                 float *dt = D + t * Kp;
-                for (int k = 0; k < Kp; k += 8) {
+                int k0 = 0;
+                for (; k0 + 16 <= Kp; k0 += 16) grad_tile16(dt, dp, p, k0);
+                for (int k = k0; k < Kp; k += 8) {
                     const float *d[4] = {p[0] + k, p[1] + k, p[2] + k, p[3] + k};
                     float m[16][8];
                     grad_tile8(m, d);
