@@ -170,6 +170,8 @@ static void test_conv_opt_vs_ref(void) {
         {1, 6, 5, 7, 3, 1, 1, 1, 0, 1},   /* 1x1 s1 p0 single image: GEMM on the input */
         {9, 6, 3, 4, 5, 1, 1, 1, 0, 1},   /* 1x1 s1 p0, tiny maps: batched images */
         {2, 3, 23, 23, 4, 7, 7, 2, 3, 0}, /* stem */
+        {2, 3, 37, 38, 4, 3, 3, 2, 1, 1}, /* 3x3 s2, 19 output columns: 8-wide blocks + rest */
+        {2, 5, 34, 33, 3, 1, 1, 2, 0, 0}, /* 1x1 s2, 17 output columns */
         {9, 8, 4, 4, 7, 3, 3, 1, 1, 1},   /* small maps: several images per GEMM */
         {7, 5, 3, 3, 4, 3, 3, 2, 1, 1},   /* 2x2 output, odd N: uneven groups */
         {2, 3, 6, 9, 2, 2, 5, 3, 2, 1},   /* R != S, stride 3 */

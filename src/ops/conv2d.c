@@ -84,6 +84,40 @@ static void valid_cols(int s, int W, int stride, int pad, int OW, int *lo, int *
     *hi = h;
 }
 
+/* 8 floats as one vector (GCC/clang vector extensions). */
+typedef float v8f __attribute__((vector_size(32)));
+
+/* o[j] = sp[2 j], j < n: the stride-2 gather, 8 at a time from two loads (the second starting
+ * one float early, so it never reads past sp[2 (n - 1)]). */
+static void gather2(float *o, const float *sp, int n) {
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        v8f a, b;
+        memcpy(&a, sp + 2 * j, sizeof a);
+        memcpy(&b, sp + 2 * j + 7, sizeof b);
+        const v8f e = __builtin_shufflevector(a, b, 0, 2, 4, 6, 9, 11, 13, 15);
+        memcpy(o + j, &e, sizeof e);
+    }
+    for (; j < n; j++) o[j] = sp[(size_t)2 * j];
+}
+
+/* dp[2 j] += o[j], j < n: gather2's adjoint, touching nothing past dp[2 (n - 1)]. */
+static void scatter_add2(float *dp, const float *o, int n) {
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        v8f a, b, v;
+        memcpy(&a, dp + 2 * j, sizeof a);
+        memcpy(&b, dp + 2 * j + 7, sizeof b);
+        memcpy(&v, o + j, sizeof v);
+        const v8f z = {0};
+        a += __builtin_shufflevector(v, z, 0, 8, 1, 8, 2, 8, 3, 8);
+        b += __builtin_shufflevector(v, z, 8, 4, 8, 5, 8, 6, 8, 7);
+        memcpy(dp + 2 * j, &a, sizeof a);
+        memcpy(dp + 2 * j + 7, &b, sizeof b);
+    }
+    for (; j < n; j++) dp[(size_t)2 * j] += o[j];
+}
+
 /* col (CRS rows, row stride ld; P = OH*OW columns used) = unrolled patches of im (C,H,W). */
 static void im2col(float *col, size_t ld, const float *im, const bt_conv2d_desc *d) {
     const int H = d->H, W = d->W, R = d->R, S = d->S, st = d->stride, pad = d->pad;
@@ -107,6 +141,8 @@ static void im2col(float *col, size_t ld, const float *im, const bt_conv2d_desc 
                     for (int ow = 0; ow < lo; ow++) o[ow] = 0;
                     if (st == 1)
                         memcpy(o + lo, sp, sizeof(float) * (hi - lo));
+                    else if (st == 2)
+                        gather2(o + lo, sp, hi - lo);
                     else
                         for (int ow = lo; ow < hi; ow++) o[ow] = sp[(size_t)(ow - lo) * st];
                     for (int ow = hi; ow < OW; ow++) o[ow] = 0;
@@ -135,6 +171,8 @@ static void col2im(float *im, const float *col, size_t ld, const bt_conv2d_desc 
                     float *dp = dst + (size_t)ih * W + (lo * st - pad + s);
                     if (st == 1)
                         for (int ow = lo; ow < hi; ow++) dp[ow - lo] += o[ow];
+                    else if (st == 2)
+                        scatter_add2(dp, o + lo, hi - lo);
                     else
                         for (int ow = lo; ow < hi; ow++) dp[(size_t)(ow - lo) * st] += o[ow];
                 }
