@@ -112,9 +112,12 @@ int main(int argc, char **argv) {
                 return 2;
             }
             bt_gemm_set_blocking(mc, kc, nc);
+        } else if (!strcmp(argv[i], "--a-in-place") && i + 1 < argc) {
+            bt_gemm_set_a_in_place(atoi(argv[++i])); /* 1 on, 0 off, -1 the default rule */
         } else {
             fprintf(stderr, "usage: bench_gemm [--threads N] [--reps R] [--rounds N] "
-                            "[--blocking MC,KC,NC] [--no-openblas] [--shapes 1024|all]\n");
+                            "[--blocking MC,KC,NC] [--a-in-place 1|0|-1] [--no-openblas] "
+                            "[--shapes 1024|all]\n");
             return 2;
         }
     }

@@ -174,6 +174,19 @@ static void test_ukernels(void) {
                         }
                         memcpy(c, c0, sizeof(float) * (MR + 1) * ldc);
                         u->fn(kc, a, b, c, ldc, alpha, beta, m, n);
+                        if (u->fn_ua) { /* A in place: the same bits from A row-major */
+                            const int lda = kc + 3;
+                            float *ar = tu_xcalloc((size_t)m * lda, sizeof(float));
+                            float *cu = tu_xcalloc((size_t)(MR + 1) * ldc, sizeof(float));
+                            for (int i = 0; i < m; i++)
+                                for (int k = 0; k < kc; k++) ar[i * lda + k] = a[k * MR + i];
+                            memcpy(cu, c0, sizeof(float) * (MR + 1) * ldc);
+                            u->fn_ua(kc, ar, lda, b, cu, ldc, alpha, beta, m, n);
+                            CHECK(!memcmp(cu, c, sizeof(float) * (MR + 1) * ldc),
+                                  "%s kc %d m %d n %d: A in place differs from packed", u->name,
+                                  kc, m, n);
+                            free(ar), free(cu);
+                        }
                         int bad = 0;
                         const double g = gamma_n(kc + 3);
                         for (int i = 0; i <= MR && !bad; i++)
@@ -252,6 +265,27 @@ static void test_sgemm_shapes(void) {
             bad += run_case(what, &c, &r);
         }
         bt_gemm_set_blocking(0, 0, 0);
+        /* A in place forced on and off (the default rule picks by N): the same bits. */
+        for (int i = 0; i < 6 && !bad; i++) {
+            gcase c = mk(20 + 37 * i, 9 + 61 * i, 33 + 50 * i, 0, i & 1, i % 3, 1.0f,
+                         i % 2 ? 0.5f : 0.0f);
+            float *A, *B, *C0, *C;
+            make_case(&c, &r, &A, &B, &C0, &C);
+            float *C1 = tu_xcalloc((size_t)c.M * c.ldc + 1, sizeof(float));
+            memcpy(C1, C0, ((size_t)c.M * c.ldc + 1) * sizeof(float));
+            bt_gemm_set_a_in_place(1);
+            bt_sgemm(BT_NOTRANS, c.tb ? BT_TRANS : BT_NOTRANS, c.M, c.N, c.K, 1.0f, A, c.lda, B,
+                     c.ldb, c.beta, C, c.ldc);
+            bt_gemm_set_a_in_place(0);
+            bt_sgemm(BT_NOTRANS, c.tb ? BT_TRANS : BT_NOTRANS, c.M, c.N, c.K, 1.0f, A, c.lda, B,
+                     c.ldb, c.beta, C1, c.ldc);
+            bt_gemm_set_a_in_place(-1);
+            bad += check_gemm(what, &c, A, B, C0, C);
+            if (memcmp(C, C1, ((size_t)c.M * c.ldc + 1) * sizeof(float)) && !bad++)
+                CHECK(0, "%s: M %d N %d K %d: A in place differs from packed", what, c.M, c.N,
+                      c.K);
+            free(A), free(B), free(C0), free(C), free(C1);
+        }
         CHECK(!bad, "%s: %d wrong elements", what, bad);
     }
     bt_isa_set(isa_start);

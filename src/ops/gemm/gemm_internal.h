@@ -27,12 +27,20 @@ typedef void (*bt_pack_fn)(float *dst, int width, const float *src, size_t ld, i
  * B). */
 typedef bt_pack_fn bt_pack_n_fn;
 
+/* The micro-kernel with op(A) read in place instead of from a packed panel: a row-major A
+ * (a[i * lda + k], i < m; rows past m are not read), for products whose A block is used by
+ * few B panels, where packing it costs more than it saves (Winograd's transformed input). The
+ * same arithmetic as the packed kernel, element by element. */
+typedef void (*bt_ukr_ua_fn)(int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
+                             ptrdiff_t ldc, float alpha, float beta, int m, int n);
+
 typedef struct {
     const char *name;
     int mr, nr;
     bt_ukr_fn fn;
     bt_pack_fn pack_t;   /* NULL: the portable loops in sgemm.c */
     bt_pack_n_fn pack_n; /* NULL: likewise */
+    bt_ukr_ua_fn fn_ua;  /* NULL: A is always packed */
 } bt_ukernel;
 
 /* The kernel of path isa (NULL if this build has none for it, e.g. off x86). */
@@ -62,6 +70,10 @@ void bt_gemm_set_blocking(int mc, int kc, int nc);
  * allocated (plain loops over A and op(B), prepacked or not): for the tests, which cannot
  * make an allocation fail. 0 restores the normal path. Not for use while a GEMM runs. */
 void bt_gemm_force_unpacked(int on);
+
+/* 1: op(A) read in place by the kernel's fn_ua wherever A is row-major and the kernel has
+ * one; 0: always packed; -1: the default rule. For tests and tuning. */
+void bt_gemm_set_a_in_place(int mode);
 
 /* The GEMMs' argument checks (sgemm.c): a negative size or a too-small leading dimension is a
  * caller's bug, so it prints fn, the argument and its bound, and aborts. ta / tb: op(A) /
