@@ -187,6 +187,19 @@ static void test_ukernels(void) {
                                   kc, m, n);
                             free(ar), free(cu);
                         }
+                        if (u->fn_uat) { /* transposed A in place: column k at a + k * lda */
+                            const int lda = m + 3;
+                            float *at = tu_xcalloc((size_t)kc * lda, sizeof(float));
+                            float *cu = tu_xcalloc((size_t)(MR + 1) * ldc, sizeof(float));
+                            for (int k = 0; k < kc; k++)
+                                for (int i = 0; i < m; i++) at[k * lda + i] = a[k * MR + i];
+                            memcpy(cu, c0, sizeof(float) * (MR + 1) * ldc);
+                            u->fn_uat(kc, at, lda, b, cu, ldc, alpha, beta, m, n);
+                            CHECK(!memcmp(cu, c, sizeof(float) * (MR + 1) * ldc),
+                                  "%s kc %d m %d n %d: A^T in place differs from packed",
+                                  u->name, kc, m, n);
+                            free(at), free(cu);
+                        }
                         int bad = 0;
                         const double g = gamma_n(kc + 3);
                         for (int i = 0; i <= MR && !bad; i++)
@@ -266,19 +279,18 @@ static void test_sgemm_shapes(void) {
         }
         bt_gemm_set_blocking(0, 0, 0);
         /* A in place forced on and off (the default rule picks by N): the same bits. */
-        for (int i = 0; i < 6 && !bad; i++) {
-            gcase c = mk(20 + 37 * i, 9 + 61 * i, 33 + 50 * i, 0, i & 1, i % 3, 1.0f,
+        for (int i = 0; i < 8 && !bad; i++) {
+            gcase c = mk(20 + 37 * i, 9 + 61 * i, 33 + 50 * i, (i >> 1) & 1, i & 1, i % 3, 1.0f,
                          i % 2 ? 0.5f : 0.0f);
             float *A, *B, *C0, *C;
             make_case(&c, &r, &A, &B, &C0, &C);
             float *C1 = tu_xcalloc((size_t)c.M * c.ldc + 1, sizeof(float));
             memcpy(C1, C0, ((size_t)c.M * c.ldc + 1) * sizeof(float));
             bt_gemm_set_a_in_place(1);
-            bt_sgemm(BT_NOTRANS, c.tb ? BT_TRANS : BT_NOTRANS, c.M, c.N, c.K, 1.0f, A, c.lda, B,
-                     c.ldb, c.beta, C, c.ldc);
+            const bt_trans ta = c.ta ? BT_TRANS : BT_NOTRANS, tb = c.tb ? BT_TRANS : BT_NOTRANS;
+            bt_sgemm(ta, tb, c.M, c.N, c.K, 1.0f, A, c.lda, B, c.ldb, c.beta, C, c.ldc);
             bt_gemm_set_a_in_place(0);
-            bt_sgemm(BT_NOTRANS, c.tb ? BT_TRANS : BT_NOTRANS, c.M, c.N, c.K, 1.0f, A, c.lda, B,
-                     c.ldb, c.beta, C1, c.ldc);
+            bt_sgemm(ta, tb, c.M, c.N, c.K, 1.0f, A, c.lda, B, c.ldb, c.beta, C1, c.ldc);
             bt_gemm_set_a_in_place(-1);
             bad += check_gemm(what, &c, A, B, C0, C);
             if (memcmp(C, C1, ((size_t)c.M * c.ldc + 1) * sizeof(float)) && !bad++)

@@ -41,6 +41,7 @@ typedef struct {
     bt_pack_fn pack_t;   /* NULL: the portable loops in sgemm.c */
     bt_pack_n_fn pack_n; /* NULL: likewise */
     bt_ukr_ua_fn fn_ua;  /* NULL: A is always packed */
+    bt_ukr_ua_fn fn_uat; /* the same for a transposed A: a[k * lda + i]; NULL: packed */
 } bt_ukernel;
 
 /* The kernel of path isa (NULL if this build has none for it, e.g. off x86). */
@@ -72,7 +73,7 @@ void bt_gemm_set_blocking(int mc, int kc, int nc);
 void bt_gemm_force_unpacked(int on);
 
 /* 1: op(A) read in place by the kernel's fn_ua wherever A is row-major and the kernel has
- * one; 0: always packed; -1: the default rule. For tests and tuning. */
+ * one (fn_ua, fn_uat); 0: always packed; -1: the default rule. For tests and tuning. */
 void bt_gemm_set_a_in_place(int mode);
 
 /* The GEMMs' argument checks (sgemm.c): a negative size or a too-small leading dimension is a

@@ -220,9 +220,9 @@ static void gemm_block(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
      * panels: packing it then costs more than the kernel's strided reads of A (Winograd's
      * products with 64 to 512 output channels, im2col's forward: 1.05x to 1.15x faster in
      * bench_gemm --a-in-place); wide products (linear layers, N = 2048) keep packing. */
-    const int in_place = !g->ta && g->u->fn_ua &&
-                         (bt_gemm_a_in_place == 1 ||
-                          (bt_gemm_a_in_place == -1 && (N + NR - 1) / NR <= 16));
+    const bt_ukr_ua_fn ua = g->ta ? g->u->fn_uat : g->u->fn_ua;
+    const int in_place = ua && (bt_gemm_a_in_place == 1 ||
+                                (bt_gemm_a_in_place == -1 && (N + NR - 1) / NR <= 16));
     for (int jc = j0; jc < j1; jc += NC) {
         const int nc = j1 - jc < NC ? j1 - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
@@ -234,15 +234,18 @@ static void gemm_block(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
             for (int ic = i0; ic < i1; ic += MC) {
                 const int mc = i1 - ic < MC ? i1 - ic : MC;
                 if (in_place) {
-                    const float *ap = g->A + (size_t)ic * g->lda + pc;
+                    /* row ic, column pc of op(A); rows are lda apart, or columns if A^T */
+                    const size_t rs = g->ta ? 1 : (size_t)g->lda;
+                    const float *ap = g->ta ? g->A + (size_t)pc * g->lda + ic
+                                            : g->A + (size_t)ic * g->lda + pc;
                     for (int jr = 0; jr < nc; jr += NR) {
                         const float *bp = bpack + (size_t)jr * kc;
                         const int n = nc - jr < NR ? nc - jr : NR;
                         float *cc = g->C + (size_t)ic * g->ldc + jc + jr;
                         for (int ir = 0; ir < mc; ir += MR) {
                             const int m = mc - ir < MR ? mc - ir : MR;
-                            g->u->fn_ua(kc, ap + (size_t)ir * g->lda, g->lda, bp,
-                                        cc + (size_t)ir * g->ldc, g->ldc, g->alpha, beta, m, n);
+                            ua(kc, ap + (size_t)ir * rs, g->lda, bp, cc + (size_t)ir * g->ldc,
+                               g->ldc, g->alpha, beta, m, n);
                         }
                     }
                     continue;

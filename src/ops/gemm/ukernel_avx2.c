@@ -121,6 +121,59 @@ static void ukr_avx2_ua(int kc, const float *a, ptrdiff_t lda, const float *b, f
     }
 }
 
+/* ukr_rows with a transposed A in place: column k of the tile's rows is a + k * lda
+ * (op(A) = A^T, A row-major), exactly R = m rows. */
+static inline __attribute__((always_inline)) void
+ukr_rows_uat(const int R, int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
+            ptrdiff_t ldc, float alpha, float beta, int m, int n) {
+    __m256 c0[MR], c1[MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < R; i++) c0[i] = c1[i] = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++, a += lda, b += NR) {
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < R; i++) {
+            const __m256 ai = _mm256_broadcast_ss(a + i);
+            c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+        }
+    }
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    if (R == MR && n == NR) {
+#pragma GCC unroll 6
+        for (int i = 0; i < R; i++) {
+            float *ci = c + i * ldc;
+            __m256 r0 = _mm256_mul_ps(va, c0[i]), r1 = _mm256_mul_ps(va, c1[i]);
+            if (beta != 0.0f) {
+                r0 = _mm256_add_ps(r0, _mm256_mul_ps(vb, _mm256_loadu_ps(ci)));
+                r1 = _mm256_add_ps(r1, _mm256_mul_ps(vb, _mm256_loadu_ps(ci + 8)));
+            }
+            _mm256_storeu_ps(ci, r0);
+            _mm256_storeu_ps(ci + 8, r1);
+        }
+        return;
+    }
+    float t[MR * NR];
+#pragma GCC unroll 6
+    for (int i = 0; i < R; i++) {
+        _mm256_storeu_ps(t + i * NR, _mm256_mul_ps(va, c0[i]));
+        _mm256_storeu_ps(t + i * NR + 8, _mm256_mul_ps(va, c1[i]));
+    }
+    bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
+}
+
+static void ukr_avx2_uat(int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
+                        ptrdiff_t ldc, float alpha, float beta, int m, int n) {
+    switch (m) {
+    case 1: ukr_rows_uat(1, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    case 2: ukr_rows_uat(2, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    case 3: ukr_rows_uat(3, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    case 4: ukr_rows_uat(4, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    case 5: ukr_rows_uat(5, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    default: ukr_rows_uat(MR, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    }
+}
+
 /* In-register 8 x 8 transpose: r[i] lane j -> r[j] lane i (unpack, shuffle, then swap the
  * 128-bit halves). */
 static inline void tr8(__m256 r[8]) {
@@ -188,7 +241,7 @@ static void pack_n_avx2(float *dst, int width, const float *src, size_t ld, int 
 #endif
 
 const bt_ukernel bt_ukernel_avx2 = {"avx2 6x16", MR, NR, ukr_avx2_6x16, pack_t_avx2,
-                                    pack_n_avx2, ukr_avx2_ua};
+                                    pack_n_avx2, ukr_avx2_ua, ukr_avx2_uat};
 #else
-const bt_ukernel bt_ukernel_avx2 = {"avx2 (not built)", 0, 0, 0, 0, 0, 0};
+const bt_ukernel bt_ukernel_avx2 = {"avx2 (not built)", 0, 0, 0, 0, 0, 0, 0};
 #endif

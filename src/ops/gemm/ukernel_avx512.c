@@ -133,6 +133,59 @@ static void ukr_avx512_ua(int kc, const float *a, ptrdiff_t lda, const float *b,
     }
 }
 
+/* ukr_rows with a transposed A in place: column k of the tile's rows is a + k * lda
+ * (op(A) = A^T, A row-major), exactly R = m rows. */
+static inline __attribute__((always_inline)) void
+ukr_rows_uat(const int R, int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
+            ptrdiff_t ldc, float alpha, float beta, int m, int n) {
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < R; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++, a += lda, b += NR) {
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 16
+        for (int i = 0; i < R; i++) {
+            const __m512 ai = _mm512_set1_ps(a[i]);
+            c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+        }
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    if (R == MR && n == NR) {
+#pragma GCC unroll 16
+        for (int i = 0; i < R; i++) {
+            float *ci = c + i * ldc;
+            __m512 r0 = _mm512_mul_ps(va, c0[i]), r1 = _mm512_mul_ps(va, c1[i]);
+            if (beta != 0.0f) {
+                r0 = _mm512_add_ps(r0, _mm512_mul_ps(vb, _mm512_loadu_ps(ci)));
+                r1 = _mm512_add_ps(r1, _mm512_mul_ps(vb, _mm512_loadu_ps(ci + 16)));
+            }
+            _mm512_storeu_ps(ci, r0);
+            _mm512_storeu_ps(ci + 16, r1);
+        }
+        return;
+    }
+    float t[MR * NR];
+#pragma GCC unroll 16
+    for (int i = 0; i < R; i++) {
+        _mm512_storeu_ps(t + i * NR, _mm512_mul_ps(va, c0[i]));
+        _mm512_storeu_ps(t + i * NR + 16, _mm512_mul_ps(va, c1[i]));
+    }
+    bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
+}
+
+static void ukr_avx512_uat(int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
+                          ptrdiff_t ldc, float alpha, float beta, int m, int n) {
+    switch (m) {
+#define UA_CASE(r)                                                                          \
+    case r: ukr_rows_uat(r, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+        UA_CASE(1) UA_CASE(2) UA_CASE(3) UA_CASE(4) UA_CASE(5) UA_CASE(6) UA_CASE(7)
+        UA_CASE(8) UA_CASE(9) UA_CASE(10) UA_CASE(11) UA_CASE(12) UA_CASE(13)
+#undef UA_CASE
+    default: ukr_rows_uat(MR, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    }
+}
+
 /* In-register 16 x 16 transpose: r[i] lane j -> r[j] lane i. Two unpack stages transpose the
  * 4 x 4 blocks inside each 128-bit lane; two 128-bit-lane shuffles move the blocks. */
 static inline void tr16(__m512 r[16]) {
@@ -205,7 +258,8 @@ static void pack_n_avx512(float *dst, int width, const float *src, size_t ld, in
 #endif
 
 const bt_ukernel bt_ukernel_avx512 = {"avx512 " BT_STR(MR) "x32", MR, NR, ukr_avx512,
-                                       pack_t_avx512, pack_n_avx512, ukr_avx512_ua};
+                                       pack_t_avx512, pack_n_avx512, ukr_avx512_ua,
+                                       ukr_avx512_uat};
 #else
-const bt_ukernel bt_ukernel_avx512 = {"avx512 (not built)", 0, 0, 0, 0, 0, 0};
+const bt_ukernel bt_ukernel_avx512 = {"avx512 (not built)", 0, 0, 0, 0, 0, 0, 0};
 #endif

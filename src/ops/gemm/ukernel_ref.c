@@ -46,4 +46,4 @@ static void ukr_ref_4x8(int kc, const float *a, const float *b, float *c, ptrdif
     ukr_ref(REF_MR, REF_NR, kc, a, b, c, ldc, alpha, beta, m, n);
 }
 
-const bt_ukernel bt_ukernel_ref = {"generic 4x8", REF_MR, REF_NR, ukr_ref_4x8, NULL, NULL, NULL};
+const bt_ukernel bt_ukernel_ref = {"generic 4x8", REF_MR, REF_NR, ukr_ref_4x8, NULL, NULL, NULL, NULL};
