@@ -36,6 +36,14 @@ ukr_rows(const int R, int kc, const float *a, const float *b, float *c, ptrdiff_
         }
     }
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    if (m == MR && n == NR && alpha == 1.0f && beta == 0.0f) { /* C = the sums, as they are */
+#pragma GCC unroll 16
+        for (int i = 0; i < R; i++) {
+            _mm256_storeu_ps(c + i * ldc, c0[i]);
+            _mm256_storeu_ps(c + i * ldc + 8, c1[i]);
+        }
+        return;
+    }
     if (m == MR && n == NR) {
 #pragma GCC unroll 6
         for (int i = 0; i < R; i++) {
@@ -86,6 +94,14 @@ ukr_rows_ua(const int R, int kc, const float *a, ptrdiff_t lda, const float *b, 
         }
     }
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    if (R == MR && n == NR && alpha == 1.0f && beta == 0.0f) { /* C = the sums, as they are */
+#pragma GCC unroll 16
+        for (int i = 0; i < R; i++) {
+            _mm256_storeu_ps(c + i * ldc, c0[i]);
+            _mm256_storeu_ps(c + i * ldc + 8, c1[i]);
+        }
+        return;
+    }
     if (R == MR && n == NR) {
 #pragma GCC unroll 6
         for (int i = 0; i < R; i++) {
@@ -139,6 +155,14 @@ ukr_rows_uat(const int R, int kc, const float *a, ptrdiff_t lda, const float *b,
         }
     }
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    if (R == MR && n == NR && alpha == 1.0f && beta == 0.0f) { /* C = the sums, as they are */
+#pragma GCC unroll 16
+        for (int i = 0; i < R; i++) {
+            _mm256_storeu_ps(c + i * ldc, c0[i]);
+            _mm256_storeu_ps(c + i * ldc + 8, c1[i]);
+        }
+        return;
+    }
     if (R == MR && n == NR) {
 #pragma GCC unroll 6
         for (int i = 0; i < R; i++) {

@@ -42,6 +42,14 @@ ukr_rows(const int R, int kc, const float *a, const float *b, float *c, ptrdiff_
         }
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    if (m == MR && n == NR && alpha == 1.0f && beta == 0.0f) { /* C = the sums, as they are */
+#pragma GCC unroll 16
+        for (int i = 0; i < R; i++) {
+            _mm512_storeu_ps(c + i * ldc, c0[i]);
+            _mm512_storeu_ps(c + i * ldc + 16, c1[i]);
+        }
+        return;
+    }
     if (m == MR && n == NR) {
 #pragma GCC unroll 16
         for (int i = 0; i < R; i++) {
@@ -98,6 +106,14 @@ ukr_rows_ua(const int R, int kc, const float *a, ptrdiff_t lda, const float *b, 
         }
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    if (R == MR && n == NR && alpha == 1.0f && beta == 0.0f) { /* C = the sums, as they are */
+#pragma GCC unroll 16
+        for (int i = 0; i < R; i++) {
+            _mm512_storeu_ps(c + i * ldc, c0[i]);
+            _mm512_storeu_ps(c + i * ldc + 16, c1[i]);
+        }
+        return;
+    }
     if (R == MR && n == NR) {
 #pragma GCC unroll 16
         for (int i = 0; i < R; i++) {
@@ -151,6 +167,14 @@ ukr_rows_uat(const int R, int kc, const float *a, ptrdiff_t lda, const float *b,
         }
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    if (R == MR && n == NR && alpha == 1.0f && beta == 0.0f) { /* C = the sums, as they are */
+#pragma GCC unroll 16
+        for (int i = 0; i < R; i++) {
+            _mm512_storeu_ps(c + i * ldc, c0[i]);
+            _mm512_storeu_ps(c + i * ldc + 16, c1[i]);
+        }
+        return;
+    }
     if (R == MR && n == NR) {
 #pragma GCC unroll 16
         for (int i = 0; i < R; i++) {
