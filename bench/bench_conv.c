@@ -8,6 +8,7 @@
 #include "barlow/error.h"
 #include "barlow/ops.h"
 #include "barlow/scratch.h"
+#include "ops/gemm/gemm_internal.h"
 #include "ops/winograd_internal.h"
 #include <cblas.h>
 #include <stdio.h>
@@ -188,6 +189,11 @@ int main(int argc, char **argv) {
     if (ct && atoi(ct) > 0) {
         bench_clock = CLOCK_PROCESS_CPUTIME_ID;
         printf("timing: process CPU time\n");
+    }
+    const char *ai = getenv("BENCH_A_IN_PLACE"); /* 1, 0 or -1: as bench_gemm --a-in-place */
+    if (ai && *ai) {
+        bt_gemm_set_a_in_place(atoi(ai));
+        printf("GEMM A in place: %d\n", atoi(ai));
     }
     const char *wt = getenv("BENCH_WINO_TILES");
     if (wt && atoi(wt) > 0) {
