@@ -216,13 +216,14 @@ static void gemm_block(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
     }
     float *bbuf = apack + an;
     const bt_ukr_fn ukr = g->u->fn;
-    /* A read in place (no packing) where it is row-major and each A panel meets at most 16 B
-     * panels: packing it then costs more than the kernel's strided reads of A (Winograd's
-     * products with 64 to 512 output channels, im2col's forward: 1.05x to 1.15x faster in
-     * bench_gemm --a-in-place); wide products (linear layers, N = 2048) keep packing. */
+    /* A read in place (no packing) where the block's width N is at most 512: each A panel then
+     * meets few B panels, and packing it costs more than the kernel's strided reads of A
+     * (Winograd's products with 64 to 512 output channels, im2col's forward: 1.05x to 1.2x
+     * faster in bench_gemm --a-in-place on both AVX paths); wide products (linear layers,
+     * N = 2048) keep packing. */
     const bt_ukr_ua_fn ua = g->ta ? g->u->fn_uat : g->u->fn_ua;
     const int in_place = ua && (bt_gemm_a_in_place == 1 ||
-                                (bt_gemm_a_in_place == -1 && (N + NR - 1) / NR <= 16));
+                                (bt_gemm_a_in_place == -1 && N <= 512));
     for (int jc = j0; jc < j1; jc += NC) {
         const int nc = j1 - jc < NC ? j1 - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
