@@ -10,6 +10,8 @@
  * the sums of an AVX-512 copy and an SSE2 copy would differ in their last bits.) */
 #include "batchnorm_internal.h"
 #include "barlow/cpu.h"
+#include <stdint.h>
+#include <string.h>
 
 #define BNK_LANES 16
 
@@ -54,9 +56,19 @@ static inline __attribute__((always_inline)) double k_sqdev(const float *x, size
 
 /* The ReLU's mask of the fused batch norm + ReLU, applied where `relu` (a constant at every
  * call, so each copy compiles without the test): bt_relu_forward's `v <= 0 ? 0 : v` on the
- * output and bt_relu_backward_inplace's `y <= 0 ? 0 : dy` on the gradient. */
+ * output and bt_relu_backward_inplace's `y <= 0 ? 0 : dy` on the gradient. The latter as
+ * bits, d's where !(y <= 0) and +0's (all zero) elsewhere, the same float: written as `?:`
+ * gcc keeps grad_sums' 16 unrolled lanes scalar, with a branch per element. */
+static inline __attribute__((always_inline)) float bnk_mask(float y, float d) {
+    uint32_t b;
+    memcpy(&b, &d, sizeof b);
+    b &= -(uint32_t)!(y <= 0);
+    float g;
+    memcpy(&g, &b, sizeof g);
+    return g;
+}
 #define BNK_RELU(relu, v) ((relu) && (v) <= 0 ? 0.0f : (v))
-#define BNK_MASK(relu, y, d) ((relu) && (y) <= 0 ? 0.0f : (d))
+#define BNK_MASK(relu, y, d) ((relu) ? bnk_mask((y), (d)) : (d))
 
 static inline __attribute__((always_inline)) void k_norm(float *y, const float *x, size_t cs,
                                                          int N, int HW, float mhi, float mlo,
@@ -84,12 +96,12 @@ static inline __attribute__((always_inline)) void k_grad_sums(double *sdy_out, d
         int i = 0;
         for (; i + BNK_LANES <= HW; i += BNK_LANES)
             for (int j = 0; j < BNK_LANES; j++) {
-                const float g = BNK_MASK(relu, yr[i + j], dr[i + j]);
+                const float d = dr[i + j], g = BNK_MASK(relu, yr[i + j], d);
                 a1[j] += g;
                 a2[j] += (double)g * ((xr[i + j] - m) * rs);
             }
         for (int j = 0; i + j < HW; j++) {
-            const float g = BNK_MASK(relu, yr[i + j], dr[i + j]);
+            const float d = dr[i + j], g = BNK_MASK(relu, yr[i + j], d);
             a1[j] += g;
             a2[j] += (double)g * ((xr[i + j] - m) * rs);
         }
@@ -107,7 +119,7 @@ static inline __attribute__((always_inline)) void k_dx(float *dx, const float *d
         const float *yr = relu ? y + (size_t)n * cs : dr;
         float *o = dx + (size_t)n * cs;
         for (int i = 0; i < HW; i++) {
-            const float g = BNK_MASK(relu, yr[i], dr[i]);
+            const float d = dr[i], g = BNK_MASK(relu, yr[i], d);
             o[i] += k * (g - mdy - (xr[i] - m) * rs * mdyx);
         }
     }
@@ -120,7 +132,10 @@ static inline __attribute__((always_inline)) void k_dx_eval(float *dx, const flo
         const float *dr = dy + (size_t)n * cs;
         const float *yr = relu ? y + (size_t)n * cs : dr;
         float *o = dx + (size_t)n * cs;
-        for (int i = 0; i < HW; i++) o[i] += k * BNK_MASK(relu, yr[i], dr[i]);
+        for (int i = 0; i < HW; i++) {
+            const float d = dr[i];
+            o[i] += k * BNK_MASK(relu, yr[i], d);
+        }
     }
 }
 
