@@ -57,18 +57,36 @@ static inline __attribute__((always_inline)) double k_sqdev(const float *x, size
 /* The ReLU's mask of the fused batch norm + ReLU, applied where `relu` (a constant at every
  * call, so each copy compiles without the test): bt_relu_forward's `v <= 0 ? 0 : v` on the
  * output and bt_relu_backward_inplace's `y <= 0 ? 0 : dy` on the gradient. The latter as
- * bits, d's where !(y <= 0) and +0's (all zero) elsewhere, the same float: written as `?:`
- * gcc keeps grad_sums' 16 unrolled lanes scalar, with a branch per element. */
-static inline __attribute__((always_inline)) float bnk_mask(float y, float d) {
-    uint32_t b;
+ * bits, d's where !(y <= 0) and +0's (all zero) elsewhere, the same number: written as `?:`
+ * gcc keeps grad_sums' 16 unrolled lanes scalar, with a branch per element. And never on the
+ * float as loaded: gcc then makes the load of dy a masked load, which waits for y's (the
+ * (256, 256, 8x8) layer's grad_sums ran at half the plain one's speed). grad_sums masks dy
+ * converted to double (BNK_MASKD, the same double); dx and dx_eval select between the
+ * expression computed on dy and on +0 (BNK_SEL), which gives the same float as on the
+ * masked dy. */
+static inline __attribute__((always_inline)) double bnk_maskd(float y, double d) {
+    uint64_t b;
     memcpy(&b, &d, sizeof b);
-    b &= -(uint32_t)!(y <= 0);
-    float g;
+    b &= -(uint64_t)!(y <= 0);
+    double g;
     memcpy(&g, &b, sizeof g);
     return g;
 }
+/* !(y <= 0) ? u : v, as bits */
+static inline __attribute__((always_inline)) float bnk_sel(float y, float u, float v) {
+    uint32_t a, b;
+    memcpy(&a, &u, sizeof a);
+    memcpy(&b, &v, sizeof b);
+    const uint32_t m = -(uint32_t)!(y <= 0);
+    a = (a & m) | (b & ~m);
+    float g;
+    memcpy(&g, &a, sizeof g);
+    return g;
+}
 #define BNK_RELU(relu, v) ((relu) && (v) <= 0 ? 0.0f : (v))
-#define BNK_MASK(relu, y, d) ((relu) ? bnk_mask((y), (d)) : (d))
+#define BNK_MASKD(relu, y, d) ((relu) ? bnk_maskd((y), (d)) : (d))
+/* f(g) for g = the masked dy, as f(dy) or f(+0) (both computed: the loads stay plain) */
+#define BNK_SEL(relu, y, fd, f0) ((relu) ? bnk_sel((y), (fd), (f0)) : (fd))
 
 static inline __attribute__((always_inline)) void k_norm(float *y, const float *x, size_t cs,
                                                          int N, int HW, float mhi, float mlo,
@@ -96,14 +114,14 @@ static inline __attribute__((always_inline)) void k_grad_sums(double *sdy_out, d
         int i = 0;
         for (; i + BNK_LANES <= HW; i += BNK_LANES)
             for (int j = 0; j < BNK_LANES; j++) {
-                const float d = dr[i + j], g = BNK_MASK(relu, yr[i + j], d);
+                const double g = BNK_MASKD(relu, yr[i + j], (double)dr[i + j]);
                 a1[j] += g;
-                a2[j] += (double)g * ((xr[i + j] - m) * rs);
+                a2[j] += g * ((xr[i + j] - m) * rs);
             }
         for (int j = 0; i + j < HW; j++) {
-            const float d = dr[i + j], g = BNK_MASK(relu, yr[i + j], d);
+            const double g = BNK_MASKD(relu, yr[i + j], (double)dr[i + j]);
             a1[j] += g;
-            a2[j] += (double)g * ((xr[i + j] - m) * rs);
+            a2[j] += g * ((xr[i + j] - m) * rs);
         }
     }
     *sdy_out = lanes_total(a1);
@@ -119,8 +137,9 @@ static inline __attribute__((always_inline)) void k_dx(float *dx, const float *d
         const float *yr = relu ? y + (size_t)n * cs : dr;
         float *o = dx + (size_t)n * cs;
         for (int i = 0; i < HW; i++) {
-            const float d = dr[i], g = BNK_MASK(relu, yr[i], d);
-            o[i] += k * (g - mdy - (xr[i] - m) * rs * mdyx);
+            /* (g - mdy) of g = dy, or of g = +0 */
+            const float t = BNK_SEL(relu, yr[i], dr[i] - mdy, 0.0f - mdy);
+            o[i] += k * (t - (xr[i] - m) * rs * mdyx);
         }
     }
 }
@@ -133,8 +152,7 @@ static inline __attribute__((always_inline)) void k_dx_eval(float *dx, const flo
         const float *yr = relu ? y + (size_t)n * cs : dr;
         float *o = dx + (size_t)n * cs;
         for (int i = 0; i < HW; i++) {
-            const float d = dr[i];
-            o[i] += k * BNK_MASK(relu, yr[i], d);
+            o[i] += BNK_SEL(relu, yr[i], k * dr[i], k * 0.0f);
         }
     }
 }
