@@ -156,7 +156,9 @@ static void test_table_complete(void) {
         (const void *)o->linear_forward, (const void *)o->linear_backward,
         (const void *)o->xent_forward, (const void *)o->xent_backward, (const void *)o->bt_loss,
         (const void *)o->bt_loss_sync, (const void *)o->lars_step,
-        (const void *)o->aug_pixel,
+        (const void *)o->aug_pixel, (const void *)o->batchnorm_relu_forward_sync,
+        (const void *)o->batchnorm_relu_backward_sync, (const void *)o->add_relu_forward,
+        (const void *)o->add_relu_backward, (const void *)o->add_relu_backward_inplace,
     };
     int n = (int)(sizeof entries / sizeof *entries);
     CHECK(n * sizeof(void *) == sizeof(bt_backend_ops) - sizeof(const char *),
@@ -316,12 +318,18 @@ static void test_linear(void) {
     linear_case(&r, 16, 64, 129, 0); /* projector-like */
 }
 
-/* ---- batch norm (plain and synchronised with no communicator) ---- */
+/* ---- batch norm (plain and synchronised with no communicator), and batch norm + ReLU ---- */
 
-static void bn_case(tu_rng *r, int N, int C, int HW, int training, int sync) {
+/* relu: the fused batchnorm_relu_*_sync entries (sync ignored: they have only that form). Its
+ * output is within the batch norm's bound of the reference (the ReLU is 1-Lipschitz); its
+ * backward is judged against the reference run with the op's own output as the mask, as the
+ * plain one is with the statistics the op saved (a float32 and a float64 output on either
+ * side of 0 would otherwise be an O(dy) difference that says nothing about the op). */
+static size_t bn_relu_seen[2]; /* the fused cases' outputs: masked (<= 0), passed */
+static void bn_case(tu_rng *r, int N, int C, int HW, int training, int sync, int relu) {
     char op[80];
-    snprintf(op, sizeof op, "batchnorm%s %dx%dx%d %s", sync ? "_sync" : "", N, C, HW,
-             training ? "train" : "eval");
+    snprintf(op, sizeof op, "batchnorm%s %dx%dx%d %s", relu ? "_relu_sync" : sync ? "_sync" : "",
+             N, C, HW, training ? "train" : "eval");
     size_t n = (size_t)N * C * HW;
     const float mom = 0.1f, eps = 1e-5f;
     buf x = brand(n, r, 1.5), g = brand(C, r, 1), b = brand(C, r, 1), y = bnew(n);
@@ -332,16 +340,21 @@ static void bn_case(tu_rng *r, int N, int C, int HW, int training, int sync) {
     double *x64 = f64(H(&x), n), *g64 = f64(H(&g), C), *b64 = f64(H(&b), C);
     double *rm64 = f64(H(&rm), C), *rv64 = f64(H(&rv), C), *rm0 = f64(H(&rm), C), *rv0 = f64(H(&rv), C);
     double *yr = tu_xcalloc(n, 8), *mr = tu_xcalloc(C, 8), *sr = tu_xcalloc(C, 8);
-    bt_op_desc od = {.op = BT_OP_BATCHNORM, .N = N, .C = C, .H = HW, .W = 1, .sync = sync};
+    bt_op_desc od = {.op = relu ? BT_OP_BATCHNORM_RELU : BT_OP_BATCHNORM, .N = N, .C = C,
+                     .H = HW, .W = 1, .sync = sync || relu};
     bt_plan *pl = NULL;
     CHECK(be->ops->plan_new(be, &od, &pl) == BT_OK, "%s plan", op);
-    int rc = sync ? be->ops->batchnorm_forward_sync(be, pl, D(&y), D(&mean), D(&rstd), D(&x), D(&g),
+    int rc = relu ? be->ops->batchnorm_relu_forward_sync(be, pl, D(&y), D(&mean), D(&rstd), D(&x),
+                                                         D(&g), D(&b), D(&rm), D(&rv), N, C, HW,
+                                                         training, mom, eps, NULL)
+           : sync ? be->ops->batchnorm_forward_sync(be, pl, D(&y), D(&mean), D(&rstd), D(&x), D(&g),
                                                     D(&b), D(&rm), D(&rv), N, C, HW, training, mom,
                                                     eps, NULL)
                   : be->ops->batchnorm_forward(be, pl, D(&y), D(&mean), D(&rstd), D(&x), D(&g),
                                                D(&b), D(&rm), D(&rv), N, C, HW, training, mom, eps);
     CHECK(rc == BT_OK, "%s forward: %s", op, bt_error());
-    bt_batchnorm_forward_ref_f64(yr, mr, sr, x64, g64, b64, rm64, rv64, N, C, HW, training, mom, eps);
+    (relu ? bt_batchnorm_relu_forward_ref_f64 : bt_batchnorm_forward_ref_f64)(
+        yr, mr, sr, x64, g64, b64, rm64, rv64, N, C, HW, training, mom, eps);
     /* Magnitudes: y = (x - mean) * rstd * gamma + beta; the statistics are sums over M = N*HW
      * terms, so an element's error is within (M + c) u of |gamma| rstd (|x| + |mean|) +
      * |beta| (the variance's relative error reaches y halved through the square root). */
@@ -381,17 +394,28 @@ static void bn_case(tu_rng *r, int N, int C, int HW, int training, int sync) {
     unchanged(op, "x", &x);
 
     /* backward: dx = gamma rstd (dy - mean(dy) - xhat mean(dy xhat)) in training mode */
-    down(&mean), down(&rstd);
+    down(&mean), down(&rstd), down(&y);
     double *mu = f64(H(&mean), C), *rs = f64(H(&rstd), C); /* the statistics the op saved */
+    double *yo = f64(H(&y), n);                              /* and its output (the mask) */
     buf dy = brand(n, r, 1), dx = brand(n, r, 1), dg = brand(C, r, 1), db = brand(C, r, 1);
     double *dy64 = f64(H(&dy), n), *rdx = f64(H(&dx), n), *rdg = f64(H(&dg), C), *rdb = f64(H(&db), C);
     double *mdx = f64abs(H(&dx), n), *mdg = f64abs(H(&dg), C), *mdb = f64abs(H(&db), C);
-    rc = sync ? be->ops->batchnorm_backward_sync(be, pl, D(&dx), D(&dg), D(&db), D(&dy), D(&x), D(&g),
+    for (size_t e = 0; e < n && relu; e++) bn_relu_seen[yo[e] > 0]++;
+    rc = relu ? be->ops->batchnorm_relu_backward_sync(be, pl, D(&dx), D(&dg), D(&db), D(&dy),
+                                                      D(&y), D(&x), D(&g), D(&mean), D(&rstd), N,
+                                                      C, HW, training, NULL)
+       : sync ? be->ops->batchnorm_backward_sync(be, pl, D(&dx), D(&dg), D(&db), D(&dy), D(&x), D(&g),
                                                  D(&mean), D(&rstd), N, C, HW, training, NULL)
               : be->ops->batchnorm_backward(be, pl, D(&dx), D(&dg), D(&db), D(&dy), D(&x), D(&g),
                                             D(&mean), D(&rstd), N, C, HW, training);
     CHECK(rc == BT_OK, "%s backward: %s", op, bt_error());
-    bt_batchnorm_backward_ref_f64(rdx, rdg, rdb, dy64, x64, g64, mu, rs, N, C, HW, training);
+    if (relu) {
+        bt_batchnorm_relu_backward_ref_f64(rdx, rdg, rdb, dy64, yo, x64, g64, mu, rs, N, C, HW,
+                                           training);
+        for (size_t e = 0; e < n; e++) dy64[e] = yo[e] <= 0 ? 0 : dy64[e]; /* for the bounds */
+    } else {
+        bt_batchnorm_backward_ref_f64(rdx, rdg, rdb, dy64, x64, g64, mu, rs, N, C, HW, training);
+    }
     for (int c = 0; c < C; c++) {
         double ady = 0, adyx = 0;
         for (int i = 0; i < N; i++)
@@ -414,20 +438,29 @@ static void bn_case(tu_rng *r, int N, int C, int HW, int training, int sync) {
     check(op, "dx", &dx, rdx, mdx, K, 1);
     check(op, "dgamma", &dg, rdg, mdg, K, 1);
     check(op, "dbeta", &db, rdb, mdb, K, 1);
+    unchanged(op, "dy", &dy); /* the fused op masks dy inside its loops, not in the buffer */
+    unchanged(op, "y", &y);
     be->ops->plan_free(be, pl);
     buf *bs[] = {&x, &g, &b, &y, &mean, &rstd, &rm, &rv, &dy, &dx, &dg, &db};
     for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) bfree(bs[i]);
     double *ds[] = {x64, g64, b64, rm64, rv64, rm0, rv0, yr, mr, sr, ym, mm, sm, rmm, rvm, mu, rs,
-                    dy64, rdx, rdg, rdb, mdx, mdg, mdb};
+                    yo, dy64, rdx, rdg, rdb, mdx, mdg, mdb};
     for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) free(ds[i]);
 }
 
 static void test_batchnorm(void) {
     tu_rng r = {3307};
     for (int t = 0; t < 8; t++)
-        bn_case(&r, irand(&r, 2, 5), irand(&r, 1, 9), irand(&r, 1, 37), t % 4 != 3, t & 1);
-    bn_case(&r, 16, 65, 1, 1, 1); /* the projector's BatchNorm1d */
-    bn_case(&r, 1, 3, 7, 1, 0);   /* N = 1, several pixels */
+        bn_case(&r, irand(&r, 2, 5), irand(&r, 1, 9), irand(&r, 1, 37), t % 4 != 3, t & 1, 0);
+    bn_case(&r, 16, 65, 1, 1, 1, 0); /* the projector's BatchNorm1d */
+    bn_case(&r, 1, 3, 7, 1, 0, 0);   /* N = 1, several pixels */
+    tu_rng q = {3308}; /* batch norm + ReLU: the same kinds of shapes */
+    for (int t = 0; t < 6; t++)
+        bn_case(&q, irand(&q, 2, 5), irand(&q, 1, 9), irand(&q, 1, 37), t % 3 != 2, 1, 1);
+    bn_case(&q, 16, 65, 1, 1, 1, 1); /* the projector's BatchNorm1d + ReLU */
+    bn_case(&q, 16, 65, 1, 0, 1, 1);
+    CHECK(bn_relu_seen[0] > 0 && bn_relu_seen[1] > 0, "batch norm + ReLU cases: %zu outputs "
+          "masked, %zu passed: both must occur", bn_relu_seen[0], bn_relu_seen[1]);
 }
 
 /* ---- elementwise ---- */
@@ -482,9 +515,58 @@ static void test_elementwise(void) {
         CHECK(be->ops->add_backward(be, NULL, NULL, D(&dy), n) == BT_OK, "%s", op);
         for (size_t i = 0; i < n; i++) rda2[i] += dyd[i], mda2[i] += fabs(dyd[i]);
         check(op, "da (db NULL)", &da2, rda2, mda2, 1, 1);
-        buf *bs[] = {&x, &y, &a, &dy, &dx, &d, &da, &db, &da2};
+        /* add + ReLU: forward within add's bound (the ReLU is 1-Lipschitz); the backward from
+         * the op's own output y2; the sum exactly 0 (x[0] = 0, a[0] = -0 below) is masked */
+        snprintf(op, sizeof op, "add_relu n=%zu", n);
+        H(&a)[0] = -0.0f;
+        if (n > 1) H(&a)[1] = -H(&x)[1];
+        up(&a);
+        ad[0] = 0, ad[1 % n] = H(&a)[1 % n];
+        buf y2 = bnew(n);
+        up(&y2);
+        CHECK(be->ops->add_relu_forward(be, D(&y2), D(&x), D(&a), n) == BT_OK, "%s", op);
+        bt_add_relu_forward_ref_f64(ref, xd, ad, n);
+        for (size_t i = 0; i < n; i++) mag[i] = fabs(xd[i]) + fabs(ad[i]);
+        check(op, "forward", &y2, ref, mag, 1, 1);
+        CHECK(H(&y2)[0] == 0 && (n < 2 || H(&y2)[1] == 0), "%s: a + b = 0 gives y %g, %g", op,
+              H(&y2)[0], H(&y2)[n > 1]);
+        unchanged(op, "a", &a);
+        double *y2d = f64(H(&y2), n);
+        buf ea = brand(n, &r, 1), eb = brand(n, &r, 1);
+        double *rea = f64(H(&ea), n), *reb = f64(H(&eb), n);
+        double *mea = f64abs(H(&ea), n), *meb = f64abs(H(&eb), n);
+        CHECK(be->ops->add_relu_backward(be, D(&ea), D(&eb), D(&dy), D(&y2), n) == BT_OK, "%s", op);
+        bt_add_relu_backward_ref_f64(rea, reb, dyd, y2d, n);
+        for (size_t i = 0; i < n; i++) mea[i] += fabs(dyd[i]), meb[i] += fabs(dyd[i]);
+        check(op, "da", &ea, rea, mea, 1, 1);
+        check(op, "db", &eb, reb, meb, 1, 1);
+        unchanged(op, "dy", &dy);
+        unchanged(op, "y", &y2);
+        /* one gradient NULL (either side), then both */
+        CHECK(be->ops->add_relu_backward(be, NULL, D(&eb), D(&dy), D(&y2), n) == BT_OK, "%s", op);
+        CHECK(be->ops->add_relu_backward(be, D(&ea), NULL, D(&dy), D(&y2), n) == BT_OK, "%s", op);
+        CHECK(be->ops->add_relu_backward(be, NULL, NULL, D(&dy), D(&y2), n) == BT_OK, "%s", op);
+        bt_add_relu_backward_ref_f64(rea, reb, dyd, y2d, n);
+        for (size_t i = 0; i < n; i++) mea[i] += fabs(dyd[i]), meb[i] += fabs(dyd[i]);
+        check(op, "da (db NULL)", &ea, rea, mea, 2, 1); /* two roundings now */
+        check(op, "db (da NULL)", &eb, reb, meb, 2, 1);
+        /* in place: d = y2 > 0 ? d : 0 exactly, then db += d; and with db NULL */
+        buf d2 = bnew(n), d3 = bnew(n), ec = brand(n, &r, 1);
+        memcpy(H(&d2), H(&dy), n * 4), memcpy(H(&d3), H(&dy), n * 4);
+        up(&d2), up(&d3);
+        double *rec = f64(H(&ec), n), *mec = f64abs(H(&ec), n);
+        CHECK(be->ops->add_relu_backward_inplace(be, D(&d2), D(&ec), D(&y2), n) == BT_OK, "%s", op);
+        CHECK(be->ops->add_relu_backward_inplace(be, D(&d3), NULL, D(&y2), n) == BT_OK, "%s", op);
+        for (size_t i = 0; i < n; i++) ref[i] = y2d[i] <= 0 ? 0 : dyd[i];
+        check_exact(op, "in place d", &d2, ref);
+        check_exact(op, "in place d (db NULL)", &d3, ref);
+        bt_add_relu_backward_ref_f64(NULL, rec, dyd, y2d, n);
+        for (size_t i = 0; i < n; i++) mec[i] += fabs(dyd[i]);
+        check(op, "in place db", &ec, rec, mec, 1, 1);
+        buf *bs[] = {&x, &y, &a, &dy, &dx, &d, &da, &db, &da2, &y2, &ea, &eb, &d2, &d3, &ec};
         for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) bfree(bs[i]);
-        double *ds[] = {ref, mag, xd, ad, dyd, rdx, yd, rda, rdb, mda, mdb, rda2, mda2};
+        double *ds[] = {ref, mag, xd, ad, dyd, rdx, yd, rda, rdb, mda, mdb, rda2, mda2, y2d, rea,
+                        reb, mea, meb, rec, mec};
         for (size_t i = 0; i < sizeof ds / sizeof *ds; i++) free(ds[i]);
     }
 }

@@ -4,8 +4,12 @@
  *    rows, and data whose magnitudes span many binades, so double sums are not exact;
  *  - bit-identical to the portable copy on every path this CPU has (the promise in
  *    batchnorm_kernels.c: the order of the sums does not depend on the vector width);
- *  - the whole bt_batchnorm_forward / backward bit-identical across paths.
+ *  - the whole bt_batchnorm_forward / backward bit-identical across paths;
+ *  - batch norm + ReLU (the four _relu loops, and the whole fused op, local, eval and
+ *    synchronised over two simulated ranks) and add + ReLU bit-identical to the unfused ops
+ *    one after the other, on every path, and across paths.
  * tests/run.sh runs the program once per path (BARLOW_ISA); each run compares all paths. */
+#include "barlow/comm.h"
 #include "barlow/cpu.h"
 #include "barlow/error.h"
 #include "barlow/ops.h"
@@ -168,9 +172,168 @@ static void test_op_across_paths(void) {
     if (!done) tu_skip("only the portable path on this CPU: no other path to compare");
 }
 
+/* ---- batch norm + ReLU, add + ReLU: bit for bit the two ops one after the other ---------- */
+
+/* The ReLU's output where about half the values are masked, some exactly 0 and some NaN-free
+ * tiny positives: relu(v) of wide-ranged data. */
+static void fill_relu_out(float *y, size_t n, tu_rng *r) {
+    fill_wide(y, n, r);
+    for (size_t i = 0; i < n; i++) y[i] = y[i] <= 0 ? 0.0f : y[i];
+}
+
+/* Each path's four _relu loops against its plain loops on the masked dy (g = y <= 0 ? 0 : dy,
+ * bt_relu_backward_inplace's rule) and relu(norm): the promise in batchnorm_internal.h. */
+static void test_relu_loops_vs_plain(void) {
+    tu_rng r = {4242};
+    for (int p = 0; p < BT_ISA_COUNT; p++) {
+        if (!bt_isa_supported((bt_isa)p)) continue;
+        const bt_bn_kernels *k = bt_bn_kernels_for(p);
+        for (int h = 0; h < NHWS; h++) {
+            const int HW = HWS[h], N = 5, C = 3, c = 1;
+            const size_t cs = (size_t)C * HW, n = (size_t)N * cs, off = (size_t)c * HW;
+            float *x = malloc(n * sizeof *x), *dy = malloc(n * sizeof *dy), *y = malloc(n * sizeof *y);
+            float *g = malloc(n * sizeof *g), *o1 = calloc(n, sizeof *o1), *o2 = calloc(n, sizeof *o2);
+            fill_wide(x, n, &r);
+            fill_wide(dy, n, &r);
+            fill_relu_out(y, n, &r);
+            memcpy(g, dy, n * sizeof *g);
+            bt_relu_backward_inplace(g, y, n);
+            const float mf = 0.01f, rf = 1.7f, mhi = mf, mlo = 1e-9f, a = 1.3f, bb = 0.05f;
+            /* forward: norm then bt_relu_forward in place, against norm_relu */
+            k->norm(o1 + off, x + off, cs, N, HW, mhi, mlo, a, bb);
+            bt_relu_forward(o1, o1, n);
+            k->norm_relu(o2 + off, x + off, cs, N, HW, mhi, mlo, a, bb);
+            CHECK(!memcmp(o1, o2, n * sizeof *o1), "%s norm_relu HW=%d differs from relu(norm)",
+                  k->name, HW);
+            double s1, q1, s2, q2;
+            k->grad_sums(&s1, &q1, g + off, x + off, cs, N, HW, mf, rf);
+            k->grad_sums_relu(&s2, &q2, dy + off, y + off, x + off, cs, N, HW, mf, rf);
+            CHECK(same_bits(s1, s2) && same_bits(q1, q2), "%s grad_sums_relu HW=%d: %.17g %.17g vs "
+                  "%.17g %.17g on the masked dy", k->name, HW, s2, q2, s1, q1);
+            for (size_t i = 0; i < n; i++) o1[i] = o2[i] = (float)tu_normal(&r); /* += onto these */
+            k->dx(o1 + off, g + off, x + off, cs, N, HW, mf, rf, 0.9f, 0.01f, -0.02f);
+            k->dx_relu(o2 + off, dy + off, y + off, x + off, cs, N, HW, mf, rf, 0.9f, 0.01f, -0.02f);
+            CHECK(!memcmp(o1, o2, n * sizeof *o1), "%s dx_relu HW=%d differs", k->name, HW);
+            k->dx_eval(o1 + off, g + off, cs, N, HW, 0.9f);
+            k->dx_eval_relu(o2 + off, dy + off, y + off, cs, N, HW, 0.9f);
+            CHECK(!memcmp(o1, o2, n * sizeof *o1), "%s dx_eval_relu HW=%d differs", k->name, HW);
+            free(x), free(dy), free(y), free(g), free(o1), free(o2);
+        }
+    }
+}
+
+/* Two ranks that hold the same data, simulated in one process: the all-reduce doubles. The
+ * synchronised forms then run their multi-rank code (global sums, count 2 N HW). */
+static int twin_allreduce(const bt_comm *c, double *buf, size_t n) {
+    (void)c;
+    for (size_t i = 0; i < n; i++) buf[i] *= 2;
+    return BT_OK;
+}
+
+/* One path: the fused ops against the unfused pairs, as the model ran them before it fused
+ * them (forward: BN, then ReLU in place; backward: the ReLU's mask in place on dy, then the
+ * BN's backward; add + ReLU likewise), in training and eval mode, local and over the twin
+ * ranks. out[p] keeps this path's outputs for the comparison across paths. */
+enum { FN = 6, FC = 5, FHW = 49, FSZ = FN * FC * FHW };
+typedef struct {
+    float y[FSZ], dx[FSZ], st[FC * 6], ay[FSZ], ad[FSZ], adb[FSZ];
+} fused_out;
+
+static void fused_vs_unfused(const char *path, fused_out *keep) {
+    tu_rng r = {2024};
+    const int N = FN, C = FC, HW = FHW;
+    const size_t n = FSZ;
+    float *x = malloc(n * 4), *dy = malloc(n * 4), *d = malloc(n * 4);
+    float *y1 = malloc(n * 4), *y2 = malloc(n * 4), *dx1 = malloc(n * 4), *dx2 = malloc(n * 4);
+    fill_wide(x, n, &r);
+    for (int b = 0; b < N; b++) /* channel 3 constant: BN gives exactly beta = 0 there */
+        for (int i = 0; i < HW; i++) x[((size_t)b * C + 3) * HW + i] = 0.375f;
+    fill_wide(dy, n, &r);
+    float g[FC] = {1, 0.5f, 2, -1, 0.25f}, bt[FC] = {0, 0.1f, -0.1f, 0, 2};
+    bt_comm twin = {.rank = 0, .world = 2, .allreduce_f64 = twin_allreduce};
+    for (int mode = 0; mode < 3; mode++) { /* 0 train, 1 eval, 2 train over the twin ranks */
+        const int training = mode != 1;
+        const bt_comm *cm = mode == 2 ? &twin : NULL;
+        float s1[FC * 6], s2[FC * 6]; /* mean, rstd, rm, rv, dgamma, dbeta */
+        for (int c = 0; c < C; c++) {
+            s1[2 * C + c] = s2[2 * C + c] = 0.1f * c;
+            s1[3 * C + c] = s2[3 * C + c] = 1 + 0.5f * c;
+            s1[4 * C + c] = s2[4 * C + c] = 0.25f; /* += onto these */
+            s1[5 * C + c] = s2[5 * C + c] = -0.5f;
+        }
+        for (size_t i = 0; i < n; i++) dx1[i] = dx2[i] = (float)(0.001 * (double)(i % 97));
+        int rc1 = bt_batchnorm_forward_sync(y1, s1, s1 + C, x, g, bt, s1 + 2 * C, s1 + 3 * C, N, C,
+                                            HW, training, 0.1f, 1e-5f, cm);
+        bt_relu_forward(y1, y1, n);
+        int rc2 = bt_batchnorm_relu_forward_sync(y2, s2, s2 + C, x, g, bt, s2 + 2 * C, s2 + 3 * C,
+                                                 N, C, HW, training, 0.1f, 1e-5f, cm);
+        CHECK(rc1 == BT_OK && rc2 == BT_OK, "%s mode %d forward: %s", path, mode, bt_error());
+        CHECK(!memcmp(y1, y2, n * 4), "%s mode %d: batch norm + ReLU forward differs from BN then "
+              "ReLU", path, mode);
+        size_t masked = 0;
+        for (size_t i = 0; i < n; i++) masked += y2[i] <= 0;
+        CHECK(masked > n / 8 && masked < n - n / 8, "%s: %zu of %zu masked", path, masked, n);
+        memcpy(d, dy, n * 4);
+        bt_relu_backward_inplace(d, y1, n);
+        int rb1 = bt_batchnorm_backward_sync(dx1, s1 + 4 * C, s1 + 5 * C, d, x, g, s1, s1 + C, N, C,
+                                             HW, training, cm);
+        int rb2 = bt_batchnorm_relu_backward_sync(dx2, s2 + 4 * C, s2 + 5 * C, dy, y2, x, g, s2,
+                                                  s2 + C, N, C, HW, training, cm);
+        CHECK(rb1 == BT_OK && rb2 == BT_OK, "%s mode %d backward: %s", path, mode, bt_error());
+        CHECK(!memcmp(dx1, dx2, n * 4), "%s mode %d: batch norm + ReLU dx differs from the ReLU's "
+              "mask then BN", path, mode);
+        CHECK(!memcmp(s1, s2, sizeof s1), "%s mode %d: statistics, running stats, dgamma or dbeta "
+              "differ", path, mode);
+        if (mode == 0) {
+            memcpy(keep->y, y2, n * 4), memcpy(keep->dx, dx2, n * 4);
+            memcpy(keep->st, s2, sizeof s2);
+        }
+    }
+    /* add + ReLU: x + a with a = -x at some elements (a sum of exactly 0) */
+    float *a = malloc(n * 4), *db1 = malloc(n * 4), *db2 = malloc(n * 4), *d2 = malloc(n * 4);
+    fill_wide(a, n, &r);
+    for (size_t i = 0; i < n; i += 11) a[i] = -x[i];
+    bt_add_forward(y1, x, a, n);
+    bt_relu_forward(y1, y1, n);
+    memcpy(y2, x, n * 4);
+    bt_add_relu_forward(y2, y2, a, n); /* in place over the first addend, as the model runs it */
+    CHECK(!memcmp(y1, y2, n * 4), "%s: add + ReLU forward differs from add then ReLU", path);
+    for (size_t i = 0; i < n; i++) db1[i] = db2[i] = (float)(0.01 * (double)(i % 13));
+    memcpy(d, dy, n * 4), memcpy(d2, dy, n * 4);
+    bt_relu_backward_inplace(d, y1, n);
+    bt_add_backward(NULL, db1, d, n);
+    bt_add_relu_backward_inplace(d2, db2, y2, n);
+    CHECK(!memcmp(d, d2, n * 4) && !memcmp(db1, db2, n * 4),
+          "%s: add + ReLU backward in place differs from the ReLU's mask then add", path);
+    memcpy(keep->ay, y2, n * 4), memcpy(keep->ad, d2, n * 4), memcpy(keep->adb, db2, n * 4);
+    free(a), free(db1), free(db2), free(d2);
+    free(x), free(dy), free(d), free(y1), free(y2), free(dx1), free(dx2);
+}
+
+static void test_fused_bit_identical(void) {
+    static fused_out out[BT_ISA_COUNT];
+    const bt_isa start = bt_isa_current();
+    int first = -1, compared = 0;
+    for (int p = 0; p < BT_ISA_COUNT; p++) {
+        if (!bt_isa_supported((bt_isa)p)) continue;
+        CHECK(bt_isa_set((bt_isa)p) == BT_OK, "set %d", p);
+        fused_vs_unfused(bt_isa_name((bt_isa)p), &out[p]);
+        if (first < 0) first = p;
+        else {
+            CHECK(!memcmp(&out[p], &out[first], sizeof out[p]), "%s: fused results differ from %s",
+                  bt_isa_name((bt_isa)p), bt_isa_name((bt_isa)first));
+            compared++;
+        }
+    }
+    bt_isa_set(start);
+    if (!compared) printf("  only the portable path on this CPU: fused vs unfused on it alone\n");
+}
+
 int main(void) {
     TEST_RUN(test_against_reference);
     TEST_RUN(test_paths_bit_identical);
     TEST_RUN(test_op_across_paths);
+    TEST_RUN(test_relu_loops_vs_plain);
+    TEST_RUN(test_fused_bit_identical);
     return tu_finish();
 }

@@ -1,4 +1,5 @@
-/* Tests for batch norm, ReLU, residual add, max/avg pooling and softmax cross-entropy:
+/* Tests for batch norm, ReLU, residual add (and the fused batch norm + ReLU and add + ReLU),
+ * max/avg pooling and softmax cross-entropy:
  *  1. finite differences in double on the _ref_f64 versions (the backward matches the
  *     forward's derivative);
  *  2. the optimised float32 ops against _ref_f32 on random odd shapes, with gradients
@@ -46,12 +47,13 @@ typedef struct {
     int N, C, HW, training, affine;
     double *x, *g, *b, *rm, *rv, *w; /* x, w (N,C,HW); g, b, rm, rv (C) */
     double *y, *mean, *rstd;         /* y (N,C,HW); mean, rstd (C) */
+    int relu;                        /* batch norm + ReLU */
 } bn_ctx;
 
 static double bn_loss(void *p) {
     bn_ctx *c = p;
     /* running stats only in eval: in training they would drift between FD evaluations */
-    int rc = bt_batchnorm_forward_ref_f64(c->y, c->mean, c->rstd, c->x, c->affine ? c->g : NULL,
+    int rc = (c->relu ? bt_batchnorm_relu_forward_ref_f64 : bt_batchnorm_forward_ref_f64)(c->y, c->mean, c->rstd, c->x, c->affine ? c->g : NULL,
                                           c->affine ? c->b : NULL, c->training ? NULL : c->rm,
                                           c->training ? NULL : c->rv, c->N, c->C, c->HW,
                                           c->training, 0.1, 1e-5);
@@ -59,11 +61,13 @@ static double bn_loss(void *p) {
     return dot(c->y, c->w, (size_t)c->N * c->C * c->HW);
 }
 
-static void fd_bn_case(int N, int C, int HW, int training, int affine, uint64_t seed) {
+/* relu: batch norm + ReLU, with every pre-activation moved at least 0.05 from the kink (the
+ * FD steps then never cross it: each moves a pre-activation by < 1e-4). */
+static void fd_bn_case(int N, int C, int HW, int training, int affine, uint64_t seed, int relu) {
     tu_rng r = {seed};
     size_t n = (size_t)N * C * HW;
     bn_ctx c = {N, C, HW, training, affine, DALLOC(n), DALLOC(C), DALLOC(C), DALLOC(C),
-                DALLOC(C), DALLOC(n), DALLOC(n), DALLOC(C), DALLOC(C)};
+                DALLOC(C), DALLOC(n), DALLOC(n), DALLOC(C), DALLOC(C), 0};
     tu_fill_f64(c.x, n, &r, 1.5);
     for (size_t i = 0; i < n; i++) c.x[i] += 0.3 * (double)((i / HW) % C); /* channel offsets */
     for (int i = 0; i < C; i++) {
@@ -74,17 +78,39 @@ static void fd_bn_case(int N, int C, int HW, int training, int affine, uint64_t 
     }
     tu_fill_f64(c.w, n, &r, 1.0);
     double *dx = DALLOC(n), *dg = DALLOC(C), *db = DALLOC(C);
+    for (int it = 0, near = relu; near && it < 50; it++) { /* clear of the kink (BN output) */
+        CHECK(!isnan(bn_loss(&c)), "forward failed: %s", bt_error());
+        near = 0;
+        for (size_t i = 0; i < n; i++)
+            if (fabs(c.y[i]) < 0.05) {
+                int ch = (int)(i / HW) % C;
+                double k = (affine ? c.g[ch] : 1) * c.rstd[ch]; /* dy/dx, holding the stats */
+                c.x[i] += (c.y[i] < 0 ? -0.1 : 0.1) / k;
+                near = 1;
+            }
+        CHECK(!near || it < 49, "BN + ReLU: inputs still near the kink after 50 rounds");
+    }
+    c.relu = relu;
     CHECK(!isnan(bn_loss(&c)), "forward failed: %s", bt_error());
-    bt_batchnorm_backward_ref_f64(dx, affine ? dg : NULL, affine ? db : NULL, c.w, c.x,
-                                  affine ? c.g : NULL, c.mean, c.rstd, N, C, HW, training);
+    int masked = 0;
+    for (size_t i = 0; i < n && relu; i++) masked += c.y[i] <= 0;
+    CHECK(!relu || (masked > 0 && masked < (int)n), "BN + ReLU N=%d C=%d HW=%d: %d of %zu masked",
+          N, C, HW, masked, n);
+    if (relu)
+        bt_batchnorm_relu_backward_ref_f64(dx, affine ? dg : NULL, affine ? db : NULL, c.w, c.y,
+                                           c.x, affine ? c.g : NULL, c.mean, c.rstd, N, C, HW,
+                                           training);
+    else
+        bt_batchnorm_backward_ref_f64(dx, affine ? dg : NULL, affine ? db : NULL, c.w, c.x,
+                                      affine ? c.g : NULL, c.mean, c.rstd, N, C, HW, training);
     double ex = tu_fd_check(bn_loss, &c, c.x, dx, n, FD_H, 1000);
-    CHECK(ex < FD_TOL, "BN N=%d C=%d HW=%d train=%d affine=%d: dx rel err %.3g", N, C, HW,
-          training, affine, ex);
+    CHECK(ex < FD_TOL, "BN%s N=%d C=%d HW=%d train=%d affine=%d: dx rel err %.3g",
+          relu ? " + ReLU" : "", N, C, HW, training, affine, ex);
     if (affine) {
         double eg = tu_fd_check(bn_loss, &c, c.g, dg, C, FD_H, 1000);
         double eb = tu_fd_check(bn_loss, &c, c.b, db, C, FD_H, 1000);
-        CHECK(eg < FD_TOL && eb < FD_TOL, "BN N=%d C=%d HW=%d train=%d: dgamma %.3g dbeta %.3g",
-              N, C, HW, training, eg, eb);
+        CHECK(eg < FD_TOL && eb < FD_TOL, "BN%s N=%d C=%d HW=%d train=%d: dgamma %.3g dbeta %.3g",
+              relu ? " + ReLU" : "", N, C, HW, training, eg, eb);
     }
     free(c.x), free(c.g), free(c.b), free(c.rm), free(c.rv), free(c.w), free(c.y);
     free(c.mean), free(c.rstd), free(dx), free(dg), free(db);
@@ -93,11 +119,21 @@ static void fd_bn_case(int N, int C, int HW, int training, int affine, uint64_t 
 static void test_fd_batchnorm(void) {
     for (int training = 0; training <= 1; training++)
         for (int affine = 0; affine <= 1; affine++) {
-            fd_bn_case(3, 4, 5 * 7, training, affine, 11 + training * 2 + affine); /* 2-D */
-            fd_bn_case(7, 5, 1, training, affine, 21 + training * 2 + affine);     /* 1-D */
+            fd_bn_case(3, 4, 5 * 7, training, affine, 11 + training * 2 + affine, 0); /* 2-D */
+            fd_bn_case(7, 5, 1, training, affine, 21 + training * 2 + affine, 0);     /* 1-D */
         }
-    fd_bn_case(1, 3, 1, 0, 1, 31); /* eval allows one value per channel */
-    fd_bn_case(2, 3, 1, 1, 1, 32); /* smallest training batch */
+    fd_bn_case(1, 3, 1, 0, 1, 31, 0); /* eval allows one value per channel */
+    fd_bn_case(2, 3, 1, 1, 1, 32, 0); /* smallest training batch */
+}
+
+/* Batch norm + ReLU: the batch norm's cases, with the ReLU's mask on the gradient. */
+static void test_fd_batchnorm_relu(void) {
+    for (int training = 0; training <= 1; training++)
+        for (int affine = 0; affine <= 1; affine++) {
+            fd_bn_case(3, 4, 5 * 7, training, affine, 41 + training * 2 + affine, 1); /* 2-D */
+            fd_bn_case(7, 5, 1, training, affine, 51 + training * 2 + affine, 1);     /* 1-D */
+        }
+    fd_bn_case(4, 3, 1, 1, 1, 61, 1); /* a small training batch */
 }
 
 typedef struct {
@@ -139,7 +175,7 @@ static void test_fd_maxpool(void) {
 }
 
 typedef struct {
-    int op; /* 0 relu, 1 add, 2 avgpool */
+    int op; /* 0 relu, 1 add, 2 avgpool, 3 add + ReLU */
     int N, C, HW;
     size_t n;
     double *x, *x2, *y, *w;
@@ -150,6 +186,7 @@ static double ew_loss(void *p) {
     size_t ny = c->n;
     if (c->op == 0) bt_relu_forward_ref_f64(c->y, c->x, c->n);
     if (c->op == 1) bt_add_forward_ref_f64(c->y, c->x, c->x2, c->n);
+    if (c->op == 3) bt_add_relu_forward_ref_f64(c->y, c->x, c->x2, c->n);
     if (c->op == 2) {
         bt_avgpool_forward_ref_f64(c->y, c->x, c->N, c->C, c->HW);
         ny = (size_t)c->N * c->C;
@@ -188,6 +225,20 @@ static void test_fd_elementwise(void) {
     bt_avgpool_backward_ref_f64(d1, c.w, N, C, HW); /* w (N,C) = first N*C entries */
     e = tu_fd_check(ew_loss, &c, c.x, d1, n, FD_H, 1000);
     CHECK(e < FD_TOL, "avgpool: rel err %.3g", e);
+
+    /* add + ReLU: sums kept >= 0.1 from the kink, about half of them masked */
+    c.op = 3;
+    tu_fill_f64(c.x, n, &r, 1.0);
+    for (size_t i = 0; i < n; i++) {
+        double v = tu_normal(&r);
+        c.x2[i] = (v < 0 ? v - 0.1 : v + 0.1) - c.x[i];
+    }
+    memset(d1, 0, n * sizeof *d1), memset(d2, 0, n * sizeof *d2);
+    ew_loss(&c);
+    bt_add_relu_backward_ref_f64(d1, d2, c.w, c.y, n);
+    ea = tu_fd_check(ew_loss, &c, c.x, d1, n, FD_H, 300);
+    eb = tu_fd_check(ew_loss, &c, c.x2, d2, n, FD_H, 300);
+    CHECK(ea < FD_TOL && eb < FD_TOL, "add + ReLU: rel err %.3g %.3g", ea, eb);
     free(c.x), free(c.x2), free(c.y), free(c.w), free(d1), free(d2);
 }
 
@@ -226,8 +277,11 @@ static void test_fd_xent(void) {
 
 /* ---- 2. optimised f32 vs _ref_f32 ----------------------------------------------------- */
 
-static void test_opt_batchnorm(void) {
-    tu_rng r = {400};
+/* relu: bt_batchnorm_relu_* against the _ref_f32 batch norm + ReLU, whose backward takes the
+ * optimised op's output as its mask (an output within rounding of 0 may fall on either side
+ * in two float runs; the mask itself is checked bit for bit in test_bn_kernels). */
+static void opt_batchnorm(uint64_t seed, int relu) {
+    tu_rng r = {seed};
     for (int t = 0; t < 24; t++) {
         int N = randint(&r, 1, 6), C = randint(&r, 1, 9);
         int HW = t % 3 == 0 ? 1 : randint(&r, 1, 9) * randint(&r, 1, 9);
@@ -253,16 +307,25 @@ static void test_opt_batchnorm(void) {
         memcpy(dx[1], dx[0], n * sizeof(float)), memcpy(dg[1], dg[0], C * sizeof(float));
         memcpy(db[1], db[0], C * sizeof(float));
         const float *gg = affine ? g : NULL, *bb = affine ? b : NULL;
-        int rc0 = bt_batchnorm_forward(y[0], mean[0], rstd[0], x, gg, bb, track ? rm[0] : NULL,
-                                       track ? rv[0] : NULL, N, C, HW, training, 0.1f, 1e-5f);
-        int rc1 = bt_batchnorm_forward_ref_f32(y[1], mean[1], rstd[1], x, gg, bb,
-                                               track ? rm[1] : NULL, track ? rv[1] : NULL, N, C,
-                                               HW, training, 0.1f, 1e-5f);
+        int rc0 = (relu ? bt_batchnorm_relu_forward : bt_batchnorm_forward)(
+            y[0], mean[0], rstd[0], x, gg, bb, track ? rm[0] : NULL, track ? rv[0] : NULL, N, C,
+            HW, training, 0.1f, 1e-5f);
+        int rc1 = (relu ? bt_batchnorm_relu_forward_ref_f32 : bt_batchnorm_forward_ref_f32)(
+            y[1], mean[1], rstd[1], x, gg, bb, track ? rm[1] : NULL, track ? rv[1] : NULL, N, C,
+            HW, training, 0.1f, 1e-5f);
         CHECK(rc0 == BT_OK && rc1 == BT_OK, "forward failed: %s", bt_error());
-        bt_batchnorm_backward(dx[0], affine ? dg[0] : NULL, affine ? db[0] : NULL, dy, x, gg,
-                              mean[0], rstd[0], N, C, HW, training);
-        bt_batchnorm_backward_ref_f32(dx[1], affine ? dg[1] : NULL, affine ? db[1] : NULL, dy,
-                                      x, gg, mean[1], rstd[1], N, C, HW, training);
+        if (relu) {
+            bt_batchnorm_relu_backward(dx[0], affine ? dg[0] : NULL, affine ? db[0] : NULL, dy,
+                                       y[0], x, gg, mean[0], rstd[0], N, C, HW, training);
+            bt_batchnorm_relu_backward_ref_f32(dx[1], affine ? dg[1] : NULL,
+                                               affine ? db[1] : NULL, dy, y[0], x, gg, mean[1],
+                                               rstd[1], N, C, HW, training);
+        } else {
+            bt_batchnorm_backward(dx[0], affine ? dg[0] : NULL, affine ? db[0] : NULL, dy, x, gg,
+                                  mean[0], rstd[0], N, C, HW, training);
+            bt_batchnorm_backward_ref_f32(dx[1], affine ? dg[1] : NULL, affine ? db[1] : NULL, dy,
+                                          x, gg, mean[1], rstd[1], N, C, HW, training);
+        }
         /* the reference sums in float over up to ~500 values per channel; 3e-5 covers its
          * rounding, while any formula error shows up at O(1) */
         int ok = close_f32("y", y[0], y[1], n, 3e-5) && close_f32("mean", mean[0], mean[1], C, 3e-5) &&
@@ -272,14 +335,17 @@ static void test_opt_batchnorm(void) {
                  close_f32("dx", dx[0], dx[1], n, 3e-5) && close_f32("dgamma", dg[0], dg[1], C, 3e-5) &&
                  close_f32("dbeta", db[0], db[1], C, 3e-5);
         if (!ok)
-            fprintf(stderr, "  (case %d: N=%d C=%d HW=%d training=%d affine=%d track=%d)\n", t,
-                    N, C, HW, training, affine, track);
+            fprintf(stderr, "  (case %d%s: N=%d C=%d HW=%d training=%d affine=%d track=%d)\n", t,
+                    relu ? " + ReLU" : "", N, C, HW, training, affine, track);
         free(x), free(dy), free(g), free(b);
         for (int k = 0; k < 2; k++)
             free(y[k]), free(dx[k]), free(mean[k]), free(rstd[k]), free(rm[k]), free(rv[k]),
                 free(dg[k]), free(db[k]);
     }
 }
+
+static void test_opt_batchnorm(void) { opt_batchnorm(400, 0); }
+static void test_opt_batchnorm_relu(void) { opt_batchnorm(401, 1); }
 
 /* A larger channel with a big mean, against the f64 reference run on the same float inputs:
  * the optimised op's double sums and two-pass variance must keep full float accuracy. */
@@ -410,6 +476,27 @@ static void test_opt_elementwise(void) {
         bt_add_backward_ref_f32(NULL, d2[1], dy, n);
         CHECK(!memcmp(d1[0], d1[1], n * sizeof(float)) && !memcmp(d2[0], d2[1], n * sizeof(float)),
               "add backward n=%zu", n);
+
+        /* add + ReLU: the same float operations as the reference, so bitwise equal (memcmp
+         * also equates the NaNs: x[2] is one); x2[3] = -x[3] gives a sum of exactly 0 */
+        x2[3] = -x[3];
+        bt_add_relu_forward(y[0], x, x2, n);
+        bt_add_relu_forward_ref_f32(y[1], x, x2, n);
+        CHECK(!memcmp(y[0], y[1], n * sizeof(float)) && y[0][3] == 0 && isnan(y[0][2]),
+              "add + ReLU forward n=%zu", n);
+        bt_add_relu_backward(d1[0], d2[0], dy, y[0], n);
+        bt_add_relu_backward_ref_f32(d1[1], d2[1], dy, y[1], n);
+        bt_add_relu_backward(NULL, d2[0], dy, y[0], n);
+        bt_add_relu_backward_ref_f32(NULL, d2[1], dy, y[1], n);
+        CHECK(!memcmp(d1[0], d1[1], n * sizeof(float)) && !memcmp(d2[0], d2[1], n * sizeof(float)),
+              "add + ReLU backward n=%zu", n);
+        memcpy(d1[1], dy, n * sizeof(float)); /* in place: d = mask(d), then db += d */
+        bt_add_relu_backward_inplace(d1[1], d2[0], y[0], n);
+        bt_add_relu_backward_ref_f32(d2[1], NULL, dy, y[1], n);
+        memset(d1[0], 0, n * sizeof(float));
+        bt_add_relu_backward_ref_f32(d1[0], NULL, dy, y[1], n);
+        CHECK(!memcmp(d1[0], d1[1], n * sizeof(float)) && !memcmp(d2[0], d2[1], n * sizeof(float)),
+              "add + ReLU backward in place n=%zu", n);
         free(x), free(x2), free(dy);
         for (int i = 0; i < 2; i++) free(y[i]), free(d1[i]), free(d2[i]);
     }
@@ -545,19 +632,24 @@ static void bn_parity_check(const bn_in *s) {
     int C = s->C;
     float *y = FALLOC(n), *dx = FALLOC(n), *mean = FALLOC(C), *rstd = FALLOC(C),
           *rm = FALLOC(C), *rv = FALLOC(C), *dg = FALLOC(C), *db = FALLOC(C);
-    const char *modes[] = {"train", "eval", "train_na"};
+    /* train_relu, eval_relu: batch norm + ReLU against the module and nn.ReLU */
+    const char *modes[] = {"train", "eval", "train_na", "train_relu", "eval_relu"};
     char nm[64];
-    for (int m = 0; m < 3; m++) {
-        int training = m != 1, affine = m != 2;
+    for (int m = 0; m < 5; m++) {
+        int training = m != 1 && m != 4, affine = m != 2, relu = m >= 3;
         memcpy(rm, s->rm, C * sizeof(float)), memcpy(rv, s->rv, C * sizeof(float));
         memset(dx, 0, n * sizeof(float)), memset(dg, 0, C * sizeof(float));
         memset(db, 0, C * sizeof(float));
-        int rc = bt_batchnorm_forward(y, mean, rstd, s->x, affine ? s->g : NULL,
-                                      affine ? s->b : NULL, affine ? rm : NULL,
-                                      affine ? rv : NULL, s->N, C, s->HW, training, 0.1f, 1e-5f);
+        int rc = (relu ? bt_batchnorm_relu_forward : bt_batchnorm_forward)(
+            y, mean, rstd, s->x, affine ? s->g : NULL, affine ? s->b : NULL, affine ? rm : NULL,
+            affine ? rv : NULL, s->N, C, s->HW, training, 0.1f, 1e-5f);
         CHECK(rc == 0, "%s %s: %s", s->tag, modes[m], bt_error());
-        bt_batchnorm_backward(dx, affine ? dg : NULL, affine ? db : NULL, s->dy, s->x,
-                              affine ? s->g : NULL, mean, rstd, s->N, C, s->HW, training);
+        if (relu)
+            bt_batchnorm_relu_backward(dx, dg, db, s->dy, y, s->x, s->g, mean, rstd, s->N, C,
+                                       s->HW, training);
+        else
+            bt_batchnorm_backward(dx, affine ? dg : NULL, affine ? db : NULL, s->dy, s->x,
+                                  affine ? s->g : NULL, mean, rstd, s->N, C, s->HW, training);
 #define V(k, p, cnt, inner, ng) snprintf(nm, sizeof nm, "%s_%s_%s", s->tag, modes[m], k), vs_ref(nm, p, cnt, inner, ng)
         V("y", y, n, s->HW, C);
         V("dx", dx, n, s->HW, C);
@@ -598,6 +690,14 @@ static void test_torch_parity(void) {
     rx[5] = 0.0f; /* the kink: torch's gradient there is 0 */
     tu_fill_f32(rdy, nr, &r, 1.0);
     wr_bin("relu_x", rx, nr * 4), wr_bin("relu_dy", rdy, nr * 4);
+    /* add + ReLU on the same length: a = -b at one element (the kink: gradient 0) */
+    float *aa = FALLOC(nr), *ab = FALLOC(nr), *ady2 = FALLOC(nr);
+    tu_fill_f32(aa, nr, &r, 1.0);
+    tu_fill_f32(ab, nr, &r, 1.0);
+    tu_fill_f32(ady2, nr, &r, 1.0);
+    ab[7] = -aa[7];
+    wr_bin("addrelu_a", aa, nr * 4), wr_bin("addrelu_b", ab, nr * 4);
+    wr_bin("addrelu_dy", ady2, nr * 4);
 
     const int XN = 9, XK = 13;
     float *z = FALLOC(XN * XK), dloss = 0.8f;
@@ -612,8 +712,8 @@ static void test_torch_parity(void) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "%s tests/py/parity_norm.py '%s' bn2d=%d,%d,7,9 bn1d=%d,%d pool=%d,%d,%d,%d "
-             "relu=%zu xent=%d,%d mom=0.1 eps=1e-5",
-             tu_python(), tu_tmpdir(), bn2.N, bn2.C, bn1.N, bn1.C, PN, PC, PH, PW, nr, XN, XK);
+             "relu=%zu xent=%d,%d mom=0.1 eps=1e-5 addrelu=%zu",
+             tu_python(), tu_tmpdir(), bn2.N, bn2.C, bn1.N, bn1.C, PN, PC, PH, PW, nr, XN, XK, nr);
     int rc = system(cmd);
     CHECK(rc == 0, "python parity script failed (rc %d): %s", rc, cmd);
     if (rc == 0) {
@@ -647,6 +747,13 @@ static void test_torch_parity(void) {
         bt_relu_forward(ry, rx, nr);
         bt_relu_backward(rdx, rdy, ry, nr);
         vs_torch_exact("relu_y", ry, nr), vs_torch_exact("relu_dx", rdx, nr);
+        /* add + ReLU: one float add and a selection, exactly torch's float32 */
+        float *ay = FALLOC(nr), *ada = FALLOC(nr), *adb = FALLOC(nr);
+        bt_add_relu_forward(ay, aa, ab, nr);
+        bt_add_relu_backward(ada, adb, ady2, ay, nr);
+        vs_torch_exact("addrelu_y", ay, nr), vs_torch_exact("addrelu_da", ada, nr);
+        vs_torch_exact("addrelu_db", adb, nr);
+        free(ay), free(ada), free(adb);
         free(ry), free(rdx);
 
         float loss, *p = FALLOC(XN * XK), *dz = FALLOC(XN * XK);
@@ -655,10 +762,11 @@ static void test_torch_parity(void) {
         vs_ref("xent_loss", &loss, 1, 1, 1);
         vs_ref("xent_probs", p, XN * XK, XK, XN), vs_ref("xent_dz", dz, XN * XK, XK, XN);
         free(p), free(dz);
-        printf("  batch norm, average pool, cross-entropy: error %.2f x PyTorch's float32 error "
-               "(max-pool and ReLU: exact)\n", vs_ref_worst);
+        printf("  batch norm (and + ReLU), average pool, cross-entropy: error %.2f x PyTorch's "
+               "float32 error (max-pool, ReLU, add + ReLU: exact)\n", vs_ref_worst);
     }
     free(px), free(pq), free(pdy), free(pqdy), free(ady), free(rx), free(rdy), free(z);
+    free(aa), free(ab), free(ady2);
 }
 
 /* ---- 4. errors ------------------------------------------------------------------------ */
@@ -676,6 +784,13 @@ static void test_errors(void) {
     rc = bt_batchnorm_forward_ref_f64(yd, md, rd, xd, NULL, NULL, NULL, NULL, 1, 3, 1, 1, 0.1, 1e-5);
     CHECK(rc == BT_EINVAL && strstr(bt_error(), "Expected more than 1 value per channel"),
           "BN ref one value: rc %d, '%s'", rc, bt_error());
+    bt_clear_error();
+    rc = bt_batchnorm_relu_forward(y, mean, rstd, x, NULL, NULL, rm, rv, 1, 3, 1, 1, 0.1f, 1e-5f);
+    CHECK(rc == BT_EINVAL && strstr(bt_error(), "Expected more than 1 value per channel when training"),
+          "BN + ReLU one value: rc %d, '%s'", rc, bt_error());
+    bt_clear_error();
+    rc = bt_batchnorm_relu_forward(y, mean, rstd, x, NULL, NULL, NULL, NULL, 2, 3, 2, 0, 0.1f, 1e-5f);
+    CHECK(rc == BT_EINVAL && bt_error()[0], "BN + ReLU eval without running stats: rc %d", rc);
     rc = bt_batchnorm_forward(y, mean, rstd, x, NULL, NULL, rm, rv, 1, 3, 1, 0, 0.1f, 1e-5f);
     CHECK(rc == BT_OK, "BN eval with one value per channel is allowed: %s", bt_error());
     bt_clear_error();
@@ -712,10 +827,12 @@ static void test_errors(void) {
 
 int main(void) {
     TEST_RUN(test_fd_batchnorm);
+    TEST_RUN(test_fd_batchnorm_relu);
     TEST_RUN(test_fd_maxpool);
     TEST_RUN(test_fd_elementwise);
     TEST_RUN(test_fd_xent);
     TEST_RUN(test_opt_batchnorm);
+    TEST_RUN(test_opt_batchnorm_relu);
     TEST_RUN(test_opt_batchnorm_accuracy);
     TEST_RUN(test_opt_maxpool);
     TEST_RUN(test_maxpool_ties);

@@ -107,13 +107,15 @@ static void add_decisions(bt_st_writer *w, const bt_model *m, int s, void **keep
         int kr = 0, kp = 0;
         for (int i = 0; i < m->nnodes; i++) {
             const bt_node *n = &m->nodes[i];
-            if (n->type != N_RELU && n->type != N_MAXPOOL) continue;
+            /* a fused batch norm + ReLU or add + ReLU: its output is the ReLU's */
+            const int relu = n->type == N_RELU || n->type == N_BN_RELU || n->type == N_ADD_RELU;
+            if (!relu && n->type != N_MAXPOOL) continue;
             int o = n->out;
             size_t cnt = (size_t)m->N * m->act_c[o] * m->act_h[o] * m->act_w[o];
             char name[64];
             CHECK(*nkeep < cap, "more than %d decision tensors", cap);
             if (*nkeep >= cap) return;
-            if (n->type == N_RELU) {
+            if (relu) {
                 const float *y = m->act[v] + m->act_off[o];
                 unsigned char *bits = tu_xcalloc((cnt + 7) / 8, 1);
                 for (size_t j = 0; j < cnt; j++)

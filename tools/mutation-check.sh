@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Shows that the parity tests can fail: for each mutation (one sign flipped in an op), a copy
+# Shows that the parity tests can fail: for each mutation (one sign flipped in an op, or the
+# ReLU's mask of a fused op broken), a copy
 # of the tree (with its build/, so only the mutated objects recompile) gets the change, and
 # the parity tests that judge that op run on every CPU path (tests/run.sh); each must fail
 # on each path. The working tree is never touched.
@@ -12,7 +13,9 @@ set -u
 cd "$(dirname "$0")/.."
 # name | file | perl substitution | program:case pairs that must fail (each run alone, TU_ONLY)
 MUTATIONS=(
-  "bn-dx|src/ops/batchnorm_internal.h|s/\(dyc\[i\] - mdy - /(dyc[i] + mdy - /|test_parity_model:resnet18_cifar_gram test_ops_norm:test_torch_parity"
+  "bn-dx|src/ops/batchnorm_kernels.c|s/k \* \(g - mdy - /k * (g + mdy - /|test_parity_model:resnet18_cifar_gram test_ops_norm:test_torch_parity"
+  "bnrelu-mask|src/ops/batchnorm_kernels.c|s/!\(y <= 0\)/!(y < 0)/|test_bn_kernels:test_fused_bit_identical test_bn_kernels:test_relu_loops_vs_plain test_backend_ops:test_batchnorm test_ops_norm:test_torch_parity test_trajectory:test_trajectory_bit_identical"
+  "addrelu-mask|src/ops/elementwise.c|s/const float g = y\[i\] <= 0 \? 0\.0f : d\[i\];/const float g = d[i];/|test_bn_kernels:test_fused_bit_identical test_backend_ops:test_elementwise test_ops_norm:test_opt_elementwise test_trajectory:test_trajectory_bit_identical"
   "conv-dx|src/ops/conv2d.c|s/(bt_sgemm\(BT_TRANS, BT_NOTRANS, CRS, GP, K,) 1\.0f/\1 -1.0f/g|test_conv_linear:test_torch_parity"
   "linear-dw|src/ops/linear.c|s/(bt_sgemm\(BT_TRANS, BT_NOTRANS, O, In, N,) 1\.0f/\1 -1.0f/|test_conv_linear:test_torch_parity test_eval:test_linear_vs_torch"
   "loss-diag|src/train/bt_loss.inc|s/c\[i\] = 2 \* \(cii - 1\);/c[i] = 2 * (1 - cii);/|test_loss:test_torch_parity test_parity_model:resnet18_cifar_direct"

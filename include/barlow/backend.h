@@ -45,7 +45,7 @@ typedef struct bt_plan bt_plan; /* backend-defined; NULL is a valid plan for a b
 /* What a node computes, for plan_new. */
 enum {
     BT_OP_CONV2D, BT_OP_BATCHNORM, BT_OP_RELU, BT_OP_ADD, BT_OP_MAXPOOL2D, BT_OP_AVGPOOL,
-    BT_OP_LINEAR, BT_OP_XENT, BT_OP_COUNT
+    BT_OP_LINEAR, BT_OP_XENT, BT_OP_BATCHNORM_RELU, BT_OP_ADD_RELU, BT_OP_COUNT
 };
 
 typedef struct {
@@ -159,6 +159,30 @@ typedef struct bt_backend_ops {
      * crop, bit for bit, so where it runs never shows in the batch. */
     int (*aug_pixel)(bt_backend *be, float *out, uint8_t *crops, const bt_aug_params *prm,
                      int n, int S, const float mean[3], const float std[3]);
+
+    /* ==== fused ops (ops.h; issue 16): an op and the ReLU after it in one pass ==== */
+    /* Batch norm + ReLU, synchronised as batchnorm_forward_sync (comm NULL / one rank: local):
+     * y = max(0, BN(x)), the statistics those of BN(x). The backward takes dy of the ReLU's
+     * output and y, the forward's output, and accumulates dx, dgamma, dbeta as
+     * batchnorm_backward_sync of dy masked by y > 0. */
+    int (*batchnorm_relu_forward_sync)(bt_backend *be, const bt_plan *pl, float *y, float *mean,
+                                       float *rstd, const float *x, const float *gamma,
+                                       const float *beta, float *running_mean,
+                                       float *running_var, int N, int C, int HW, int training,
+                                       float momentum, float eps, const struct bt_comm *comm);
+    int (*batchnorm_relu_backward_sync)(bt_backend *be, const bt_plan *pl, float *dx,
+                                        float *dgamma, float *dbeta, const float *dy,
+                                        const float *y, const float *x, const float *gamma,
+                                        const float *mean, const float *rstd, int N, int C,
+                                        int HW, int training, const struct bt_comm *comm);
+    /* Add + ReLU: y = max(0, a + b); da += g, db += g with g = y <= 0 ? 0 : dy (either may be
+     * NULL); and the in-place form for an addend whose gradient shares dy's buffer d:
+     * d = y <= 0 ? 0 : d, then db += d (db may be NULL). */
+    int (*add_relu_forward)(bt_backend *be, float *y, const float *a, const float *b, size_t n);
+    int (*add_relu_backward)(bt_backend *be, float *da, float *db, const float *dy,
+                             const float *y, size_t n);
+    int (*add_relu_backward_inplace)(bt_backend *be, float *d, float *db, const float *y,
+                                     size_t n);
 } bt_backend_ops;
 
 struct bt_backend {

@@ -92,6 +92,40 @@ int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float 
                                   const float *mean, const float *rstd, int N, int C, int HW,
                                   int training, const struct bt_comm *comm);
 
+/* Batch norm + ReLU in one op (a BatchNorm2d followed by an nn.ReLU): y = max(0, BN(x)),
+ * written once; the batch norm's own output is never stored. The statistics, mean, rstd and
+ * running stats are those of bt_batchnorm_forward on x; y is, bit for bit, bt_relu_forward of
+ * its output. The backward takes dy, the gradient of the ReLU's output, and y, the forward's
+ * output: dx, dgamma, dbeta are, bit for bit, bt_batchnorm_backward of dy masked as
+ * bt_relu_backward_inplace masks it (y <= 0 ? 0 : dy), without the masked copy. The _sync
+ * forms as the batch norm's above (comm NULL / one rank / eval mode: the local form). */
+int bt_batchnorm_relu_forward(float *y, float *mean, float *rstd, const float *x,
+                              const float *gamma, const float *beta, float *running_mean,
+                              float *running_var, int N, int C, int HW, int training,
+                              float momentum, float eps);
+void bt_batchnorm_relu_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                const float *y, const float *x, const float *gamma,
+                                const float *mean, const float *rstd, int N, int C, int HW,
+                                int training);
+int bt_batchnorm_relu_forward_sync(float *y, float *mean, float *rstd, const float *x,
+                                   const float *gamma, const float *beta, float *running_mean,
+                                   float *running_var, int N, int C, int HW, int training,
+                                   float momentum, float eps, const struct bt_comm *comm);
+int bt_batchnorm_relu_backward_sync(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                    const float *y, const float *x, const float *gamma,
+                                    const float *mean, const float *rstd, int N, int C, int HW,
+                                    int training, const struct bt_comm *comm);
+int bt_batchnorm_relu_forward_sync_ws(bt_arena *ws, float *y, float *mean, float *rstd,
+                                      const float *x, const float *gamma, const float *beta,
+                                      float *running_mean, float *running_var, int N, int C,
+                                      int HW, int training, float momentum, float eps,
+                                      const struct bt_comm *comm);
+int bt_batchnorm_relu_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float *dbeta,
+                                       const float *dy, const float *y, const float *x,
+                                       const float *gamma, const float *mean, const float *rstd,
+                                       int N, int C, int HW, int training,
+                                       const struct bt_comm *comm);
+
 /* ---- elementwise ---------------------------------------------------------------------- */
 /* y = max(x, 0); y may equal x. */
 void bt_relu_forward(float *y, const float *x, size_t n);
@@ -104,6 +138,15 @@ void bt_relu_backward_inplace(float *d, const float *y, size_t n);
 void bt_add_forward(float *y, const float *a, const float *b, size_t n);
 /* da += dy; db += dy (either may be NULL). */
 void bt_add_backward(float *da, float *db, const float *dy, size_t n);
+/* The residual add and the ReLU after it in one pass: y = max(0, a + b), bit for bit
+ * bt_add_forward then bt_relu_forward; y may equal a or b. */
+void bt_add_relu_forward(float *y, const float *a, const float *b, size_t n);
+/* da += g, db += g with g = y <= 0 ? 0 : dy (either may be NULL); y the forward's output. */
+void bt_add_relu_backward(float *da, float *db, const float *dy, const float *y, size_t n);
+/* In place, for an addend whose gradient shares the output gradient's buffer d: d = y <= 0 ?
+ * 0 : d, then db += d (db NULL: none). Bit for bit bt_relu_backward_inplace then
+ * bt_add_backward(NULL, db, d). */
+void bt_add_relu_backward_inplace(float *d, float *db, const float *y, size_t n);
 
 /* ---- pooling -------------------------------------------------------------------------- */
 /* Max pool, square window k, stride, padding (padded cells are -inf); x (N,C,H,W),

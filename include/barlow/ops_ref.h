@@ -21,10 +21,20 @@
     void bt_batchnorm_backward_ref_##SFX(T *dx, T *dgamma, T *dbeta, const T *dy, const T *x,\
                                          const T *gamma, const T *mean, const T *rstd, int N,\
                                          int C, int HW, int training);                      \
+    int bt_batchnorm_relu_forward_ref_##SFX(T *y, T *mean, T *rstd, const T *x,              \
+                                            const T *gamma, const T *beta, T *running_mean,  \
+                                            T *running_var, int N, int C, int HW,            \
+                                            int training, T momentum, T eps);                \
+    void bt_batchnorm_relu_backward_ref_##SFX(T *dx, T *dgamma, T *dbeta, const T *dy,       \
+                                              const T *y, const T *x, const T *gamma,        \
+                                              const T *mean, const T *rstd, int N, int C,    \
+                                              int HW, int training);                         \
     void bt_relu_forward_ref_##SFX(T *y, const T *x, size_t n);                              \
     void bt_relu_backward_ref_##SFX(T *dx, const T *dy, const T *y, size_t n);               \
     void bt_add_forward_ref_##SFX(T *y, const T *a, const T *b, size_t n);                   \
     void bt_add_backward_ref_##SFX(T *da, T *db, const T *dy, size_t n);                     \
+    void bt_add_relu_forward_ref_##SFX(T *y, const T *a, const T *b, size_t n);              \
+    void bt_add_relu_backward_ref_##SFX(T *da, T *db, const T *dy, const T *y, size_t n);    \
     int bt_maxpool2d_forward_ref_##SFX(T *y, int32_t *argmax, const T *x, int N, int C, int H,\
                                        int W, int k, int stride, int pad);                  \
     void bt_maxpool2d_backward_ref_##SFX(T *dx, const T *dy, const int32_t *argmax, int N,   \

@@ -216,6 +216,44 @@ static int cpu_aug_pixel(bt_backend *be, float *out, uint8_t *crops, const bt_au
     return rc;
 }
 
+/* ---- fused ops (issue 16) ---- */
+static int cpu_bn_relu_forward_sync(bt_backend *be, const bt_plan *pl, float *y, float *mean,
+                                    float *rstd, const float *x, const float *gamma,
+                                    const float *beta, float *rm, float *rv, int N, int C,
+                                    int HW, int training, float momentum, float eps,
+                                    const struct bt_comm *comm) {
+    (void)pl;
+    return bt_batchnorm_relu_forward_sync_ws(arena_of(be), y, mean, rstd, x, gamma, beta, rm, rv,
+                                             N, C, HW, training, momentum, eps, comm);
+}
+static int cpu_bn_relu_backward_sync(bt_backend *be, const bt_plan *pl, float *dx,
+                                     float *dgamma, float *dbeta, const float *dy,
+                                     const float *y, const float *x, const float *gamma,
+                                     const float *mean, const float *rstd, int N, int C, int HW,
+                                     int training, const struct bt_comm *comm) {
+    (void)pl;
+    return bt_batchnorm_relu_backward_sync_ws(arena_of(be), dx, dgamma, dbeta, dy, y, x, gamma,
+                                              mean, rstd, N, C, HW, training, comm);
+}
+static int cpu_add_relu_forward(bt_backend *be, float *y, const float *a, const float *b,
+                                size_t n) {
+    (void)be;
+    bt_add_relu_forward(y, a, b, n);
+    return BT_OK;
+}
+static int cpu_add_relu_backward(bt_backend *be, float *da, float *db, const float *dy,
+                                 const float *y, size_t n) {
+    (void)be;
+    bt_add_relu_backward(da, db, dy, y, n);
+    return BT_OK;
+}
+static int cpu_add_relu_backward_inplace(bt_backend *be, float *d, float *db, const float *y,
+                                         size_t n) {
+    (void)be;
+    bt_add_relu_backward_inplace(d, db, y, n);
+    return BT_OK;
+}
+
 static void cpu_destroy(bt_backend *be) {
     cpu_state *st = be->impl;
     if (st) bt_arena_release(&st->arena);
@@ -262,6 +300,12 @@ static const bt_backend_ops cpu_ops = {
     .lars_step = cpu_lars_step,
     /* the data pipeline */
     .aug_pixel = cpu_aug_pixel,
+    /* fused ops */
+    .batchnorm_relu_forward_sync = cpu_bn_relu_forward_sync,
+    .batchnorm_relu_backward_sync = cpu_bn_relu_backward_sync,
+    .add_relu_forward = cpu_add_relu_forward,
+    .add_relu_backward = cpu_add_relu_backward,
+    .add_relu_backward_inplace = cpu_add_relu_backward_inplace,
 };
 
 static int check_cfg(const bt_backend_cfg *c) {

@@ -1,5 +1,6 @@
 /* ONNX export of the backbone (format in onnx.h): walks the model's node list up to the
- * features and emits one ONNX node per barlow node, with the weights as initializers that
+ * features and emits one ONNX node per barlow node (two for a fused node: BatchNormalization or
+ * Add, then Relu, as PyTorch exports the modules), with the weights as initializers that
  * point straight into the model's parameter buffer (protobuf-c copies them while packing). */
 #include "barlow/onnx.h"
 #include "barlow/error.h"
@@ -236,6 +237,17 @@ static int write_model(const Onnx__ModelProto *mp, const char *path) {
     return BT_OK;
 }
 
+/* A fused node (batch norm + ReLU, add + ReLU) is exported as the two ONNX nodes PyTorch's
+ * modules give: pushes the first (nd, whose output is *out) and returns a Relu on it, named
+ * as an unfused ReLU in the same place would be; *out becomes the Relu's output. */
+static Onnx__NodeProto *fused_relu(pool *P, vec *nodes, Onnx__NodeProto *nd, char **out,
+                                   int *relu_n) {
+    vpush(P, nodes, nd);
+    const char *in[] = {*out};
+    *out = pstr(P, "relu_%d", (*relu_n)++);
+    return *out ? node(P, "Relu", *out, *out, in, 1) : NULL;
+}
+
 int bt_onnx_export(const bt_model *m, const char *path, int image_size) {
     if (image_size < 0) return bt_fail(BT_EINVAL, "ONNX export: bad image size %d", image_size);
     int rc0 = bt_model_to_host(m, BT_IO_PARAMS | BT_IO_BUFS); /* the initialisers read the image */
@@ -266,7 +278,8 @@ int bt_onnx_export(const bt_model *m, const char *path, int image_size) {
             add_attrs(&P, nd, a, 5);
             break;
         }
-        case N_BN: {
+        case N_BN:
+        case N_BN_RELU: {
             mod = module_name(&P, m, n->w);
             out = mod;
             const bt_tensor_info *ti[4] = {&m->params.t[n->w], &m->params.t[n->b], &m->bufs.t[n->rm],
@@ -281,6 +294,7 @@ int bt_onnx_export(const bt_model *m, const char *path, int image_size) {
             Onnx__AttributeProto *a[] = {attr_float(&P, "epsilon", m->bn_eps),
                                          attr_float(&P, "momentum", 1.0f - m->bn_momentum)};
             add_attrs(&P, nd, a, 2);
+            if (n->type == N_BN_RELU) nd = fused_relu(&P, &nodes, nd, &out, &relu_n);
             break;
         }
         case N_RELU: {
@@ -289,10 +303,12 @@ int bt_onnx_export(const bt_model *m, const char *path, int image_size) {
             nd = node(&P, "Relu", out, out, in, 1);
             break;
         }
-        case N_ADD: {
+        case N_ADD:
+        case N_ADD_RELU: {
             out = pstr(&P, "add_%d", add_n++);
             const char *in[] = {x, name[n->in2]};
             nd = node(&P, "Add", out, out, in, 2);
+            if (n->type == N_ADD_RELU) nd = fused_relu(&P, &nodes, nd, &out, &relu_n);
             break;
         }
         case N_MAXPOOL: {

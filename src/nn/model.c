@@ -145,8 +145,9 @@ static int conv(bt_model *m, const char *name, int in, int k, int outc, int stri
     return out;
 }
 
-static int bn(bt_model *m, const char *name, int in) {
-    bt_node *n = add_node(m, N_BN, in);
+/* A batch norm; relu: with the ReLU after it, fused (one node, no activation between). */
+static int bn_node(bt_model *m, const char *name, int in, int relu) {
+    bt_node *n = add_node(m, relu ? N_BN_RELU : N_BN, in);
     if (!n) return bt_fail(BT_ENOMEM, "out of memory building model");
     int c = m->act_c[in];
     TRY(n->w = param(m, name, ".weight", 1, c, 0, 0, 0));
@@ -158,6 +159,8 @@ static int bn(bt_model *m, const char *name, int in) {
     m->nodes[m->nnodes - 1].out = out;
     return out;
 }
+static int bn(bt_model *m, const char *name, int in) { return bn_node(m, name, in, 0); }
+static int bn_relu(bt_model *m, const char *name, int in) { return bn_node(m, name, in, 1); }
 
 static int simple(bt_model *m, int type, int in, int in2) {
     bt_node *n = add_node(m, type, in);
@@ -187,24 +190,24 @@ static int linear(bt_model *m, const char *name, int in, int outc) {
     return out;
 }
 
-/* One torchvision BasicBlock / Bottleneck. */
+/* One torchvision BasicBlock / Bottleneck. Each BN that a ReLU follows is one N_BN_RELU node,
+ * and the closing add + ReLU one N_ADD_RELU: the ReLU's input is an activation nothing else
+ * reads (torchvision's modules apply the ReLU straight to it), so the fused op computes what
+ * the two would, bit for bit, with one pass over memory fewer each way. */
 static int block(bt_model *m, const char *pre, int x, int planes, int stride) {
     char nm[BT_NAME_MAX];
     int inc = m->act_c[x], y;
     int expansion = m->cfg.bottleneck ? 4 : 1;
     if (m->cfg.bottleneck) {
         snprintf(nm, sizeof nm, "%sconv1", pre); TRY(y = conv(m, nm, x, 1, planes, 1, 0));
-        snprintf(nm, sizeof nm, "%sbn1", pre);   TRY(y = bn(m, nm, y));
-        TRY(y = simple(m, N_RELU, y, -1));
+        snprintf(nm, sizeof nm, "%sbn1", pre);   TRY(y = bn_relu(m, nm, y));
         snprintf(nm, sizeof nm, "%sconv2", pre); TRY(y = conv(m, nm, y, 3, planes, stride, 1));
-        snprintf(nm, sizeof nm, "%sbn2", pre);   TRY(y = bn(m, nm, y));
-        TRY(y = simple(m, N_RELU, y, -1));
+        snprintf(nm, sizeof nm, "%sbn2", pre);   TRY(y = bn_relu(m, nm, y));
         snprintf(nm, sizeof nm, "%sconv3", pre); TRY(y = conv(m, nm, y, 1, planes * 4, 1, 0));
         snprintf(nm, sizeof nm, "%sbn3", pre);   TRY(y = bn(m, nm, y));
     } else {
         snprintf(nm, sizeof nm, "%sconv1", pre); TRY(y = conv(m, nm, x, 3, planes, stride, 1));
-        snprintf(nm, sizeof nm, "%sbn1", pre);   TRY(y = bn(m, nm, y));
-        TRY(y = simple(m, N_RELU, y, -1));
+        snprintf(nm, sizeof nm, "%sbn1", pre);   TRY(y = bn_relu(m, nm, y));
         snprintf(nm, sizeof nm, "%sconv2", pre); TRY(y = conv(m, nm, y, 3, planes, 1, 1));
         snprintf(nm, sizeof nm, "%sbn2", pre);   TRY(y = bn(m, nm, y));
     }
@@ -215,8 +218,7 @@ static int block(bt_model *m, const char *pre, int x, int planes, int stride) {
         snprintf(nm, sizeof nm, "%sdownsample.1", pre);
         TRY(id = bn(m, nm, id));
     }
-    TRY(y = simple(m, N_ADD, y, id));
-    return simple(m, N_RELU, y, -1);
+    return simple(m, N_ADD_RELU, y, id);
 }
 
 /* Builds the graph for input H x W (the graph's spatial sizes depend on it). */
@@ -230,12 +232,10 @@ static int build(bt_model *m, int H, int W) {
     TRY(x = add_act(m, 3, H, W));
     if (c->cifar) {
         TRY(y = conv(m, "conv1", x, 3, c->widths[0], 1, 1));
-        TRY(y = bn(m, "bn1", y));
-        TRY(y = simple(m, N_RELU, y, -1));
+        TRY(y = bn_relu(m, "bn1", y));
     } else {
         TRY(y = conv(m, "conv1", x, 7, c->widths[0], 2, 3));
-        TRY(y = bn(m, "bn1", y));
-        TRY(y = simple(m, N_RELU, y, -1));
+        TRY(y = bn_relu(m, "bn1", y));
         TRY(y = simple(m, N_MAXPOOL, y, -1));
     }
     for (int s = 0; s < 4; s++)
@@ -252,9 +252,8 @@ static int build(bt_model *m, int H, int W) {
         snprintf(nm, sizeof nm, "projector.%d", 3 * i);
         TRY(y = linear(m, nm, y, c->proj[i]));
         if (i + 1 < c->nproj) {
-            snprintf(nm, sizeof nm, "projector.%d", 3 * i + 1);
-            TRY(y = bn(m, nm, y));
-            TRY(y = simple(m, N_RELU, y, -1));
+            snprintf(nm, sizeof nm, "projector.%d", 3 * i + 1); /* BatchNorm1d + ReLU */
+            TRY(y = bn_relu(m, nm, y));
         }
     }
     if (c->nproj) {
@@ -478,12 +477,20 @@ static size_t place(int n, const int *root, const size_t *size, const int *lo, c
     return total;
 }
 
-/* Plans storage. Activations: a ReLU or add whose input is read by nothing else, and whose
- * input's producer does not need its own output in the backward (only ReLU does), writes in
- * place (PyTorch's inplace ReLU and `out += identity`). Gradients: a ReLU's or add's input
- * gradient shares its output gradient's buffer when that input has no other consumer (the
- * ReLU masks in place; the add passes dy through untouched); every gradient buffer then lives
- * from the backward of its group's last consumer (where it is zeroed) down to its first
+/* Nodes whose backward reads their own output (the ReLU's mask), which nothing may overwrite. */
+static int reads_own_output(int type) {
+    return type == N_RELU || type == N_BN_RELU || type == N_ADD_RELU;
+}
+/* Nodes that may write over their (first) input and let its gradient share their output's. */
+static int elementwise(int type) { return type == N_RELU || type == N_ADD || type == N_ADD_RELU; }
+
+/* Plans storage. Activations: a ReLU or add (or add + ReLU) whose input is read by nothing
+ * else, and whose input's producer does not need its own output in the backward (the ReLU and
+ * the fused ops ending in one do), writes in place (PyTorch's inplace ReLU and `out +=
+ * identity`). Gradients: such a node's input gradient shares its output gradient's buffer
+ * when that input has no other consumer (the ReLU masks in place; the add passes dy through
+ * untouched; the add + ReLU masks it in place for both addends); every gradient buffer then
+ * lives from the backward of its group's last consumer (where it is zeroed) down to its first
  * producer, and buffers with disjoint lifetimes share memory. */
 static int plan_storage(bt_model *m, int N) {
     const int A = m->nacts, NN = m->nnodes;
@@ -515,8 +522,8 @@ static int plan_storage(bt_model *m, int N) {
     for (int i = 0; i < NN; i++) {
         const bt_node *n = &m->nodes[i];
         int a = n->in;
-        if ((n->type == N_RELU || n->type == N_ADD) && a != 0 && ncons[a] == 1 && prod[a] >= 0 &&
-            m->nodes[prod[a]].type != N_RELU && a != m->feat_act && a != m->out_act)
+        if (elementwise(n->type) && a != 0 && ncons[a] == 1 && prod[a] >= 0 &&
+            !reads_own_output(m->nodes[prod[a]].type) && a != m->feat_act && a != m->out_act)
             root[n->out] = root[a];
     }
     /* Every activation stays live through the backward: lifetimes all intersect. */
@@ -525,9 +532,9 @@ static int plan_storage(bt_model *m, int N) {
 
     for (int i = NN - 1; i >= 0; i--) { /* reverse: an output's group is final before its input joins */
         const bt_node *n = &m->nodes[i];
-        if (n->type != N_RELU && n->type != N_ADD) continue;
+        if (!elementwise(n->type)) continue;
         if (n->in != 0 && ncons[n->in] == 1) groot[n->in] = groot[n->out];
-        if (n->type == N_ADD && n->in2 != 0 && ncons[n->in2] == 1) groot[n->in2] = groot[n->out];
+        if (n->in2 >= 0 && n->in2 != 0 && ncons[n->in2] == 1) groot[n->in2] = groot[n->out];
     }
     for (int a = 0; a < A; a++) lo[a] = NN, hi[a] = -1;
     for (int a = 1; a < A; a++) { /* the input (a = 0) never gets a gradient */
@@ -573,12 +580,14 @@ static int make_plans(bt_model *m, int N) {
     static const int op_of[] = {[N_CONV] = BT_OP_CONV2D, [N_BN] = BT_OP_BATCHNORM,
                                 [N_RELU] = BT_OP_RELU, [N_MAXPOOL] = BT_OP_MAXPOOL2D,
                                 [N_AVGPOOL] = BT_OP_AVGPOOL, [N_ADD] = BT_OP_ADD,
-                                [N_LINEAR] = BT_OP_LINEAR};
+                                [N_LINEAR] = BT_OP_LINEAR, [N_BN_RELU] = BT_OP_BATCHNORM_RELU,
+                                [N_ADD_RELU] = BT_OP_ADD_RELU};
     for (int i = 0; i < m->nnodes; i++) {
         const bt_node *n = &m->nodes[i];
         bt_op_desc d = {.op = op_of[n->type], .N = N, .C = m->act_c[n->in], .H = m->act_h[n->in],
                         .W = m->act_w[n->in], .K = m->act_c[n->out], .k = n->k,
-                        .stride = n->stride, .pad = n->pad, .sync = n->type == N_BN};
+                        .stride = n->stride, .pad = n->pad,
+                        .sync = n->type == N_BN || n->type == N_BN_RELU};
         int rc = m->be->ops->plan_new(m->be, &d, &m->plans[i]);
         if (rc != BT_OK) return rc;
     }
@@ -605,7 +614,8 @@ int bt_model_prepare(bt_model *m, int N, int H, int W) {
     for (int i = 0; i < m->nnodes; i++) {
         bt_node *n = &m->nodes[i];
         n->stat_off = soff;
-        if (n->type == N_BN) soff += ((size_t)2 * m->act_c[n->in] + 15) & ~(size_t)15;
+        if (n->type == N_BN || n->type == N_BN_RELU)
+            soff += ((size_t)2 * m->act_c[n->in] + 15) & ~(size_t)15;
         if (n->type == N_MAXPOOL)
             soff += ((size_t)N * m->act_c[n->out] * m->act_h[n->out] * m->act_w[n->out] + 15) & ~(size_t)15;
     }
@@ -659,19 +669,21 @@ int bt_model_forward(bt_model *m, int view, const float *x, int training, int up
             rc = o->conv2d_forward(be, pl, out, in, m->p + m->params.t[n->w].offset, NULL, &d);
             break;
         }
-        case N_BN: {
+        case N_BN:
+        case N_BN_RELU: {
             int c = m->act_c[n->in];
-            rc = o->batchnorm_forward_sync(be, pl, out, S + n->stat_off, S + n->stat_off + c, in,
-                                           m->p + m->params.t[n->w].offset,
-                                           m->p + m->params.t[n->b].offset,
-                                           m->b + m->bufs.t[n->rm].offset,
-                                           m->b + m->bufs.t[n->rv].offset, N, c,
-                                           m->act_h[n->in] * m->act_w[n->in], training,
-                                           m->bn_momentum, m->bn_eps, m->comm);
+            rc = (n->type == N_BN ? o->batchnorm_forward_sync : o->batchnorm_relu_forward_sync)(
+                be, pl, out, S + n->stat_off, S + n->stat_off + c, in,
+                m->p + m->params.t[n->w].offset, m->p + m->params.t[n->b].offset,
+                m->b + m->bufs.t[n->rm].offset, m->b + m->bufs.t[n->rv].offset, N, c,
+                m->act_h[n->in] * m->act_w[n->in], training, m->bn_momentum, m->bn_eps, m->comm);
             break;
         }
         case N_RELU: rc = o->relu_forward(be, out, in, act_size(m, n->in)); break;
         case N_ADD: rc = o->add_forward(be, out, in, A + m->act_off[n->in2], act_size(m, n->in)); break;
+        case N_ADD_RELU:
+            rc = o->add_relu_forward(be, out, in, A + m->act_off[n->in2], act_size(m, n->in));
+            break;
         case N_MAXPOOL:
             rc = o->maxpool2d_forward(be, pl, out, (int32_t *)(S + n->stat_off), in, N,
                                       m->act_c[n->in], m->act_h[n->in], m->act_w[n->in], n->k,
@@ -762,6 +774,16 @@ static int backward(bt_model *m, int view, const float *dout, int dout_host, int
                                             m->comm);
             break;
         }
+        case N_BN_RELU: { /* dy of the ReLU's output, masked by `out` inside the BN's passes */
+            int c = m->act_c[n->in];
+            rc = o->batchnorm_relu_backward_sync(be, pl, dx, m->g + m->params.t[n->w].offset,
+                                                 m->g + m->params.t[n->b].offset, dy, out, in,
+                                                 m->p + m->params.t[n->w].offset,
+                                                 S + n->stat_off, S + n->stat_off + c, N, c,
+                                                 m->act_h[n->in] * m->act_w[n->in],
+                                                 m->training[view], m->comm);
+            break;
+        }
         case N_RELU:
             if (dx == dy) rc = o->relu_backward_inplace(be, dy, out, act_size(m, n->in));
             else rc = o->relu_backward(be, dx, dy, out, act_size(m, n->in));
@@ -770,6 +792,15 @@ static int backward(bt_model *m, int view, const float *dout, int dout_host, int
             float *da = dx == dy ? NULL : dx, *db = D + G[n->in2];
             if (db == dy) db = NULL;
             if (da || db) rc = o->add_backward(be, da, db, dy, act_size(m, n->in));
+            break;
+        }
+        case N_ADD_RELU: {
+            /* an addend whose gradient shares dy's buffer gets the mask in place (the other,
+             * unless it shares it too, then accumulates it); else both accumulate it */
+            float *da = dx == dy ? NULL : dx, *db = D + G[n->in2];
+            if (db == dy) db = NULL;
+            if (!da || !db) rc = o->add_relu_backward_inplace(be, dy, da ? da : db, out, act_size(m, n->in));
+            else rc = o->add_relu_backward(be, da, db, dy, out, act_size(m, n->in));
             break;
         }
         case N_MAXPOOL:

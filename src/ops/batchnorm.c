@@ -1,4 +1,5 @@
-/* Batch normalisation (BatchNorm1d/2d semantics of PyTorch), optimised float32 version.
+/* Batch normalisation (BatchNorm1d/2d semantics of PyTorch), optimised float32 version, and
+ * batch norm + ReLU fused into the same loops (one pass over memory fewer each way).
  * Each channel's statistics are independent, so channels are split across OpenMP threads and
  * each thread owns its channels' outputs (no reductions across threads, deterministic).
  * Per-channel sums accumulate in double: a channel can hold N*H*W ~ 10^5..10^6 values, where
@@ -9,10 +10,10 @@
 #include "norm_pool_check.h"
 #include <math.h>
 
-/* x, y (N,C,HW); gamma, beta, mean, rstd, running_mean, running_var (C). */
-int bt_batchnorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
-                         const float *beta, float *running_mean, float *running_var, int N,
-                         int C, int HW, int training, float momentum, float eps) {
+/* x, y (N,C,HW); gamma, beta, mean, rstd, running_mean, running_var (C). relu: y = max(0, BN). */
+static int bn_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                      const float *beta, float *running_mean, float *running_var, int N, int C,
+                      int HW, int training, float momentum, float eps, int relu) {
     int err = bt_batchnorm_check(N, C, HW, training, running_mean, running_var, momentum, eps);
     if (err) return err;
     const size_t cs = (size_t)C * HW; /* distance between samples */
@@ -36,31 +37,61 @@ int bt_batchnorm_forward(float *y, float *mean, float *rstd, const float *x, con
             m = running_mean[c];
             r = 1.0 / sqrt((double)running_var[c] + eps);
         }
-        bn_channel_normalize(bk, y, mean, rstd, x, gamma, beta, m, r, c, N, C, HW);
+        bn_channel_normalize(bk, y, mean, rstd, x, gamma, beta, m, r, c, N, C, HW, relu);
     }
     return BT_OK;
 }
 
-/* dx, dy, x (N,C,HW); dgamma, dbeta, gamma, mean, rstd (C). */
-void bt_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                           const float *x, const float *gamma, const float *mean,
-                           const float *rstd, int N, int C, int HW, int training) {
-    const size_t cs = (size_t)C * HW;
+/* dx, dy, x (N,C,HW); relu_y (N,C,HW): the fused op's output, masking dy, or NULL; dgamma,
+ * dbeta, gamma, mean, rstd (C). */
+static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                        const float *relu_y, const float *x, const float *gamma,
+                        const float *mean, const float *rstd, int N, int C, int HW,
+                        int training) {
     const double cnt = (double)N * HW;
     const bt_bn_kernels *bk = bt_bn_kernels_current();
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
         const float m = mean[c], r = rstd[c];
         double sdy, sdyx;
-        bn_channel_sums(bk, &sdy, &sdyx, dy, x, m, r, c, N, C, HW);
+        bn_channel_sums(bk, &sdy, &sdyx, dy, relu_y, x, m, r, c, N, C, HW);
         if (dgamma) dgamma[c] += (float)sdyx;
         if (dbeta) dbeta[c] += (float)sdy;
         const float k = (gamma ? gamma[c] : 1.0f) * r;
         if (!training) {
             /* eval: the statistics are constants */
-            bk->dx_eval(dx + (size_t)c * HW, dy + (size_t)c * HW, cs, N, HW, k);
+            bn_channel_dx_eval(bk, dx, dy, relu_y, k, c, N, C, HW);
             continue;
         }
-        bn_channel_dx(bk, dx, dy, x, m, r, k, (float)(sdy / cnt), (float)(sdyx / cnt), c, N, C, HW);
+        bn_channel_dx(bk, dx, dy, relu_y, x, m, r, k, (float)(sdy / cnt), (float)(sdyx / cnt), c,
+                      N, C, HW);
     }
+}
+
+int bt_batchnorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                         const float *beta, float *running_mean, float *running_var, int N,
+                         int C, int HW, int training, float momentum, float eps) {
+    return bn_forward(y, mean, rstd, x, gamma, beta, running_mean, running_var, N, C, HW,
+                      training, momentum, eps, 0);
+}
+
+void bt_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                           const float *x, const float *gamma, const float *mean,
+                           const float *rstd, int N, int C, int HW, int training) {
+    bn_backward(dx, dgamma, dbeta, dy, NULL, x, gamma, mean, rstd, N, C, HW, training);
+}
+
+int bt_batchnorm_relu_forward(float *y, float *mean, float *rstd, const float *x,
+                              const float *gamma, const float *beta, float *running_mean,
+                              float *running_var, int N, int C, int HW, int training,
+                              float momentum, float eps) {
+    return bn_forward(y, mean, rstd, x, gamma, beta, running_mean, running_var, N, C, HW,
+                      training, momentum, eps, 1);
+}
+
+void bt_batchnorm_relu_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                const float *y, const float *x, const float *gamma,
+                                const float *mean, const float *rstd, int N, int C, int HW,
+                                int training) {
+    bn_backward(dx, dgamma, dbeta, dy, y, x, gamma, mean, rstd, N, C, HW, training);
 }

@@ -22,6 +22,19 @@ typedef struct {
     void (*dx)(float *dx, const float *dy, const float *x, size_t cs, int N, int HW, float m,
                float r, float k, float mdy, float mdyx);
     void (*dx_eval)(float *dx, const float *dy, size_t cs, int N, int HW, float k); /* dx += k dy */
+    /* The same four with a ReLU after the batch norm (batch norm + ReLU in one op): norm_relu
+     * stores y = max(0, xhat * a + b) as `v <= 0 ? 0 : v` (bt_relu_forward's expression), and
+     * the three backward loops read the ReLU's output y beside dy and use g = y <= 0 ? 0 : dy
+     * (bt_relu_backward_inplace's) wherever the plain loops use dy: the same floats in the
+     * same order, so the results are those of the two ops one after the other, bit for bit. */
+    void (*norm_relu)(float *y, const float *x, size_t cs, int N, int HW, float mhi, float mlo,
+                      float a, float b);
+    void (*grad_sums_relu)(double *sdy, double *sdyx, const float *dy, const float *y,
+                           const float *x, size_t cs, int N, int HW, float m, float r);
+    void (*dx_relu)(float *dx, const float *dy, const float *y, const float *x, size_t cs, int N,
+                    int HW, float m, float r, float k, float mdy, float mdyx);
+    void (*dx_eval_relu)(float *dx, const float *dy, const float *y, size_t cs, int N, int HW,
+                         float k);
 } bt_bn_kernels;
 
 /* The copy of path isa (a bt_isa; the portable one for a path this build lacks), and of the
@@ -32,36 +45,49 @@ const bt_bn_kernels *bt_bn_kernels_current(void);
  * of one call runs on the same path. */
 
 /* The forward epilogue of channel c, given its statistics m and r = 1/sqrt(var + eps) in
- * double: stores mean[c], rstd[c] (what the backward reads) and y = xhat * gamma + beta.
+ * double: stores mean[c], rstd[c] (what the backward reads) and y = xhat * gamma + beta
+ * (relu: max(0, that), the fused batch norm + ReLU).
  * The mean is split as hi + lo floats: x - hi is exact when x is near the mean (Sterbenz), so
  * (x - hi) - lo keeps xhat accurate even when |mean| >> std, at float cost; the folded
  * x*a + (b - mean*a) would cancel there. x, y (N, C, HW); gamma, beta (C) or NULL. */
 static inline void bn_channel_normalize(const bt_bn_kernels *bk, float *y, float *mean, float *rstd, const float *x,
                                         const float *gamma, const float *beta, double m,
-                                        double r, int c, int N, int C, int HW) {
+                                        double r, int c, int N, int C, int HW, int relu) {
     const size_t cs = (size_t)C * HW;
     mean[c] = (float)m;
     rstd[c] = (float)r;
     const float mhi = (float)m, mlo = (float)(m - mhi);
     const float a = (float)(r * (gamma ? gamma[c] : 1.0f)), b = beta ? beta[c] : 0.0f;
-    bk->norm(y + (size_t)c * HW, x + (size_t)c * HW, cs, N, HW, mhi, mlo,
-                                  a, b);
+    (relu ? bk->norm_relu : bk->norm)(y + (size_t)c * HW, x + (size_t)c * HW, cs, N, HW, mhi,
+                                      mlo, a, b);
 }
 
-/* Channel c's sum(dy) and sum(dy * xhat) over (N, HW), in double. x, dy (N, C, HW). */
+/* Channel c's sum(dy) and sum(dy * xhat) over (N, HW), in double. x, dy (N, C, HW); relu_y
+ * (N, C, HW), the output of a fused batch norm + ReLU whose mask applies to dy, or NULL. */
 static inline void bn_channel_sums(const bt_bn_kernels *bk, double *sdy_out, double *sdyx_out, const float *dy,
-                                   const float *x, float m, float r, int c, int N, int C,
-                                   int HW) {
+                                   const float *relu_y, const float *x, float m, float r, int c,
+                                   int N, int C, int HW) {
     const size_t cs = (size_t)C * HW, off = (size_t)c * HW;
-    bk->grad_sums(sdy_out, sdyx_out, dy + off, x + off, cs, N, HW, m, r);
+    if (relu_y) bk->grad_sums_relu(sdy_out, sdyx_out, dy + off, relu_y + off, x + off, cs, N, HW, m, r);
+    else bk->grad_sums(sdy_out, sdyx_out, dy + off, x + off, cs, N, HW, m, r);
 }
 
 /* Training-mode dx of channel c: dx += k*(dy - mean(dy) - xhat*mean(dy*xhat)), k = gamma*rstd;
  * the two subtracted terms are the gradient through the batch mean and variance. */
-static inline void bn_channel_dx(const bt_bn_kernels *bk, float *dx, const float *dy, const float *x, float m, float r,
-                                 float k, float mdy, float mdyx, int c, int N, int C, int HW) {
+static inline void bn_channel_dx(const bt_bn_kernels *bk, float *dx, const float *dy,
+                                 const float *relu_y, const float *x, float m, float r, float k,
+                                 float mdy, float mdyx, int c, int N, int C, int HW) {
     const size_t cs = (size_t)C * HW, off = (size_t)c * HW;
-    bk->dx(dx + off, dy + off, x + off, cs, N, HW, m, r, k, mdy, mdyx);
+    if (relu_y) bk->dx_relu(dx + off, dy + off, relu_y + off, x + off, cs, N, HW, m, r, k, mdy, mdyx);
+    else bk->dx(dx + off, dy + off, x + off, cs, N, HW, m, r, k, mdy, mdyx);
+}
+
+/* Eval-mode dx of channel c: dx += k * dy (the statistics are constants). */
+static inline void bn_channel_dx_eval(const bt_bn_kernels *bk, float *dx, const float *dy,
+                                      const float *relu_y, float k, int c, int N, int C, int HW) {
+    const size_t cs = (size_t)C * HW, off = (size_t)c * HW;
+    if (relu_y) bk->dx_eval_relu(dx + off, dy + off, relu_y + off, cs, N, HW, k);
+    else bk->dx_eval(dx + off, dy + off, cs, N, HW, k);
 }
 
 #endif

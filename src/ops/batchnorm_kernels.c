@@ -10,6 +10,8 @@
  * the sums of an AVX-512 copy and an SSE2 copy would differ in their last bits.) */
 #include "batchnorm_internal.h"
 #include "barlow/cpu.h"
+#include <stdint.h>
+#include <string.h>
 
 #define BNK_LANES 16
 
@@ -52,58 +54,111 @@ static inline __attribute__((always_inline)) double k_sqdev(const float *x, size
     return lanes_total(acc);
 }
 
+/* The ReLU's mask of the fused batch norm + ReLU, applied where `relu` (a constant at every
+ * call, so each copy compiles without the test): bt_relu_forward's `v <= 0 ? 0 : v` on the
+ * output and bt_relu_backward_inplace's `y <= 0 ? 0 : dy` on the gradient. The latter as
+ * bits, d's where !(y <= 0) and +0's (all zero) elsewhere, the same number: written as `?:`
+ * gcc keeps grad_sums' 16 unrolled lanes scalar, with a branch per element. And never on the
+ * float as loaded: gcc then makes the load of dy a masked load, which waits for y's (the
+ * (256, 256, 8x8) layer's grad_sums ran at half the plain one's speed). grad_sums masks dy
+ * converted to double (BNK_MASKD, the same double); dx and dx_eval select between the
+ * expression computed on dy and on +0 (BNK_SEL), which gives the same float as on the
+ * masked dy. */
+static inline __attribute__((always_inline)) double bnk_maskd(float y, double d) {
+    uint64_t b;
+    memcpy(&b, &d, sizeof b);
+    b &= -(uint64_t)!(y <= 0);
+    double g;
+    memcpy(&g, &b, sizeof g);
+    return g;
+}
+/* !(y <= 0) ? u : v, as bits */
+static inline __attribute__((always_inline)) float bnk_sel(float y, float u, float v) {
+    uint32_t a, b;
+    memcpy(&a, &u, sizeof a);
+    memcpy(&b, &v, sizeof b);
+    const uint32_t m = -(uint32_t)!(y <= 0);
+    a = (a & m) | (b & ~m);
+    float g;
+    memcpy(&g, &a, sizeof g);
+    return g;
+}
+#define BNK_RELU(relu, v) ((relu) && (v) <= 0 ? 0.0f : (v))
+#define BNK_MASKD(relu, y, d) ((relu) ? bnk_maskd((y), (d)) : (d))
+/* f(g) for g = the masked dy, as f(dy) or f(+0) (both computed: the loads stay plain) */
+#define BNK_SEL(relu, y, fd, f0) ((relu) ? bnk_sel((y), (fd), (f0)) : (fd))
+
 static inline __attribute__((always_inline)) void k_norm(float *y, const float *x, size_t cs,
                                                          int N, int HW, float mhi, float mlo,
-                                                         float a, float b) {
+                                                         float a, float b, const int relu) {
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * cs;
         float *yr = y + (size_t)n * cs;
-        for (int i = 0; i < HW; i++) yr[i] = ((xr[i] - mhi) - mlo) * a + b;
+        for (int i = 0; i < HW; i++) {
+            const float v = ((xr[i] - mhi) - mlo) * a + b;
+            yr[i] = BNK_RELU(relu, v);
+        }
     }
 }
 
+/* y: the ReLU's output where relu (else unread, may be NULL). */
 static inline __attribute__((always_inline)) void k_grad_sums(double *sdy_out, double *sdyx_out,
-                                                              const float *dy, const float *x,
-                                                              size_t cs, int N, int HW, float m,
-                                                              float rs) {
+                                                              const float *dy, const float *y,
+                                                              const float *x, size_t cs, int N,
+                                                              int HW, float m, float rs,
+                                                              const int relu) {
     double a1[BNK_LANES] = {0}, a2[BNK_LANES] = {0};
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * cs, *dr = dy + (size_t)n * cs;
+        const float *yr = relu ? y + (size_t)n * cs : dr;
         int i = 0;
         for (; i + BNK_LANES <= HW; i += BNK_LANES)
             for (int j = 0; j < BNK_LANES; j++) {
-                a1[j] += dr[i + j];
-                a2[j] += (double)dr[i + j] * ((xr[i + j] - m) * rs);
+                const double g = BNK_MASKD(relu, yr[i + j], (double)dr[i + j]);
+                a1[j] += g;
+                a2[j] += g * ((xr[i + j] - m) * rs);
             }
         for (int j = 0; i + j < HW; j++) {
-            a1[j] += dr[i + j];
-            a2[j] += (double)dr[i + j] * ((xr[i + j] - m) * rs);
+            const double g = BNK_MASKD(relu, yr[i + j], (double)dr[i + j]);
+            a1[j] += g;
+            a2[j] += g * ((xr[i + j] - m) * rs);
         }
     }
     *sdy_out = lanes_total(a1);
     *sdyx_out = lanes_total(a2);
 }
 
-static inline __attribute__((always_inline)) void k_dx(float *dx, const float *dy, const float *x,
-                                                       size_t cs, int N, int HW, float m,
-                                                       float rs, float k, float mdy, float mdyx) {
+static inline __attribute__((always_inline)) void k_dx(float *dx, const float *dy, const float *y,
+                                                       const float *x, size_t cs, int N, int HW,
+                                                       float m, float rs, float k, float mdy,
+                                                       float mdyx, const int relu) {
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * cs, *dr = dy + (size_t)n * cs;
+        const float *yr = relu ? y + (size_t)n * cs : dr;
         float *o = dx + (size_t)n * cs;
-        for (int i = 0; i < HW; i++) o[i] += k * (dr[i] - mdy - (xr[i] - m) * rs * mdyx);
+        for (int i = 0; i < HW; i++) {
+            /* (g - mdy) of g = dy, or of g = +0 */
+            const float t = BNK_SEL(relu, yr[i], dr[i] - mdy, 0.0f - mdy);
+            o[i] += k * (t - (xr[i] - m) * rs * mdyx);
+        }
     }
 }
 
 static inline __attribute__((always_inline)) void k_dx_eval(float *dx, const float *dy,
-                                                            size_t cs, int N, int HW, float k) {
+                                                            const float *y, size_t cs, int N,
+                                                            int HW, float k, const int relu) {
     for (int n = 0; n < N; n++) {
         const float *dr = dy + (size_t)n * cs;
+        const float *yr = relu ? y + (size_t)n * cs : dr;
         float *o = dx + (size_t)n * cs;
-        for (int i = 0; i < HW; i++) o[i] += k * dr[i];
+        for (int i = 0; i < HW; i++) {
+            o[i] += BNK_SEL(relu, yr[i], k * dr[i], k * 0.0f);
+        }
     }
 }
 
-/* One copy of the six loops per path: SUFFIX names it, ATTR compiles it. */
+/* One copy of the ten loops per path (the six of batch norm, and the four of batch norm +
+ * ReLU): SUFFIX names it, ATTR compiles it. */
 #define BNK_COPY(SUFFIX, ATTR)                                                                   \
     ATTR static double sum_##SUFFIX(const float *x, size_t cs, int N, int HW) {                  \
         return k_sum(x, cs, N, HW);                                                              \
@@ -113,24 +168,43 @@ static inline __attribute__((always_inline)) void k_dx_eval(float *dx, const flo
     }                                                                                            \
     ATTR static void norm_##SUFFIX(float *y, const float *x, size_t cs, int N, int HW, float mhi, \
                                    float mlo, float a, float b) {                                \
-        k_norm(y, x, cs, N, HW, mhi, mlo, a, b);                                                 \
+        k_norm(y, x, cs, N, HW, mhi, mlo, a, b, 0);                                              \
     }                                                                                            \
     ATTR static void grad_sums_##SUFFIX(double *sdy, double *sdyx, const float *dy,              \
                                         const float *x, size_t cs, int N, int HW, float m,       \
                                         float rs) {                                              \
-        k_grad_sums(sdy, sdyx, dy, x, cs, N, HW, m, rs);                                         \
+        k_grad_sums(sdy, sdyx, dy, NULL, x, cs, N, HW, m, rs, 0);                                \
     }                                                                                            \
     ATTR static void dx_##SUFFIX(float *dx, const float *dy, const float *x, size_t cs, int N,   \
                                  int HW, float m, float rs, float k, float mdy, float mdyx) {    \
-        k_dx(dx, dy, x, cs, N, HW, m, rs, k, mdy, mdyx);                                         \
+        k_dx(dx, dy, NULL, x, cs, N, HW, m, rs, k, mdy, mdyx, 0);                                \
     }                                                                                            \
     ATTR static void dx_eval_##SUFFIX(float *dx, const float *dy, size_t cs, int N, int HW,      \
                                       float k) {                                                 \
-        k_dx_eval(dx, dy, cs, N, HW, k);                                                         \
+        k_dx_eval(dx, dy, NULL, cs, N, HW, k, 0);                                                \
     }                                                                                            \
-    static const bt_bn_kernels bnk_##SUFFIX = {#SUFFIX,          sum_##SUFFIX, sqdev_##SUFFIX,     \
-                                              norm_##SUFFIX,    grad_sums_##SUFFIX, dx_##SUFFIX, \
-                                              dx_eval_##SUFFIX};
+    ATTR static void norm_relu_##SUFFIX(float *y, const float *x, size_t cs, int N, int HW,      \
+                                        float mhi, float mlo, float a, float b) {                \
+        k_norm(y, x, cs, N, HW, mhi, mlo, a, b, 1);                                              \
+    }                                                                                            \
+    ATTR static void grad_sums_relu_##SUFFIX(double *sdy, double *sdyx, const float *dy,         \
+                                             const float *y, const float *x, size_t cs, int N,   \
+                                             int HW, float m, float rs) {                        \
+        k_grad_sums(sdy, sdyx, dy, y, x, cs, N, HW, m, rs, 1);                                   \
+    }                                                                                            \
+    ATTR static void dx_relu_##SUFFIX(float *dx, const float *dy, const float *y, const float *x, \
+                                      size_t cs, int N, int HW, float m, float rs, float k,      \
+                                      float mdy, float mdyx) {                                   \
+        k_dx(dx, dy, y, x, cs, N, HW, m, rs, k, mdy, mdyx, 1);                                   \
+    }                                                                                            \
+    ATTR static void dx_eval_relu_##SUFFIX(float *dx, const float *dy, const float *y, size_t cs, \
+                                           int N, int HW, float k) {                             \
+        k_dx_eval(dx, dy, y, cs, N, HW, k, 1);                                                   \
+    }                                                                                            \
+    static const bt_bn_kernels bnk_##SUFFIX = {                                                  \
+        #SUFFIX,           sum_##SUFFIX,            sqdev_##SUFFIX,   norm_##SUFFIX,             \
+        grad_sums_##SUFFIX, dx_##SUFFIX,            dx_eval_##SUFFIX, norm_relu_##SUFFIX,        \
+        grad_sums_relu_##SUFFIX, dx_relu_##SUFFIX, dx_eval_relu_##SUFFIX};
 
 BNK_COPY(generic, )
 #if defined(__x86_64__) || defined(__i386__)

@@ -1,7 +1,9 @@
 /* Synchronised batch norm (SyncBatchNorm): training-mode statistics over the whole global
  * batch spread across ranks. Each rank reduces its own channels' partial sums, one all-reduce
  * combines them, and the normalisation then runs locally. With one rank (or eval mode) it is
- * exactly bt_batchnorm_forward/backward. */
+ * exactly bt_batchnorm_forward/backward. The same with the ReLU fused (bt_batchnorm_relu_*):
+ * the statistics do not see the ReLU; only the normalisation and the backward's two passes
+ * (its mask on dy) do. */
 #include "barlow/comm.h"
 #include "barlow/error.h"
 #include "barlow/ops.h"
@@ -30,14 +32,15 @@ int bt_batchnorm_forward_sync(float *y, float *mean, float *rstd, const float *x
                                         eps, comm);
 }
 
-int bt_batchnorm_forward_sync_ws(bt_arena *ws, float *y, float *mean, float *rstd,
-                                 const float *x, const float *gamma, const float *beta,
-                                 float *running_mean, float *running_var, int N, int C, int HW,
-                                 int training, float momentum, float eps, const bt_comm *comm) {
+static int forward_sync(bt_arena *ws, float *y, float *mean, float *rstd, const float *x,
+                        const float *gamma, const float *beta, float *running_mean,
+                        float *running_var, int N, int C, int HW, int training, float momentum,
+                        float eps, const bt_comm *comm, int relu) {
     const bt_bn_kernels *bk = bt_bn_kernels_current();
     if (!training || bt_comm_world(comm) == 1)
-        return bt_batchnorm_forward(y, mean, rstd, x, gamma, beta, running_mean, running_var, N,
-                                    C, HW, training, momentum, eps);
+        return (relu ? bt_batchnorm_relu_forward : bt_batchnorm_forward)(
+            y, mean, rstd, x, gamma, beta, running_mean, running_var, N, C, HW, training,
+            momentum, eps);
     if (N < 1 || C < 1 || HW < 1) return bt_fail(BT_EINVAL, "batchnorm: bad sizes N=%d C=%d HW=%d", N, C, HW);
     /* buf: sums (C) + count, then the means (C), then squared deviations (C). */
     double *buf = bt_arena_get(ws, (3 * (size_t)C + 1) * sizeof(double));
@@ -60,9 +63,17 @@ int bt_batchnorm_forward_sync_ws(bt_arena *ws, float *y, float *mean, float *rst
             running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m[c]);
             running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * (q[c] / (cnt - 1)));
         }
-        bn_channel_normalize(bk, y, mean, rstd, x, gamma, beta, m[c], r, c, N, C, HW);
+        bn_channel_normalize(bk, y, mean, rstd, x, gamma, beta, m[c], r, c, N, C, HW, relu);
     }
     return BT_OK;
+}
+
+int bt_batchnorm_forward_sync_ws(bt_arena *ws, float *y, float *mean, float *rstd,
+                                 const float *x, const float *gamma, const float *beta,
+                                 float *running_mean, float *running_var, int N, int C, int HW,
+                                 int training, float momentum, float eps, const bt_comm *comm) {
+    return forward_sync(ws, y, mean, rstd, x, gamma, beta, running_mean, running_var, N, C, HW,
+                        training, momentum, eps, comm, 0);
 }
 
 int bt_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const float *dy,
@@ -73,13 +84,18 @@ int bt_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const flo
                                          mean, rstd, N, C, HW, training, comm);
 }
 
-int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float *dbeta,
-                                  const float *dy, const float *x, const float *gamma,
-                                  const float *mean, const float *rstd, int N, int C, int HW,
-                                  int training, const bt_comm *comm) {
+/* relu_y: the fused op's output (masking dy) or NULL. */
+static int backward_sync(bt_arena *ws, float *dx, float *dgamma, float *dbeta, const float *dy,
+                         const float *relu_y, const float *x, const float *gamma,
+                         const float *mean, const float *rstd, int N, int C, int HW,
+                         int training, const bt_comm *comm) {
     const bt_bn_kernels *bk = bt_bn_kernels_current();
     if (!training || bt_comm_world(comm) == 1) {
-        bt_batchnorm_backward(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, N, C, HW, training);
+        if (relu_y)
+            bt_batchnorm_relu_backward(dx, dgamma, dbeta, dy, relu_y, x, gamma, mean, rstd, N, C,
+                                       HW, training);
+        else
+            bt_batchnorm_backward(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, N, C, HW, training);
         return BT_OK;
     }
     double *g = bt_arena_get(ws, (2 * (size_t)C + 1) * sizeof(double));
@@ -87,7 +103,7 @@ int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float 
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
         double sdy, sdyx;
-        bn_channel_sums(bk, &sdy, &sdyx, dy, x, mean[c], rstd[c], c, N, C, HW);
+        bn_channel_sums(bk, &sdy, &sdyx, dy, relu_y, x, mean[c], rstd[c], c, N, C, HW);
         /* this rank's share of dgamma/dbeta: the gradient all-reduce sums the shares */
         if (dgamma) dgamma[c] += (float)sdyx;
         if (dbeta) dbeta[c] += (float)sdy;
@@ -101,8 +117,49 @@ int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float 
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
         const float r = rstd[c], k = (gamma ? gamma[c] : 1.0f) * r;
-        bn_channel_dx(bk, dx, dy, x, mean[c], r, k, (float)(g[c] / cnt), (float)(g[C + c] / cnt), c,
-                      N, C, HW);
+        bn_channel_dx(bk, dx, dy, relu_y, x, mean[c], r, k, (float)(g[c] / cnt),
+                      (float)(g[C + c] / cnt), c, N, C, HW);
     }
     return BT_OK;
+}
+
+int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float *dbeta,
+                                  const float *dy, const float *x, const float *gamma,
+                                  const float *mean, const float *rstd, int N, int C, int HW,
+                                  int training, const bt_comm *comm) {
+    return backward_sync(ws, dx, dgamma, dbeta, dy, NULL, x, gamma, mean, rstd, N, C, HW,
+                         training, comm);
+}
+
+int bt_batchnorm_relu_forward_sync(float *y, float *mean, float *rstd, const float *x,
+                                   const float *gamma, const float *beta, float *running_mean,
+                                   float *running_var, int N, int C, int HW, int training,
+                                   float momentum, float eps, const bt_comm *comm) {
+    return forward_sync(bt_default_arena(), y, mean, rstd, x, gamma, beta, running_mean,
+                        running_var, N, C, HW, training, momentum, eps, comm, 1);
+}
+
+int bt_batchnorm_relu_forward_sync_ws(bt_arena *ws, float *y, float *mean, float *rstd,
+                                      const float *x, const float *gamma, const float *beta,
+                                      float *running_mean, float *running_var, int N, int C,
+                                      int HW, int training, float momentum, float eps,
+                                      const bt_comm *comm) {
+    return forward_sync(ws, y, mean, rstd, x, gamma, beta, running_mean, running_var, N, C, HW,
+                        training, momentum, eps, comm, 1);
+}
+
+int bt_batchnorm_relu_backward_sync(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                    const float *y, const float *x, const float *gamma,
+                                    const float *mean, const float *rstd, int N, int C, int HW,
+                                    int training, const bt_comm *comm) {
+    return backward_sync(bt_default_arena(), dx, dgamma, dbeta, dy, y, x, gamma, mean, rstd, N,
+                         C, HW, training, comm);
+}
+
+int bt_batchnorm_relu_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float *dbeta,
+                                       const float *dy, const float *y, const float *x,
+                                       const float *gamma, const float *mean, const float *rstd,
+                                       int N, int C, int HW, int training, const bt_comm *comm) {
+    return backward_sync(ws, dx, dgamma, dbeta, dy, y, x, gamma, mean, rstd, N, C, HW, training,
+                         comm);
 }

@@ -1,10 +1,11 @@
-"""PyTorch reference for tests/test_ops_norm.c (batch norm, ReLU, max/avg pooling, softmax
-cross-entropy): reads the test's inputs as raw little-endian float32 (labels int32) .bin files
+"""PyTorch reference for tests/test_ops_norm.c (batch norm, ReLU, batch norm + ReLU, add +
+ReLU, max/avg pooling, softmax cross-entropy): reads the test's inputs as raw little-endian float32 (labels int32) .bin files
 from DIR, runs torch's forward and backward twice from those inputs, in float32 (written as
 t_*.bin, float32; indices int32) and in float64 (r_*.bin, float64): the test judges barlow
 against float64 by PyTorch's own float32 error (tests/testutil.h, tu_parity_check).
 
 usage: parity_norm.py DIR bn2d=N,C,H,W bn1d=N,C pool=N,C,H,W relu=n xent=N,K mom=M eps=E
+                      addrelu=n
 """
 import os
 import sys
@@ -51,8 +52,9 @@ def batchnorm(tag, shape, cls):
     C = shape[1]
     x, dy = rd(tag + "_x", shape), rd(tag + "_dy", shape)
     g, b, rm, rv = (rd(f"{tag}_{k}", [C]) for k in ("g", "b", "rm", "rv"))
-    # train_na: affine=False, track_running_stats=False (the C side passes NULLs)
-    for mode in ("train", "eval", "train_na"):
+    # train_na: affine=False, track_running_stats=False (the C side passes NULLs); *_relu: the
+    # module followed by nn.ReLU, dy given to the ReLU's output
+    for mode in ("train", "eval", "train_na", "train_relu", "eval_relu"):
         affine = mode != "train_na"
         bn = cls(C, eps=EPS, momentum=MOM, affine=affine, track_running_stats=affine).to(DT)
         with torch.no_grad():
@@ -61,9 +63,11 @@ def batchnorm(tag, shape, cls):
                 bn.bias.copy_(b)
                 bn.running_mean.copy_(rm)
                 bn.running_var.copy_(rv)
-        bn.train(mode != "eval")
+        bn.train(not mode.startswith("eval"))
         xx = x.clone().requires_grad_(True)
         y = bn(xx)
+        if mode.endswith("_relu"):
+            y = F.relu(y)
         y.backward(dy)
         p = f"{tag}_{mode}_"
         wr(p + "y", y)
@@ -73,7 +77,7 @@ def batchnorm(tag, shape, cls):
             wr(p + "db", bn.bias.grad)
             wr(p + "rm", bn.running_mean)
             wr(p + "rv", bn.running_var)
-        if mode != "eval":
+        if not mode.startswith("eval"):
             # the batch statistics torch saves for its backward (mean, 1/sqrt(var+eps))
             _, sm, si = torch.native_batch_norm(x, None, None, None, None, True, MOM, EPS)
             wr(p + "mean", sm)
@@ -108,6 +112,15 @@ def run():
     y.backward(rd("relu_dy", [n]))
     wr("relu_y", y)
     wr("relu_dx", x.grad)
+
+    (n,) = dims("addrelu")
+    a = rd("addrelu_a", [n]).requires_grad_(True)
+    b = rd("addrelu_b", [n]).requires_grad_(True)
+    y = F.relu(a + b)
+    y.backward(rd("addrelu_dy", [n]))
+    wr("addrelu_y", y)
+    wr("addrelu_da", a.grad)
+    wr("addrelu_db", b.grad)
 
     N, K = dims("xent")
     z = rd("xent_z", [N, K]).requires_grad_(True)
