@@ -220,10 +220,14 @@ static void gemm_block(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
      * meets few B panels, and packing it costs more than the kernel's strided reads of A
      * (Winograd's products with 64 to 512 output channels, im2col's forward: 1.05x to 1.2x
      * faster in bench_gemm --a-in-place on both AVX paths); wide products (linear layers,
-     * N = 2048) keep packing. */
+     * N = 2048) keep packing. Not where the rows of a row-major A lie a multiple of 4 KiB
+     * apart: the kernel's MR rows would then share one L1 set (more rows than ways), which
+     * took a 2-thread 1024^3 product (two 512-wide blocks) to 221 GFLOP/s against 338 packed
+     * (bench_gemm --a-in-place 1 / -1, same minutes). */
     const bt_ukr_ua_fn ua = g->ta ? g->u->fn_uat : g->u->fn_ua;
+    const int aliased = !g->ta && ((size_t)g->lda * sizeof(float)) % 4096 == 0;
     const int in_place = ua && (bt_gemm_a_in_place == 1 ||
-                                (bt_gemm_a_in_place == -1 && N <= 512));
+                                (bt_gemm_a_in_place == -1 && N <= 512 && !aliased));
     for (int jc = j0; jc < j1; jc += NC) {
         const int nc = j1 - jc < NC ? j1 - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
