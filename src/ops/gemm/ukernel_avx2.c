@@ -20,17 +20,19 @@
 
 /* R rows (R <= MR) of the tile, from panels of MR rows: a partial last panel multiplies only
  * the rows it has, rounded up to even (as the AVX-512 kernel). */
+/* A(i, k) = a[i * si + k * sk]: (1, MR) for a packed panel, (lda, 1) for a row-major A read in
+ * place (fn_ua), (1, lda) for a transposed one (fn_uat); the arithmetic is the same in all three. */
 static inline __attribute__((always_inline)) void
-ukr_rows(const int R, int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
-         float alpha, float beta, int m, int n) {
+ukr_rows(const int R, int kc, const float *a, ptrdiff_t si, ptrdiff_t sk, const float *b,
+         float *c, ptrdiff_t ldc, float alpha, float beta, int m, int n) {
     __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
     for (int i = 0; i < R; i++) c0[i] = c1[i] = _mm256_setzero_ps();
-    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+    for (int k = 0; k < kc; k++, a += sk, b += NR) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
         for (int i = 0; i < R; i++) {
-            const __m256 ai = _mm256_broadcast_ss(a + i);
+            const __m256 ai = _mm256_broadcast_ss(a + i * si);
             c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
         }
@@ -70,131 +72,34 @@ ukr_rows(const int R, int kc, const float *a, const float *b, float *c, ptrdiff_
 static void ukr_avx2_6x16(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
                           float alpha, float beta, int m, int n) {
     if (m <= 2)
-        ukr_rows(2, kc, a, b, c, ldc, alpha, beta, m, n);
+        ukr_rows(2, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n);
     else if (m <= 4)
-        ukr_rows(4, kc, a, b, c, ldc, alpha, beta, m, n);
+        ukr_rows(4, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n);
     else
-        ukr_rows(MR, kc, a, b, c, ldc, alpha, beta, m, n);
-}
-
-/* ukr_rows with A in place: row i of the tile is a + i * lda, exactly R = m rows. */
-static inline __attribute__((always_inline)) void
-ukr_rows_ua(const int R, int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
-            ptrdiff_t ldc, float alpha, float beta, int m, int n) {
-    __m256 c0[MR], c1[MR];
-#pragma GCC unroll 6
-    for (int i = 0; i < R; i++) c0[i] = c1[i] = _mm256_setzero_ps();
-    for (int k = 0; k < kc; k++, a++, b += NR) {
-        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-#pragma GCC unroll 6
-        for (int i = 0; i < R; i++) {
-            const __m256 ai = _mm256_broadcast_ss(a + i * lda);
-            c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
-            c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
-        }
-    }
-    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    if (R == MR && n == NR && alpha == 1.0f && beta == 0.0f) { /* C = the sums, as they are */
-#pragma GCC unroll 16
-        for (int i = 0; i < R; i++) {
-            _mm256_storeu_ps(c + i * ldc, c0[i]);
-            _mm256_storeu_ps(c + i * ldc + 8, c1[i]);
-        }
-        return;
-    }
-    if (R == MR && n == NR) {
-#pragma GCC unroll 6
-        for (int i = 0; i < R; i++) {
-            float *ci = c + i * ldc;
-            __m256 r0 = _mm256_mul_ps(va, c0[i]), r1 = _mm256_mul_ps(va, c1[i]);
-            if (beta != 0.0f) {
-                r0 = _mm256_add_ps(r0, _mm256_mul_ps(vb, _mm256_loadu_ps(ci)));
-                r1 = _mm256_add_ps(r1, _mm256_mul_ps(vb, _mm256_loadu_ps(ci + 8)));
-            }
-            _mm256_storeu_ps(ci, r0);
-            _mm256_storeu_ps(ci + 8, r1);
-        }
-        return;
-    }
-    float t[MR * NR];
-#pragma GCC unroll 6
-    for (int i = 0; i < R; i++) {
-        _mm256_storeu_ps(t + i * NR, _mm256_mul_ps(va, c0[i]));
-        _mm256_storeu_ps(t + i * NR + 8, _mm256_mul_ps(va, c1[i]));
-    }
-    bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
+        ukr_rows(MR, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n);
 }
 
 static void ukr_avx2_ua(int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
                         ptrdiff_t ldc, float alpha, float beta, int m, int n) {
     switch (m) {
-    case 1: ukr_rows_ua(1, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
-    case 2: ukr_rows_ua(2, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
-    case 3: ukr_rows_ua(3, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
-    case 4: ukr_rows_ua(4, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
-    case 5: ukr_rows_ua(5, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
-    default: ukr_rows_ua(MR, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    case 1: ukr_rows(1, kc, a, lda, 1, b, c, ldc, alpha, beta, m, n); return;
+    case 2: ukr_rows(2, kc, a, lda, 1, b, c, ldc, alpha, beta, m, n); return;
+    case 3: ukr_rows(3, kc, a, lda, 1, b, c, ldc, alpha, beta, m, n); return;
+    case 4: ukr_rows(4, kc, a, lda, 1, b, c, ldc, alpha, beta, m, n); return;
+    case 5: ukr_rows(5, kc, a, lda, 1, b, c, ldc, alpha, beta, m, n); return;
+    default: ukr_rows(MR, kc, a, lda, 1, b, c, ldc, alpha, beta, m, n); return;
     }
-}
-
-/* ukr_rows with a transposed A in place: column k of the tile's rows is a + k * lda
- * (op(A) = A^T, A row-major), exactly R = m rows. */
-static inline __attribute__((always_inline)) void
-ukr_rows_uat(const int R, int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
-            ptrdiff_t ldc, float alpha, float beta, int m, int n) {
-    __m256 c0[MR], c1[MR];
-#pragma GCC unroll 6
-    for (int i = 0; i < R; i++) c0[i] = c1[i] = _mm256_setzero_ps();
-    for (int k = 0; k < kc; k++, a += lda, b += NR) {
-        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-#pragma GCC unroll 6
-        for (int i = 0; i < R; i++) {
-            const __m256 ai = _mm256_broadcast_ss(a + i);
-            c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
-            c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
-        }
-    }
-    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    if (R == MR && n == NR && alpha == 1.0f && beta == 0.0f) { /* C = the sums, as they are */
-#pragma GCC unroll 16
-        for (int i = 0; i < R; i++) {
-            _mm256_storeu_ps(c + i * ldc, c0[i]);
-            _mm256_storeu_ps(c + i * ldc + 8, c1[i]);
-        }
-        return;
-    }
-    if (R == MR && n == NR) {
-#pragma GCC unroll 6
-        for (int i = 0; i < R; i++) {
-            float *ci = c + i * ldc;
-            __m256 r0 = _mm256_mul_ps(va, c0[i]), r1 = _mm256_mul_ps(va, c1[i]);
-            if (beta != 0.0f) {
-                r0 = _mm256_add_ps(r0, _mm256_mul_ps(vb, _mm256_loadu_ps(ci)));
-                r1 = _mm256_add_ps(r1, _mm256_mul_ps(vb, _mm256_loadu_ps(ci + 8)));
-            }
-            _mm256_storeu_ps(ci, r0);
-            _mm256_storeu_ps(ci + 8, r1);
-        }
-        return;
-    }
-    float t[MR * NR];
-#pragma GCC unroll 6
-    for (int i = 0; i < R; i++) {
-        _mm256_storeu_ps(t + i * NR, _mm256_mul_ps(va, c0[i]));
-        _mm256_storeu_ps(t + i * NR + 8, _mm256_mul_ps(va, c1[i]));
-    }
-    bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
 }
 
 static void ukr_avx2_uat(int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
                         ptrdiff_t ldc, float alpha, float beta, int m, int n) {
     switch (m) {
-    case 1: ukr_rows_uat(1, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
-    case 2: ukr_rows_uat(2, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
-    case 3: ukr_rows_uat(3, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
-    case 4: ukr_rows_uat(4, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
-    case 5: ukr_rows_uat(5, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
-    default: ukr_rows_uat(MR, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    case 1: ukr_rows(1, kc, a, 1, lda, b, c, ldc, alpha, beta, m, n); return;
+    case 2: ukr_rows(2, kc, a, 1, lda, b, c, ldc, alpha, beta, m, n); return;
+    case 3: ukr_rows(3, kc, a, 1, lda, b, c, ldc, alpha, beta, m, n); return;
+    case 4: ukr_rows(4, kc, a, 1, lda, b, c, ldc, alpha, beta, m, n); return;
+    case 5: ukr_rows(5, kc, a, 1, lda, b, c, ldc, alpha, beta, m, n); return;
+    default: ukr_rows(MR, kc, a, 1, lda, b, c, ldc, alpha, beta, m, n); return;
     }
 }
 

@@ -26,17 +26,19 @@
 /* R rows (R <= MR) of the tile, from panels of MR rows: a partial last panel (T tiles of a
  * Winograd chunk are rarely a multiple of 14) multiplies only the rows it has, rounded up to
  * an even count, instead of all MR. Each row's arithmetic is the same for every R. */
+/* A(i, k) = a[i * si + k * sk]: (1, MR) for a packed panel, (lda, 1) for a row-major A read in
+ * place (fn_ua), (1, lda) for a transposed one (fn_uat); the arithmetic is the same in all three. */
 static inline __attribute__((always_inline)) void
-ukr_rows(const int R, int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
-         float alpha, float beta, int m, int n) {
+ukr_rows(const int R, int kc, const float *a, ptrdiff_t si, ptrdiff_t sk, const float *b,
+         float *c, ptrdiff_t ldc, float alpha, float beta, int m, int n) {
     __m512 c0[MR], c1[MR];
 #pragma GCC unroll 16
     for (int i = 0; i < R; i++) c0[i] = c1[i] = _mm512_setzero_ps();
-    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+    for (int k = 0; k < kc; k++, a += sk, b += NR) {
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 16
         for (int i = 0; i < R; i++) {
-            const __m512 ai = _mm512_set1_ps(a[i]);
+            const __m512 ai = _mm512_set1_ps(a[i * si]);
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
@@ -77,136 +79,39 @@ static void ukr_avx512(int kc, const float *a, const float *b, float *c, ptrdiff
                        float alpha, float beta, int m, int n) {
 #if MR == 14
     switch ((m + 1) / 2) {
-    case 1: ukr_rows(2, kc, a, b, c, ldc, alpha, beta, m, n); return;
-    case 2: ukr_rows(4, kc, a, b, c, ldc, alpha, beta, m, n); return;
-    case 3: ukr_rows(6, kc, a, b, c, ldc, alpha, beta, m, n); return;
-    case 4: ukr_rows(8, kc, a, b, c, ldc, alpha, beta, m, n); return;
-    case 5: ukr_rows(10, kc, a, b, c, ldc, alpha, beta, m, n); return;
-    case 6: ukr_rows(12, kc, a, b, c, ldc, alpha, beta, m, n); return;
+    case 1: ukr_rows(2, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n); return;
+    case 2: ukr_rows(4, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n); return;
+    case 3: ukr_rows(6, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n); return;
+    case 4: ukr_rows(8, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n); return;
+    case 5: ukr_rows(10, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n); return;
+    case 6: ukr_rows(12, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n); return;
     default: break;
     }
 #endif
-    ukr_rows(MR, kc, a, b, c, ldc, alpha, beta, m, n);
-}
-
-/* ukr_rows with A in place: row i of the tile is a + i * lda, exactly R = m rows. */
-static inline __attribute__((always_inline)) void
-ukr_rows_ua(const int R, int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
-            ptrdiff_t ldc, float alpha, float beta, int m, int n) {
-    __m512 c0[MR], c1[MR];
-#pragma GCC unroll 16
-    for (int i = 0; i < R; i++) c0[i] = c1[i] = _mm512_setzero_ps();
-    for (int k = 0; k < kc; k++, a++, b += NR) {
-        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-#pragma GCC unroll 16
-        for (int i = 0; i < R; i++) {
-            const __m512 ai = _mm512_set1_ps(a[i * lda]);
-            c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
-            c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
-        }
-    }
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    if (R == MR && n == NR && alpha == 1.0f && beta == 0.0f) { /* C = the sums, as they are */
-#pragma GCC unroll 16
-        for (int i = 0; i < R; i++) {
-            _mm512_storeu_ps(c + i * ldc, c0[i]);
-            _mm512_storeu_ps(c + i * ldc + 16, c1[i]);
-        }
-        return;
-    }
-    if (R == MR && n == NR) {
-#pragma GCC unroll 16
-        for (int i = 0; i < R; i++) {
-            float *ci = c + i * ldc;
-            __m512 r0 = _mm512_mul_ps(va, c0[i]), r1 = _mm512_mul_ps(va, c1[i]);
-            if (beta != 0.0f) {
-                r0 = _mm512_add_ps(r0, _mm512_mul_ps(vb, _mm512_loadu_ps(ci)));
-                r1 = _mm512_add_ps(r1, _mm512_mul_ps(vb, _mm512_loadu_ps(ci + 16)));
-            }
-            _mm512_storeu_ps(ci, r0);
-            _mm512_storeu_ps(ci + 16, r1);
-        }
-        return;
-    }
-    float t[MR * NR];
-#pragma GCC unroll 16
-    for (int i = 0; i < R; i++) {
-        _mm512_storeu_ps(t + i * NR, _mm512_mul_ps(va, c0[i]));
-        _mm512_storeu_ps(t + i * NR + 16, _mm512_mul_ps(va, c1[i]));
-    }
-    bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
+    ukr_rows(MR, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n);
 }
 
 static void ukr_avx512_ua(int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
                           ptrdiff_t ldc, float alpha, float beta, int m, int n) {
     switch (m) {
 #define UA_CASE(r)                                                                          \
-    case r: ukr_rows_ua(r, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    case r: ukr_rows(r, kc, a, lda, 1, b, c, ldc, alpha, beta, m, n); return;
         UA_CASE(1) UA_CASE(2) UA_CASE(3) UA_CASE(4) UA_CASE(5) UA_CASE(6) UA_CASE(7)
         UA_CASE(8) UA_CASE(9) UA_CASE(10) UA_CASE(11) UA_CASE(12) UA_CASE(13)
 #undef UA_CASE
-    default: ukr_rows_ua(MR, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    default: ukr_rows(MR, kc, a, lda, 1, b, c, ldc, alpha, beta, m, n); return;
     }
-}
-
-/* ukr_rows with a transposed A in place: column k of the tile's rows is a + k * lda
- * (op(A) = A^T, A row-major), exactly R = m rows. */
-static inline __attribute__((always_inline)) void
-ukr_rows_uat(const int R, int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
-            ptrdiff_t ldc, float alpha, float beta, int m, int n) {
-    __m512 c0[MR], c1[MR];
-#pragma GCC unroll 16
-    for (int i = 0; i < R; i++) c0[i] = c1[i] = _mm512_setzero_ps();
-    for (int k = 0; k < kc; k++, a += lda, b += NR) {
-        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-#pragma GCC unroll 16
-        for (int i = 0; i < R; i++) {
-            const __m512 ai = _mm512_set1_ps(a[i]);
-            c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
-            c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
-        }
-    }
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    if (R == MR && n == NR && alpha == 1.0f && beta == 0.0f) { /* C = the sums, as they are */
-#pragma GCC unroll 16
-        for (int i = 0; i < R; i++) {
-            _mm512_storeu_ps(c + i * ldc, c0[i]);
-            _mm512_storeu_ps(c + i * ldc + 16, c1[i]);
-        }
-        return;
-    }
-    if (R == MR && n == NR) {
-#pragma GCC unroll 16
-        for (int i = 0; i < R; i++) {
-            float *ci = c + i * ldc;
-            __m512 r0 = _mm512_mul_ps(va, c0[i]), r1 = _mm512_mul_ps(va, c1[i]);
-            if (beta != 0.0f) {
-                r0 = _mm512_add_ps(r0, _mm512_mul_ps(vb, _mm512_loadu_ps(ci)));
-                r1 = _mm512_add_ps(r1, _mm512_mul_ps(vb, _mm512_loadu_ps(ci + 16)));
-            }
-            _mm512_storeu_ps(ci, r0);
-            _mm512_storeu_ps(ci + 16, r1);
-        }
-        return;
-    }
-    float t[MR * NR];
-#pragma GCC unroll 16
-    for (int i = 0; i < R; i++) {
-        _mm512_storeu_ps(t + i * NR, _mm512_mul_ps(va, c0[i]));
-        _mm512_storeu_ps(t + i * NR + 16, _mm512_mul_ps(va, c1[i]));
-    }
-    bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
 }
 
 static void ukr_avx512_uat(int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
                           ptrdiff_t ldc, float alpha, float beta, int m, int n) {
     switch (m) {
 #define UA_CASE(r)                                                                          \
-    case r: ukr_rows_uat(r, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    case r: ukr_rows(r, kc, a, 1, lda, b, c, ldc, alpha, beta, m, n); return;
         UA_CASE(1) UA_CASE(2) UA_CASE(3) UA_CASE(4) UA_CASE(5) UA_CASE(6) UA_CASE(7)
         UA_CASE(8) UA_CASE(9) UA_CASE(10) UA_CASE(11) UA_CASE(12) UA_CASE(13)
 #undef UA_CASE
-    default: ukr_rows_uat(MR, kc, a, lda, b, c, ldc, alpha, beta, m, n); return;
+    default: ukr_rows(MR, kc, a, 1, lda, b, c, ldc, alpha, beta, m, n); return;
     }
 }
 
