@@ -3,11 +3,13 @@
  * Winograd on and off in the same run (interleaved, so a neighbour's load hits both alike),
  * and, on maps of 8x8 and more, the opt-in F(4x4) tile against the default F(2x2).
  * Usage: bench_conv [threads] [batch] [layer] (defaults 2, 64, all; layer 1-7 picks one line
- * of the list in main, e.g. 6 for the 4x4-map layer). */
+ * of the list in main, e.g. 6 for the 4x4-map layer). Environment: BENCH_CPU_TIME, BENCH_A_IN_PLACE,
+ * BENCH_WINO_TILES, BENCH_PHASE_PLANES (see main). */
 #include "barlow/cpu.h"
 #include "barlow/error.h"
 #include "barlow/ops.h"
 #include "barlow/scratch.h"
+#include "ops/conv_internal.h"
 #include "ops/gemm/gemm_internal.h"
 #include "ops/winograd_internal.h"
 #include <cblas.h>
@@ -194,6 +196,11 @@ int main(int argc, char **argv) {
     if (ai && *ai) {
         bt_gemm_set_a_in_place(atoi(ai));
         printf("GEMM A in place: %d\n", atoi(ai));
+    }
+    const char *pp = getenv("BENCH_PHASE_PLANES"); /* 0: stride 2 through the direct loops */
+    if (pp && *pp) {
+        bt_conv_set_phase_planes(atoi(pp));
+        printf("stride-2 phase planes: %d\n", atoi(pp) != 0);
     }
     const char *wt = getenv("BENCH_WINO_TILES");
     if (wt && atoi(wt) > 0) {

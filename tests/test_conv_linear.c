@@ -5,6 +5,7 @@
 #include "barlow/ops.h"
 #include "barlow/ops_ref.h"
 #include "barlow/scratch.h"
+#include "ops/conv_internal.h"
 #include "testutil.h"
 #include <math.h>
 #include <stdlib.h>
@@ -208,6 +209,69 @@ static void test_conv_opt_vs_ref(void) {
         conv_vs_ref(&s, 7, &rng);
         t++;
     }
+}
+
+/* Stride-2 columns through phase planes against the direct strided loops: the same bits for
+ * the output and all three gradients (the backward adds into non-zero gradients, so the order
+ * of the sums matters too), on 1 and 2 threads. The shapes cover 4-, 8- and 16-wide outputs
+ * (the vector widths), odd sizes, 19 columns, pad 0 to 3, R != S, 1-row kernels and a stem. */
+static void test_conv_phase_planes_bits(void) {
+    static const conv_shape shapes[] = {
+        {4, 8, 8, 8, 6, 3, 3, 2, 1, 0},    /* 4x4 output */
+        {2, 5, 16, 16, 7, 3, 3, 2, 1, 1},  /* 8x8 */
+        {2, 3, 32, 32, 4, 3, 3, 2, 1, 0},  /* 16x16 */
+        {2, 3, 37, 38, 4, 3, 3, 2, 1, 1},  /* 19 columns, odd rows */
+        {3, 4, 9, 7, 3, 3, 3, 2, 0, 0},    /* pad 0, odd */
+        {2, 3, 23, 23, 4, 7, 7, 2, 3, 0},  /* stem */
+        {2, 3, 11, 13, 5, 2, 5, 2, 2, 1},  /* R != S, pad 2 */
+        {2, 4, 10, 12, 3, 1, 3, 2, 1, 0},  /* one kernel row */
+        {2, 4, 12, 10, 3, 4, 1, 2, 1, 0},  /* one kernel column */
+        {1, 2, 3, 3, 2, 3, 3, 2, 1, 1},    /* 2x2 output from a 3x3 map */
+    };
+    tu_rng rng = {77};
+    const int saved = bt_threads();
+    for (int nt = 1; nt <= 2; nt++) {
+        bt_set_threads(nt);
+        for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+            const conv_shape *s = &shapes[t];
+            bt_conv2d_desc d;
+            int rc = bt_conv2d_desc_init(&d, s->N, s->C, s->H, s->W, s->K, s->R, s->S,
+                                         s->stride, s->pad);
+            CHECK(rc == BT_OK, "%s", bt_error());
+            if (rc) continue;
+            const size_t ni = in_size(&d), nw = w_size(&d), no = out_size(&d);
+            float *x = tu_xcalloc(ni, 4), *w = tu_xcalloc(nw, 4), *b = tu_xcalloc(d.K, 4);
+            float *dy = tu_xcalloc(no, 4), *y[2], *dx[2], *dw[2], *db[2];
+            tu_fill_f32(x, ni, &rng, 1.0);
+            tu_fill_f32(w, nw, &rng, 0.5);
+            tu_fill_f32(b, d.K, &rng, 1.0);
+            tu_fill_f32(dy, no, &rng, 1.0);
+            y[0] = tu_xcalloc(no, 4), dx[0] = tu_xcalloc(ni, 4), dw[0] = tu_xcalloc(nw, 4);
+            db[0] = tu_xcalloc(d.K, 4);
+            tu_fill_f32(dx[0], ni, &rng, 1.0);
+            tu_fill_f32(dw[0], nw, &rng, 1.0);
+            y[1] = tu_xcalloc(no, 4), dx[1] = tu_xcalloc(ni, 4), dw[1] = tu_xcalloc(nw, 4);
+            db[1] = tu_xcalloc(d.K, 4);
+            memcpy(dx[1], dx[0], ni * 4), memcpy(dw[1], dw[0], nw * 4);
+            for (int v = 0; v < 2; v++) {
+                bt_conv_set_phase_planes(v == 0);
+                rc = bt_conv2d_forward(y[v], x, w, s->bias ? b : NULL, &d);
+                if (!rc) rc = bt_conv2d_backward(dx[v], dw[v], db[v], dy, x, w, &d);
+                CHECK(rc == BT_OK, "%s", bt_error());
+            }
+            bt_conv_set_phase_planes(1);
+            CHECK(!memcmp(y[0], y[1], no * 4) && !memcmp(dx[0], dx[1], ni * 4) &&
+                      !memcmp(dw[0], dw[1], nw * 4) && !memcmp(db[0], db[1], d.K * 4),
+                  "N%d C%d %dx%d K%d %dx%d s%d p%d threads %d: phase planes differ from the "
+                  "direct loops (y %.2e dx %.2e dw %.2e)",
+                  s->N, s->C, s->H, s->W, s->K, s->R, s->S, s->stride, s->pad, nt,
+                  tu_maxabsdiff_f32(y[0], y[1], no), tu_maxabsdiff_f32(dx[0], dx[1], ni),
+                  tu_maxabsdiff_f32(dw[0], dw[1], nw));
+            free(x), free(w), free(b), free(dy);
+            for (int v = 0; v < 2; v++) free(y[v]), free(dx[v]), free(dw[v]), free(db[v]);
+        }
+    }
+    bt_set_threads(saved);
 }
 
 static void test_linear_opt_vs_ref(void) {
@@ -477,6 +541,7 @@ int main(void) {
     TEST_RUN(test_conv_fd_f64);
     TEST_RUN(test_linear_fd_f64);
     TEST_RUN(test_conv_opt_vs_ref);
+    TEST_RUN(test_conv_phase_planes_bits);
     TEST_RUN(test_linear_opt_vs_ref);
     TEST_RUN(test_torch_parity);
     TEST_RUN(test_conv_desc_validation);
