@@ -486,6 +486,9 @@ static inline void output_quad8(const wino_plan *pl, const float *M, size_t mp, 
     for (int l = 0; l < nl; l++)
         for (int a = 0; a < ny; a++) {
             float *o = img + (size_t)(k0 + l) * HW + (size_t)(y0 + a) * W + x0;
+            /* The same columns of the next tile row, reached after this row's other quads and
+             * channels: fetched now, so its read-modify-write does not wait on memory. */
+            __builtin_prefetch(o + 2 * (size_t)W, 1, 3);
             v8f v = a ? r1[l] : r0[l], cur;
             if (pl->acc) {
                 memcpy(&cur, o, sizeof cur);
