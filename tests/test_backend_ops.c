@@ -182,6 +182,30 @@ static void test_memory(void) {
     int ok = 1;
     for (size_t i = 0; i < b.n; i++) ok &= H(&b)[i] == (i >= 100 && i < 137 ? 0.0f : H(&a)[i]);
     CHECK(ok, "%s zero: wrong range zeroed", bname);
+    /* Large copies and fills (split over threads on the CPU, in pieces that need not divide
+     * the length): every byte, nothing outside the range, on 1, 2 and 3 threads. */
+    const int saved = bt_threads();
+    for (int nt = 1; nt <= 3; nt++) {
+        bt_set_threads(nt);
+        buf la = brand(700003, &r, 1), lb = bnew(700003);
+        up(&lb);
+        CHECK(be->ops->copy(be, D(&lb), D(&la), la.n * 4) == BT_OK, "large copy");
+        down(&lb);
+        guards_ok("large copy", "dst", &lb);
+        CHECK(!memcmp(H(&la), H(&lb), la.n * 4), "%s large copy, %d threads: contents differ",
+              bname, nt);
+        const size_t z0 = 1001, zn = 600011;
+        CHECK(be->ops->zero(be, D(&lb) + z0, zn * 4) == BT_OK, "large zero");
+        down(&lb);
+        guards_ok("large zero", "dst", &lb);
+        size_t wrong = 0;
+        for (size_t i = 0; i < lb.n; i++)
+            wrong += H(&lb)[i] != (i >= z0 && i < z0 + zn ? 0.0f : H(&la)[i]);
+        CHECK(!wrong, "%s large zero, %d threads: %zu elements wrong", bname, nt, wrong);
+        bfree(&la);
+        bfree(&lb);
+    }
+    bt_set_threads(saved);
     CHECK(be->ops->sync(be) == BT_OK, "sync");
     void *s = be->ops->scratch(be, 12345);
     CHECK(s != NULL && ((uintptr_t)s & 63) == 0, "%s scratch: %p not 64-byte aligned", bname, s);

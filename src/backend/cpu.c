@@ -7,6 +7,7 @@
 #include "barlow/backend.h"
 #include "barlow/error.h"
 #include "barlow/scratch.h"
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,14 +33,36 @@ static void cpu_free(bt_backend *be, void *p) {
     (void)be;
     bt_free(p);
 }
+/* Copies and zero fills of more than SPLIT_BYTES are split over the threads in contiguous
+ * 4 KiB-aligned pieces: the model zeroes each gradient buffer (up to 64 MB at the first
+ * ResNet-18/CIFAR stage) before the op that first adds into it, and one thread filling it
+ * kept the others waiting. Bytes are bytes: the result does not depend on the split. */
+#define SPLIT_BYTES ((size_t)1 << 20)
+static void fill_or_copy(void *dst, const void *src, size_t bytes) {
+    const int nt = bt_threads();
+    if (bytes <= SPLIT_BYTES || nt < 2 || omp_in_parallel()) {
+        if (src) memcpy(dst, src, bytes);
+        else memset(dst, 0, bytes);
+        return;
+    }
+    const size_t piece = ((bytes + nt - 1) / nt + 4095) & ~(size_t)4095;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < nt; t++) {
+        const size_t at = (size_t)t * piece;
+        if (at >= bytes) continue;
+        const size_t n = bytes - at < piece ? bytes - at : piece;
+        if (src) memcpy((char *)dst + at, (const char *)src + at, n);
+        else memset((char *)dst + at, 0, n);
+    }
+}
 static int cpu_copy(bt_backend *be, void *dst, const void *src, size_t bytes) {
     (void)be;
-    if (bytes && dst != src) memcpy(dst, src, bytes);
+    if (bytes && dst != src) fill_or_copy(dst, src, bytes);
     return BT_OK;
 }
 static int cpu_zero(bt_backend *be, void *p, size_t bytes) {
     (void)be;
-    if (bytes) memset(p, 0, bytes);
+    if (bytes) fill_or_copy(p, NULL, bytes);
     return BT_OK;
 }
 static int cpu_sync(bt_backend *be) {
