@@ -114,17 +114,24 @@ static void gather2(float *o, const float *sp, int n) {
     for (; j < n; j++) o[j] = sp[(size_t)2 * j];
 }
 
-/* dp[2 j] += o[j], j < n: gather2's adjoint, touching nothing past dp[2 (n - 1)]. */
-static void scatter_add2(float *dp, const float *o, int n) {
+/* dp[2 j] += o[j] (add) or dp[2 j] = o[j] (!add), j < n: gather2's adjoint and the stride-2
+ * store, 8 and 4 at a time, touching nothing past dp[2 (n - 1)] (the odd lanes of each block
+ * are kept: plus zero, or blended out). add is a constant at every call. */
+static inline void put2(float *dp, const float *o, int n, const int add) {
     int j = 0;
     for (; j + 8 <= n; j += 8) {
         v8f a, b, v;
         memcpy(&a, dp + 2 * j, sizeof a);
         memcpy(&b, dp + 2 * j + 7, sizeof b);
         memcpy(&v, o + j, sizeof v);
-        const v8f z = {0};
-        a += __builtin_shufflevector(v, z, 0, 8, 1, 8, 2, 8, 3, 8);
-        b += __builtin_shufflevector(v, z, 8, 4, 8, 5, 8, 6, 8, 7);
+        if (add) {
+            const v8f z = {0};
+            a += __builtin_shufflevector(v, z, 0, 8, 1, 8, 2, 8, 3, 8);
+            b += __builtin_shufflevector(v, z, 8, 4, 8, 5, 8, 6, 8, 7);
+        } else {
+            a = __builtin_shufflevector(a, v, 8, 1, 9, 3, 10, 5, 11, 7);
+            b = __builtin_shufflevector(b, v, 0, 12, 2, 13, 4, 14, 6, 15);
+        }
         memcpy(dp + 2 * j, &a, sizeof a);
         memcpy(dp + 2 * j + 7, &b, sizeof b);
     }
@@ -133,79 +140,44 @@ static void scatter_add2(float *dp, const float *o, int n) {
         memcpy(&a, dp + 2 * j, sizeof a);
         memcpy(&b, dp + 2 * j + 3, sizeof b);
         memcpy(&v, o + j, sizeof v);
-        const v4f z = {0};
-        a += __builtin_shufflevector(v, z, 0, 4, 1, 4);
-        b += __builtin_shufflevector(v, z, 4, 2, 4, 3);
+        if (add) {
+            const v4f z = {0};
+            a += __builtin_shufflevector(v, z, 0, 4, 1, 4);
+            b += __builtin_shufflevector(v, z, 4, 2, 4, 3);
+        } else {
+            a = __builtin_shufflevector(a, v, 4, 1, 5, 3);
+            b = __builtin_shufflevector(b, v, 0, 6, 2, 7);
+        }
         memcpy(dp + 2 * j, &a, sizeof a);
         memcpy(dp + 2 * j + 3, &b, sizeof b);
         j += 4;
     }
-    for (; j < n; j++) dp[(size_t)2 * j] += o[j];
+    for (; j < n; j++) dp[(size_t)2 * j] = add ? dp[(size_t)2 * j] + o[j] : o[j];
 }
 
-/* dp[2 j] = o[j], j < n: the stride-2 store (the even lanes replaced, the odd ones kept),
- * touching nothing past dp[2 (n - 1)]. */
-static void store2(float *dp, const float *o, int n) {
-    int j = 0;
-    for (; j + 8 <= n; j += 8) {
-        v8f a, b, v;
-        memcpy(&a, dp + 2 * j, sizeof a);
-        memcpy(&b, dp + 2 * j + 7, sizeof b);
-        memcpy(&v, o + j, sizeof v);
-        a = __builtin_shufflevector(a, v, 8, 1, 9, 3, 10, 5, 11, 7);
-        b = __builtin_shufflevector(b, v, 0, 12, 2, 13, 4, 14, 6, 15);
-        memcpy(dp + 2 * j, &a, sizeof a);
-        memcpy(dp + 2 * j + 7, &b, sizeof b);
-    }
-    if (j + 4 <= n) {
-        v4f a, b, v;
-        memcpy(&a, dp + 2 * j, sizeof a);
-        memcpy(&b, dp + 2 * j + 3, sizeof b);
-        memcpy(&v, o + j, sizeof v);
-        a = __builtin_shufflevector(a, v, 4, 1, 5, 3);
-        b = __builtin_shufflevector(b, v, 0, 6, 2, 7);
-        memcpy(dp + 2 * j, &a, sizeof a);
-        memcpy(dp + 2 * j + 3, &b, sizeof b);
-        j += 4;
-    }
-    for (; j < n; j++) dp[(size_t)2 * j] = o[j];
-}
-
-/* d[j] = s[j] and d[j] += s[j], j < n, 8 and 4 at a time. */
-static inline void copy_run(float *d, const float *s, int n) {
-    int j = 0;
-    for (; j + 8 <= n; j += 8) {
-        v8f v;
-        memcpy(&v, s + j, sizeof v);
-        memcpy(d + j, &v, sizeof v);
-    }
-    if (j + 4 <= n) {
-        v4f v;
-        memcpy(&v, s + j, sizeof v);
-        memcpy(d + j, &v, sizeof v);
-        j += 4;
-    }
-    for (; j < n; j++) d[j] = s[j];
-}
-
-static inline void add_run(float *d, const float *s, int n) {
+/* d[j] += s[j] (add) or d[j] = s[j], j < n, 8 and 4 at a time. */
+static inline void put_run(float *d, const float *s, int n, const int add) {
     int j = 0;
     for (; j + 8 <= n; j += 8) {
         v8f v, u;
         memcpy(&v, s + j, sizeof v);
-        memcpy(&u, d + j, sizeof u);
-        u += v;
-        memcpy(d + j, &u, sizeof u);
+        if (add) {
+            memcpy(&u, d + j, sizeof u);
+            v += u;
+        }
+        memcpy(d + j, &v, sizeof v);
     }
     if (j + 4 <= n) {
         v4f v, u;
         memcpy(&v, s + j, sizeof v);
-        memcpy(&u, d + j, sizeof u);
-        u += v;
-        memcpy(d + j, &u, sizeof u);
+        if (add) {
+            memcpy(&u, d + j, sizeof u);
+            v += u;
+        }
+        memcpy(d + j, &v, sizeof v);
         j += 4;
     }
-    for (; j < n; j++) d[j] += s[j];
+    for (; j < n; j++) d[j] = add ? d[j] + s[j] : s[j];
 }
 
 /* ---- stride 2 through phase planes ---------------------------------------------------
@@ -277,8 +249,8 @@ static void phase_merge(float *x, const float *q, int H, int W, int pad, int PH,
             for (int i = 0; i < PH; i++) {
                 const int y = 2 * i + a - pad;
                 if (y < 0 || y >= H) continue;
-                store2(x + (size_t)y * W + (2 * lo + b - pad), plane + (size_t)i * PW + lo,
-                       hi - lo);
+                put2(x + (size_t)y * W + (2 * lo + b - pad), plane + (size_t)i * PW + lo,
+                     hi - lo, 0);
             }
         }
 }
@@ -297,7 +269,7 @@ static void im2col_phases(float *col, size_t ld, const float *im, const bt_conv2
                                    (size_t)(r >> 1) * PW + (s >> 1);
                 float *dst = col + row * ld;
                 for (int oh = 0; oh < OH; oh++)
-                    copy_run(dst + (size_t)oh * OW, win + (size_t)oh * PW, OW);
+                    put_run(dst + (size_t)oh * OW, win + (size_t)oh * PW, OW, 0);
             }
     }
 }
@@ -317,7 +289,7 @@ static void col2im_phases(float *im, const float *col, size_t ld, const bt_conv2
                              (size_t)(r >> 1) * PW + (s >> 1);
                 const float *src = col + row * ld;
                 for (int oh = 0; oh < OH; oh++)
-                    add_run(win + (size_t)oh * PW, src + (size_t)oh * OW, OW);
+                    put_run(win + (size_t)oh * PW, src + (size_t)oh * OW, OW, 1);
             }
         phase_merge(x, q, H, W, pad, PH, PW, na, nb);
     }
@@ -388,7 +360,7 @@ static inline void col2im_body(float *im, const float *col, size_t ld, const bt_
                     if (st == 1)
                         for (int ow = lo; ow < hi; ow++) dp[ow - lo] += o[ow];
                     else if (st == 2)
-                        scatter_add2(dp, o + lo, hi - lo);
+                        put2(dp, o + lo, hi - lo, 1);
                     else
                         for (int ow = lo; ow < hi; ow++) dp[(size_t)(ow - lo) * st] += o[ow];
                 }
