@@ -192,6 +192,8 @@ typedef struct {
     const float *zero;  /* (Cp) zeros: what a pixel outside the map reads */
     size_t up;
     int whole;          /* chunks of nb whole images, or bands of R tile rows of one image */
+    int wide;           /* F(2x2) tile transforms on 16 channels at a time (AVX-512, 32 vector
+                           registers) rather than 8 (the other paths: 16 registers at most) */
     int nb, R, bands;   /* bands: chunks per image when !whole */
 } wino_plan;
 
@@ -261,24 +263,6 @@ static void to_channels_last(float *X, const float *src, int C, int Cp, int H, i
     }
 }
 
-/* v[xi][l] = (B^T d B)[xi] for 8 channels: d[rs] + l is channel l of the tile's pixel rs.
- * Reads straight from the pixels (a copy into a local array would be stored in pieces and read
- * back whole, which the CPU cannot forward). */
-static void input_tile8(float v[36][8], const float *const d[36]) {
-    for (int l = 0; l < 8; l++) {
-        float t[4][4];
-        for (int s = 0; s < 4; s++) { /* B^T down column s */
-            float a0 = d[s][l], a1 = d[4 + s][l], a2 = d[8 + s][l], a3 = d[12 + s][l];
-            t[0][s] = a0 - a2, t[1][s] = a1 + a2, t[2][s] = a2 - a1, t[3][s] = a1 - a3;
-        }
-        for (int r = 0; r < 4; r++) { /* B along row r */
-            float a0 = t[r][0], a1 = t[r][1], a2 = t[r][2], a3 = t[r][3];
-            v[4 * r + 0][l] = a0 - a2, v[4 * r + 1][l] = a1 + a2;
-            v[4 * r + 2][l] = a2 - a1, v[4 * r + 3][l] = a1 - a3;
-        }
-    }
-}
-
 /* F(4x4, 3x3): v[xi][l] = (B^T d B)[xi] for 8 channels, d[rs] + l channel l of the 6x6
  * tile's pixel rs, with B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
  * 0 2 -1 -2 1 0; 0 4 0 -5 0 1]. The lane loop is innermost: one AVX vector per row. */
@@ -315,21 +299,30 @@ static void input_tile8_f4(float v[36][8], const float *const d[36]) {
 /* 16 floats as one vector (an AVX-512 register; two or four on the other paths). */
 typedef float v16f __attribute__((vector_size(64)));
 
-/* input_tile8's arithmetic for 16 channels as vectors, stored straight into the 16 planes:
- * d[rs] + c is channel c of the tile's pixel rs. */
-static inline void input_tile16(float *vt, size_t vp, const float *const d[16], int c) {
-    v16f x[16], t[16];
-    for (int rs = 0; rs < 16; rs++) memcpy(&x[rs], d[rs] + c, sizeof x[rs]);
-    for (int s = 0; s < 4; s++) { /* B^T down column s */
-        const v16f a0 = x[s], a1 = x[4 + s], a2 = x[8 + s], a3 = x[12 + s];
-        t[s] = a0 - a2, t[4 + s] = a1 + a2, t[8 + s] = a2 - a1, t[12 + s] = a1 - a3;
+/* v[xi] = (B^T d B)[xi] for VN channels at once as vectors (VT: v8f or v16f), stored straight
+ * into the 16 planes: d[rs] + c is channel c of the tile's pixel rs, B^T = [1 0 -1 0;
+ * 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. One row r of B^T d at a time (4 vectors), then B along it, so
+ * that at most a dozen vectors are live: with all 16 pixels loaded first, the AVX2 copy of
+ * the 16-channel form needed 64 ymm registers of 16 and spilled to the stack. The same
+ * operations on each element as the scalar form, so the same bits whatever VN. */
+#define WINO_INPUT_TILE(NAME, VT)                                                                \
+    static inline void NAME(float *vt, size_t vp, const float *const d[16], int c) {             \
+        for (int r = 0; r < 4; r++) {                                                            \
+            VT t[4];                                                                             \
+            for (int s = 0; s < 4; s++) { /* row r of B^T d, column s */                         \
+                VT p, q;                                                                         \
+                const int i = r == 0 ? 0 : r == 2 ? 8 : 4;                                       \
+                const int j = r < 2 ? 8 : r == 2 ? 4 : 12;                                       \
+                memcpy(&p, d[i + s] + c, sizeof p);                                              \
+                memcpy(&q, d[j + s] + c, sizeof q);                                              \
+                t[s] = r == 1 ? p + q : p - q;                                                   \
+            }                                                                                    \
+            const VT v[4] = {t[0] - t[2], t[1] + t[2], t[2] - t[1], t[1] - t[3]};                \
+            for (int k = 0; k < 4; k++) memcpy(vt + (4 * r + k) * vp + c, &v[k], sizeof v[k]);   \
+        }                                                                                        \
     }
-    for (int r = 0; r < 4; r++) { /* B along row r */
-        const v16f a0 = t[4 * r], a1 = t[4 * r + 1], a2 = t[4 * r + 2], a3 = t[4 * r + 3];
-        const v16f v[4] = {a0 - a2, a1 + a2, a2 - a1, a1 - a3};
-        for (int q = 0; q < 4; q++) memcpy(vt + (4 * r + q) * vp + c, &v[q], sizeof v[q]);
-    }
-}
+WINO_INPUT_TILE(input_tile_v8, v8f)
+WINO_INPUT_TILE(input_tile_v16, v16f)
 
 /* V (np planes (T, Cp), stride vp) for the chunk's tiles in (image, th, tw) order, from X
  * holding rows [ya, yb) of each image channels-last. */
@@ -350,17 +343,18 @@ static inline void input_transform_m(float *V, size_t vp, const float *X, const 
                                            : pl->zero;
                     }
                 float *vt = V + t * Cp;
-                int c0 = 0;
-                if (m == 2)
-                    for (; c0 + 16 <= Cp; c0 += 16) input_tile16(vt, vp, p, c0);
-                for (int c = c0; c < Cp; c += 8) {
+                if (m == 2) {
+                    int c = 0;
+                    if (pl->wide)
+                        for (; c + 16 <= Cp; c += 16) input_tile_v16(vt, vp, p, c);
+                    for (; c < Cp; c += 8) input_tile_v8(vt, vp, p, c);
+                    continue;
+                }
+                for (int c = 0; c < Cp; c += 8) {
                     const float *d[36];
                     float v[36][8];
                     for (int rs = 0; rs < np; rs++) d[rs] = p[rs] + c;
-                    if (m == 4)
-                        input_tile8_f4(v, d);
-                    else
-                        input_tile8(v, d);
+                    input_tile8_f4(v, d);
                     for (int xi = 0; xi < np; xi++) memcpy(vt + xi * vp + c, v[xi], sizeof v[xi]);
                 }
             }
@@ -460,36 +454,38 @@ static inline void output_transform_m(const float *M, size_t mp, const wino_plan
 }
 
 /* F(2x2) output transform of 4 tiles side by side (8 output columns of 2 rows), 8 channels:
- * each tile's 16 planes as vectors, the 2x2 outputs as in output_tile8, then the two 8 x 8
- * (column, channel) blocks transposed in registers into rows of 8 pixels per channel, which
- * are stored whole. Same arithmetic as output_tile8 per element. */
+ * for each of the two output rows, each tile's two pixels from its 12 planes that row needs
+ * (as in output_tile8), then the 8 x 8 (column, channel) block transposed in registers into
+ * rows of 8 pixels per channel, which are stored whole. One output row at a time keeps about
+ * 20 vectors live (both rows at once, 40, spilled on AVX2's 16 registers). Same arithmetic as
+ * output_tile8 per element. */
 static inline void output_quad8(const wino_plan *pl, const float *M, size_t mp, size_t t,
                                 float *img, int k0, int y0, int ny, int x0) {
     const int Kp = pl->Kp, W = pl->W;
     const size_t HW = (size_t)pl->H * W;
-    v8f r0[8], r1[8]; /* output rows y0, y0 + 1: column 2j + b in r[2j + b] (8 channels) */
-    for (int j = 0; j < 4; j++) {
-        const float *mt = M + (t + j) * Kp + k0;
-        v8f m[16];
-        for (int xi = 0; xi < 16; xi++) memcpy(&m[xi], mt + xi * mp, sizeof m[xi]);
-        v8f sv[4], dv[4];
-        for (int c = 0; c < 4; c++) {
-            sv[c] = m[c] + m[4 + c] + m[8 + c];
-            dv[c] = m[4 + c] - m[8 + c] - m[12 + c];
-        }
-        r0[2 * j] = sv[0] + sv[1] + sv[2], r0[2 * j + 1] = sv[1] - sv[2] - sv[3];
-        r1[2 * j] = dv[0] + dv[1] + dv[2], r1[2 * j + 1] = dv[1] - dv[2] - dv[3];
-    }
-    transpose8(r0);
-    transpose8(r1);
     const int nl = pl->Ko - k0 < 8 ? pl->Ko - k0 : 8;
-    for (int l = 0; l < nl; l++)
-        for (int a = 0; a < ny; a++) {
+    for (int a = 0; a < ny; a++) {
+        v8f r[8]; /* output row y0 + a: column 2j + b in r[2j + b] (8 channels) */
+        for (int j = 0; j < 4; j++) {
+            const float *mt = M + (t + j) * Kp + k0;
+            v8f sv[4];
+            for (int c = 0; c < 4; c++) {
+                /* row 0: m[c] + m[4 + c] + m[8 + c]; row 1: m[4 + c] - m[8 + c] - m[12 + c] */
+                v8f p, q, u;
+                memcpy(&p, mt + (a ? 4 + c : c) * mp, sizeof p);
+                memcpy(&q, mt + (a ? 8 + c : 4 + c) * mp, sizeof q);
+                memcpy(&u, mt + (a ? 12 + c : 8 + c) * mp, sizeof u);
+                sv[c] = a ? p - q - u : p + q + u;
+            }
+            r[2 * j] = sv[0] + sv[1] + sv[2], r[2 * j + 1] = sv[1] - sv[2] - sv[3];
+        }
+        transpose8(r);
+        for (int l = 0; l < nl; l++) {
             float *o = img + (size_t)(k0 + l) * HW + (size_t)(y0 + a) * W + x0;
             /* The same columns of the next tile row, reached after this row's other quads and
              * channels: fetched now, so its read-modify-write does not wait on memory. */
             __builtin_prefetch(o + 2 * (size_t)W, 1, 3);
-            v8f v = a ? r1[l] : r0[l], cur;
+            v8f v = r[l], cur;
             if (pl->acc) {
                 memcpy(&cur, o, sizeof cur);
                 v = cur + v;
@@ -499,6 +495,7 @@ static inline void output_quad8(const wino_plan *pl, const float *M, size_t mp, 
             }
             memcpy(o, &v, sizeof v);
         }
+    }
 }
 
 /* F(2x2) output transform: 4 tiles at a time where the 8 columns lie inside the map
@@ -632,7 +629,7 @@ static int wino_run(bt_arena *ws, float *dst, const float *src, const float *w,
     wino_plan pl = {.N = N, .Ci = Ci, .Ko = Ko, .Cp = (int)round8(Ci), .Kp = (int)round8(Ko),
                     .H = H, .W = W, .TH = (H + m - 1) / m, .TW = (W + m - 1) / m, .m = m,
                     .np = (m + 2) * (m + 2), .src = src, .dst = dst, .bias = bias, .acc = acc,
-                    .flip = flip};
+                    .flip = flip, .wide = bt_isa_current() == BT_ISA_AVX512};
     int nt = bt_threads();
     /* Tiles per chunk: the rule above, but small enough that every thread gets a chunk. */
     const size_t tmax = chunk_tiles(&pl, 0, (size_t)-1);
@@ -681,34 +678,31 @@ static int wino_run(bt_arena *ws, float *dst, const float *src, const float *w,
  * result, are the same on every run with the same thread count); the fold adds the threads'
  * dU in thread order and maps each 4x4 back to 3x3 with G^T . G. */
 
-/* m[xi][l] = (A dy A^T)[xi] for 8 channels, A = [1 0; 1 1; 1 -1; 0 -1]: d[2a + b] + l is
- * channel l of the tile's output pixel (a, b). */
-static void grad_tile8(float m[16][8], const float *const d[4]) {
-    for (int l = 0; l < 8; l++) {
-        const float a = d[0][l], b = d[1][l], c = d[2][l], e = d[3][l];
-        const float t[4][2] = {{a, b}, {a + c, b + e}, {a - c, b - e}, {-c, -e}}; /* A dy */
-        for (int r = 0; r < 4; r++) { /* row r of (A dy) A^T */
-            const float u = t[r][0], v = t[r][1];
-            m[4 * r + 0][l] = u, m[4 * r + 1][l] = u + v;
-            m[4 * r + 2][l] = u - v, m[4 * r + 3][l] = -v;
-        }
+/* m[xi] = (A dy A^T)[xi] for VN channels at once as vectors (VT: v8f or v16f), stored
+ * straight into the 16 planes, A = [1 0; 1 1; 1 -1; 0 -1]: p[2a + b] + k is channel k of the
+ * tile's output pixel (a, b). One row of A dy at a time (see WINO_INPUT_TILE). */
+#define WINO_GRAD_TILE(NAME, VT)                                                                 \
+    static inline void NAME(float *dt, size_t dp, const float *const p[4], int k) {              \
+        for (int r = 0; r < 4; r++) {                                                            \
+            VT u, v; /* row r of A dy: dy row 0, the sum, the difference, minus row 1 */         \
+            if (r == 0 || r == 3) {                                                              \
+                memcpy(&u, p[r == 0 ? 0 : 2] + k, sizeof u);                                     \
+                memcpy(&v, p[r == 0 ? 1 : 3] + k, sizeof v);                                     \
+                if (r == 3) u = -u, v = -v;                                                      \
+            } else {                                                                             \
+                VT a, b, c, e;                                                                   \
+                memcpy(&a, p[0] + k, sizeof a);                                                  \
+                memcpy(&b, p[1] + k, sizeof b);                                                  \
+                memcpy(&c, p[2] + k, sizeof c);                                                  \
+                memcpy(&e, p[3] + k, sizeof e);                                                  \
+                u = r == 1 ? a + c : a - c, v = r == 1 ? b + e : b - e;                          \
+            }                                                                                    \
+            const VT o[4] = {u, u + v, u - v, -v};                                               \
+            for (int q = 0; q < 4; q++) memcpy(dt + (4 * r + q) * dp + k, &o[q], sizeof o[q]);   \
+        }                                                                                        \
     }
-}
-
-/* grad_tile8's arithmetic for 16 channels as vectors, stored straight into the 16 planes. */
-static inline void grad_tile16(float *dt, size_t dp, const float *const p[4], int k) {
-    v16f a, b, c, e;
-    memcpy(&a, p[0] + k, sizeof a);
-    memcpy(&b, p[1] + k, sizeof b);
-    memcpy(&c, p[2] + k, sizeof c);
-    memcpy(&e, p[3] + k, sizeof e);
-    const v16f t[4][2] = {{a, b}, {a + c, b + e}, {a - c, b - e}, {-c, -e}}; /* A dy */
-    for (int r = 0; r < 4; r++) { /* row r of (A dy) A^T */
-        const v16f u = t[r][0], v = t[r][1];
-        const v16f o[4] = {u, u + v, u - v, -v};
-        for (int q = 0; q < 4; q++) memcpy(dt + (4 * r + q) * dp + k, &o[q], sizeof o[q]);
-    }
-}
+WINO_GRAD_TILE(grad_tile_v8, v8f)
+WINO_GRAD_TILE(grad_tile_v16, v16f)
 
 /* D (16 planes (T, Kp), stride dp) for the chunk's tiles in (image, th, tw) order, from Y
  * holding output-gradient rows [ya, yb) of each image channels-last (Kp). Output pixels
@@ -729,14 +723,10 @@ static void grad_transform(float *D, size_t dp, const float *Y, const wino_plan 
                                            : pl->zero;
                     }
                 float *dt = D + t * Kp;
-                int k0 = 0;
-                for (; k0 + 16 <= Kp; k0 += 16) grad_tile16(dt, dp, p, k0);
-                for (int k = k0; k < Kp; k += 8) {
-                    const float *d[4] = {p[0] + k, p[1] + k, p[2] + k, p[3] + k};
-                    float m[16][8];
-                    grad_tile8(m, d);
-                    for (int xi = 0; xi < 16; xi++) memcpy(dt + xi * dp + k, m[xi], sizeof m[xi]);
-                }
+                int k = 0;
+                if (pl->wide)
+                    for (; k + 16 <= Kp; k += 16) grad_tile_v16(dt, dp, p, k);
+                for (; k < Kp; k += 8) grad_tile_v8(dt, dp, p, k);
             }
 }
 
@@ -827,7 +817,7 @@ int bt_wino_backward_weights_ws(bt_arena *ws, float *dw, const float *dout, cons
     const int N = d->N, C = d->C, K = d->K, H = d->H, W = d->W;
     wino_plan pl = {.N = N, .Ci = C, .Ko = K, .Cp = (int)round8(C), .Kp = (int)round8(K),
                     .H = H, .W = W, .TH = (H + 1) / 2, .TW = (W + 1) / 2, .m = 2, .np = 16,
-                    .src = in};
+                    .src = in, .wide = bt_isa_current() == BT_ISA_AVX512};
     int nt = bt_threads();
     /* Tiles per chunk: as the forward's, but each chunk also adds to the thread's dU (16
      * planes of Kp x Cp: 16 MB at 512 x 512, read and written once per chunk), so wide layers
