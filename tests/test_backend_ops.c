@@ -4,6 +4,9 @@
  *
  * - The `+=` contract: every gradient output starts from random values g0 and must end at
  *   g0 + gradient.
+ * - The first-writer flag of conv2d_backward and the batch-norm backwards: their input
+ *   gradient over NaN with the flag 1 must come back with the bits of the same call over
+ *   zeros with the flag 0 (the parameter gradients accumulating the same bits either way).
  * - Stray writes: every buffer an op gets has GUARD floats of a NaN pattern before and after
  *   it, which must come back untouched (inputs too: an op must not write them).
  * - An entry of the table that is NULL is a failure, not a skip: the model and trainer use
@@ -23,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "barlow/backend.h"
+#include "barlow/comm.h"
 #include "barlow/error.h"
 #include "barlow/loss.h"
 #include "barlow/ops_ref.h"
@@ -259,7 +263,7 @@ static void conv_case(tu_rng *r, int N, int C, int Hh, int W, int K, int k, int 
     double *rdx = f64(H(&dx), ni), *rdw = f64(H(&dw), nw), *rdb = f64(H(&db), K);
     double *mdx = f64abs(H(&dx), ni), *mdw = f64abs(H(&dw), nw), *mdb = f64abs(H(&db), K);
     CHECK(be->ops->conv2d_backward(be, pl, D(&dx), D(&dw), bias ? D(&db) : NULL, D(&dy), D(&x),
-                                   D(&w), &d) == BT_OK, "%s backward: %s", op, bt_error());
+                                   D(&w), &d, 0) == BT_OK, "%s backward: %s", op, bt_error());
     bt_conv2d_backward_ref_f64(rdx, rdw, bias ? rdb : NULL, dyd, xd, wd, &d);
     bt_conv2d_backward_ref_f64(mdx, mdw, bias ? mdb : NULL, dya, xa, wa, &d);
     check(op, "dx", &dx, rdx, mdx, (double)K * k * k + 2, 2);
@@ -269,8 +273,8 @@ static void conv_case(tu_rng *r, int N, int C, int Hh, int W, int K, int k, int 
     /* dinp NULL (the first layer): only dw */
     buf dw2 = brand(nw, r, 1);
     double *rdw2 = f64(H(&dw2), nw), *mdw2 = f64abs(H(&dw2), nw);
-    CHECK(be->ops->conv2d_backward(be, pl, NULL, D(&dw2), NULL, D(&dy), D(&x), D(&w), &d) == BT_OK,
-          "%s backward (dw only): %s", op, bt_error());
+    CHECK(be->ops->conv2d_backward(be, pl, NULL, D(&dw2), NULL, D(&dy), D(&x), D(&w), &d, 0) ==
+              BT_OK, "%s backward (dw only): %s", op, bt_error());
     bt_conv2d_backward_ref_f64(NULL, rdw2, NULL, dyd, xd, wd, &d);
     bt_conv2d_backward_ref_f64(NULL, mdw2, NULL, dya, xa, wa, &d);
     check(op, "dw only", &dw2, rdw2, mdw2, (double)N * d.OH * d.OW + 2, 2);
@@ -427,9 +431,9 @@ static void bn_case(tu_rng *r, int N, int C, int HW, int training, int sync, int
     for (size_t e = 0; e < n && relu; e++) bn_relu_seen[yo[e] > 0]++;
     rc = relu ? be->ops->batchnorm_relu_backward_sync(be, pl, D(&dx), D(&dg), D(&db), D(&dy),
                                                       D(&y), D(&x), D(&g), D(&mean), D(&rstd), N,
-                                                      C, HW, training, NULL)
+                                                      C, HW, training, NULL, 0)
        : sync ? be->ops->batchnorm_backward_sync(be, pl, D(&dx), D(&dg), D(&db), D(&dy), D(&x), D(&g),
-                                                 D(&mean), D(&rstd), N, C, HW, training, NULL)
+                                                 D(&mean), D(&rstd), N, C, HW, training, NULL, 0)
               : be->ops->batchnorm_backward(be, pl, D(&dx), D(&dg), D(&db), D(&dy), D(&x), D(&g),
                                             D(&mean), D(&rstd), N, C, HW, training);
     CHECK(rc == BT_OK, "%s backward: %s", op, bt_error());
@@ -485,6 +489,188 @@ static void test_batchnorm(void) {
     bn_case(&q, 16, 65, 1, 0, 1, 1);
     CHECK(bn_relu_seen[0] > 0 && bn_relu_seen[1] > 0, "batch norm + ReLU cases: %zu outputs "
           "masked, %zu passed: both must occur", bn_relu_seen[0], bn_relu_seen[1]);
+}
+
+/* ---- first writer: the input-gradient flag (1: the op overwrites dx) ---- */
+
+static const uint32_t nan_bits = 0x7fc0f00du; /* not the guards' pattern */
+
+/* n floats in backend memory: NaN (nan) or +0. */
+static buf bfill(size_t n, int nan) {
+    buf b = bnew(n);
+    const float z = 0.0f;
+    for (size_t i = 0; i < n; i++) memcpy(H(&b) + i, nan ? (const void *)&nan_bits : &z, 4);
+    up(&b);
+    return b;
+}
+/* A second buffer with a's contents. */
+static buf btwin(buf *a) {
+    buf b = bnew(a->n);
+    memcpy(H(&b), H(a), a->n * 4);
+    up(&b);
+    return b;
+}
+/* got and want, downloaded, hold the same bits (and their guards). */
+static void same_bits(const char *op, const char *what, buf *got, buf *want) {
+    down(got), down(want);
+    if (!guards_ok(op, what, got) || !guards_ok(op, what, want)) return;
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < got->n; i++)
+        if (memcmp(H(got) + i, H(want) + i, 4) && !bad++) first = i;
+    CHECK(!bad, "%s %s %s: %zu of %zu elements differ from the += run over zeros; first [%zu] "
+          "%a vs %a", bname, op, what, bad, got->n, first, H(got)[first], H(want)[first]);
+}
+
+/* conv2d_backward with dinp_set 1 over NaN against dinp_set 0 over zeros, dw and db from the
+ * same random values in both. */
+static void conv_first_case(tu_rng *r, const char *algo, int N, int C, int Hh, int W, int K,
+                            int k, int stride, int pad) {
+    bt_conv2d_desc d;
+    CHECK(bt_conv2d_desc_init(&d, N, C, Hh, W, K, k, k, stride, pad) == BT_OK, "desc: %s",
+          bt_error());
+    char op[112];
+    snprintf(op, sizeof op, "conv first writer %s %dx%dx%dx%d K%d k%d s%d p%d t%d", algo, N, C,
+             Hh, W, K, k, stride, pad, bt_threads());
+    size_t ni = (size_t)N * C * Hh * W, nw = (size_t)K * C * k * k, no = (size_t)N * K * d.OH * d.OW;
+    buf x = brand(ni, r, 1), w = brand(nw, r, 0.5), dy = brand(no, r, 1);
+    buf dxs = bfill(ni, 1), dxa = bfill(ni, 0), dw1 = brand(nw, r, 1), dw2 = btwin(&dw1);
+    buf db1 = brand(K, r, 1), db2 = btwin(&db1);
+    bt_op_desc od = {.op = BT_OP_CONV2D, .N = N, .C = C, .H = Hh, .W = W, .K = K, .k = k,
+                     .stride = stride, .pad = pad};
+    bt_plan *pl = NULL;
+    CHECK(be->ops->plan_new(be, &od, &pl) == BT_OK, "%s plan: %s", op, bt_error());
+    CHECK(be->ops->conv2d_backward(be, pl, D(&dxa), D(&dw1), D(&db1), D(&dy), D(&x), D(&w), &d,
+                                   0) == BT_OK, "%s +=: %s", op, bt_error());
+    CHECK(be->ops->conv2d_backward(be, pl, D(&dxs), D(&dw2), D(&db2), D(&dy), D(&x), D(&w), &d,
+                                   1) == BT_OK, "%s set: %s", op, bt_error());
+    same_bits(op, "dx", &dxs, &dxa);
+    same_bits(op, "dw", &dw2, &dw1);
+    same_bits(op, "db", &db2, &db1);
+    unchanged(op, "dy", &dy);
+    be->ops->plan_free(be, pl);
+    buf *bs[] = {&x, &w, &dy, &dxs, &dxa, &dw1, &dw2, &db1, &db2};
+    for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) bfree(bs[i]);
+}
+
+/* The Winograd shapes (3x3 s1 p1, >= 16 channels, >= 128 output pixels over the batch) on
+ * the backend's own setting, then on backends of the same name made with F(4x4) and with
+ * im2col only; the im2col shapes: stride 2 (phase planes), pointwise (one image: the GEMM
+ * straight into dinp; several: col2im), 5x5, stride 3, the stem. Each on 1 and 3 threads
+ * (the single-thread and the parallel loops of conv2d.c). */
+static void conv_first_shapes(tu_rng *r, const char *algo) {
+    conv_first_case(r, algo, 2, 16, 9, 9, 16, 3, 1, 1);
+    conv_first_case(r, algo, 2, 16, 9, 7, 17, 3, 1, 1);
+    conv_first_case(r, algo, 3, 24, 8, 8, 32, 3, 1, 1);
+}
+static void test_conv_first_writer(void) {
+    tu_rng r = {1913};
+    const int saved = bt_threads();
+    for (int nt = 1; nt <= 3; nt += 2) {
+        bt_set_threads(nt);
+        conv_first_shapes(&r, "default");
+        conv_first_case(&r, "im2col", 2, 16, 9, 9, 32, 3, 2, 1);
+        conv_first_case(&r, "im2col", 3, 17, 10, 9, 16, 3, 2, 1);
+        conv_first_case(&r, "im2col", 1, 17, 9, 9, 33, 1, 1, 0);
+        conv_first_case(&r, "im2col", 3, 17, 9, 9, 33, 1, 1, 0);
+        conv_first_case(&r, "im2col", 2, 17, 9, 9, 33, 1, 2, 0);
+        conv_first_case(&r, "im2col", 2, 5, 11, 9, 7, 5, 1, 2);
+        conv_first_case(&r, "im2col", 2, 5, 13, 11, 7, 3, 3, 1);
+        conv_first_case(&r, "im2col", 2, 3, 17, 15, 16, 7, 2, 3);
+        bt_backend *keep = be;
+        const int algos[] = {4, 0};
+        for (int a = 0; a < 2; a++) {
+            bt_backend_cfg cfg;
+            bt_backend_cfg_default(&cfg);
+            cfg.winograd = algos[a];
+            bt_backend *alt = NULL;
+            CHECK(bt_backend_new(&alt, bname, &cfg) == BT_OK, "%s with winograd %d: %s", bname,
+                  algos[a], bt_error());
+            if (!alt) continue;
+            be = alt;
+            conv_first_shapes(&r, algos[a] ? "winograd4" : "im2col");
+            be = keep;
+            bt_backend_free(alt);
+        }
+    }
+    bt_set_threads(saved);
+}
+
+/* Two ranks holding the same data: the all-reduce doubles (the multi-rank code of the
+ * synchronised batch norm). */
+static int twin_allreduce(const bt_comm *c, double *v, size_t n) {
+    (void)c;
+    for (size_t i = 0; i < n; i++) v[i] *= 2;
+    return BT_OK;
+}
+
+/* batchnorm(_relu)_backward_sync with dx_set 1 over NaN against dx_set 0 over zeros. Channel
+ * 0 has dy = 0 and a negative gamma: its dx is k * (+0) = -0 before the add, +0 after it, so
+ * an overwrite that stores the product without the add of +0 shows here. */
+static void bn_first_case(tu_rng *r, int N, int C, int HW, int training, int relu,
+                          const bt_comm *comm) {
+    char op[96];
+    snprintf(op, sizeof op, "batchnorm%s first writer %dx%dx%d %s%s", relu ? "_relu" : "", N, C,
+             HW, training ? "train" : "eval", comm ? " 2 ranks" : "");
+    size_t n = (size_t)N * C * HW;
+    buf x = brand(n, r, 1.5), g = brand(C, r, 1), b = brand(C, r, 1), y = bnew(n);
+    buf mean = bnew(C), rstd = bnew(C), rm = brand(C, r, 0.5), rv = bnew(C);
+    H(&g)[0] = -0.75f;
+    up(&g);
+    for (int c = 0; c < C; c++) H(&rv)[c] = 0.5f + (float)tu_uniform(r);
+    up(&rv), up(&y), up(&mean), up(&rstd);
+    bt_op_desc od = {.op = relu ? BT_OP_BATCHNORM_RELU : BT_OP_BATCHNORM, .N = N, .C = C,
+                     .H = HW, .W = 1, .sync = 1};
+    bt_plan *pl = NULL;
+    CHECK(be->ops->plan_new(be, &od, &pl) == BT_OK, "%s plan", op);
+    int rc = (relu ? be->ops->batchnorm_relu_forward_sync : be->ops->batchnorm_forward_sync)(
+        be, pl, D(&y), D(&mean), D(&rstd), D(&x), D(&g), D(&b), D(&rm), D(&rv), N, C, HW,
+        training, 0.1f, 1e-5f, comm);
+    CHECK(rc == BT_OK, "%s forward: %s", op, bt_error());
+    buf dy = brand(n, r, 1);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < HW; j++) H(&dy)[(size_t)i * C * HW + j] = 0.0f;
+    up(&dy);
+    buf dxs = bfill(n, 1), dxa = bfill(n, 0), dg1 = brand(C, r, 1), dg2 = btwin(&dg1);
+    buf db1 = brand(C, r, 1), db2 = btwin(&db1);
+    for (int set = 0; set < 2; set++) {
+        buf *dx = set ? &dxs : &dxa, *dg = set ? &dg2 : &dg1, *db = set ? &db2 : &db1;
+        rc = relu ? be->ops->batchnorm_relu_backward_sync(be, pl, D(dx), D(dg), D(db), D(&dy),
+                                                          D(&y), D(&x), D(&g), D(&mean),
+                                                          D(&rstd), N, C, HW, training, comm, set)
+                  : be->ops->batchnorm_backward_sync(be, pl, D(dx), D(dg), D(db), D(&dy), D(&x),
+                                                     D(&g), D(&mean), D(&rstd), N, C, HW,
+                                                     training, comm, set);
+        CHECK(rc == BT_OK, "%s backward (set %d): %s", op, set, bt_error());
+    }
+    same_bits(op, "dx", &dxs, &dxa);
+    same_bits(op, "dgamma", &dg2, &dg1);
+    same_bits(op, "dbeta", &db2, &db1);
+    /* the case the comment above promises: += over zeros gave +0 on channel 0 */
+    size_t plus0 = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < HW; j++) {
+            const float v = H(&dxa)[(size_t)i * C * HW + j];
+            plus0 += v == 0 && !signbit(v);
+        }
+    CHECK(plus0 == (size_t)N * HW, "%s: channel 0 (dy = 0) has %zu of %d dx at +0", op, plus0,
+          N * HW);
+    unchanged(op, "dy", &dy);
+    be->ops->plan_free(be, pl);
+    buf *bs[] = {&x, &g, &b, &y, &mean, &rstd, &rm, &rv, &dy, &dxs, &dxa, &dg1, &dg2, &db1, &db2};
+    for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) bfree(bs[i]);
+}
+
+static void test_bn_first_writer(void) {
+    tu_rng r = {3391};
+    bt_comm twin = {.rank = 0, .world = 2, .allreduce_f64 = twin_allreduce};
+    for (int relu = 0; relu < 2; relu++) {
+        bn_first_case(&r, 3, 5, 37, 1, relu, NULL);
+        bn_first_case(&r, 3, 5, 37, 0, relu, NULL);
+        bn_first_case(&r, 4, 7, 64, 1, relu, &twin);
+        bn_first_case(&r, 2, 6, 16, 0, relu, &twin); /* eval: local whatever the ranks */
+        bn_first_case(&r, 16, 65, 1, 1, relu, NULL); /* the projector's BatchNorm1d */
+        bn_first_case(&r, 16, 65, 1, 0, relu, NULL);
+    }
 }
 
 /* ---- elementwise ---- */
@@ -896,6 +1082,8 @@ int main(void) {
         TEST_RUN(test_conv2d);
         TEST_RUN(test_linear);
         TEST_RUN(test_batchnorm);
+        TEST_RUN(test_conv_first_writer);
+        TEST_RUN(test_bn_first_writer);
         TEST_RUN(test_elementwise);
         TEST_RUN(test_pools);
         TEST_RUN(test_xent);

@@ -7,7 +7,8 @@
  *  - the whole bt_batchnorm_forward / backward bit-identical across paths;
  *  - batch norm + ReLU (the four _relu loops, and the whole fused op, local, eval and
  *    synchronised over two simulated ranks) and add + ReLU bit-identical to the unfused ops
- *    one after the other, on every path, and across paths.
+ *    one after the other, on every path, and across paths;
+ *  - the overwriting dx loops (the first writer's) bit-identical to += on zeros.
  * tests/run.sh runs the program once per path (BARLOW_ISA); each run compares all paths. */
 #include "barlow/comm.h"
 #include "barlow/cpu.h"
@@ -222,6 +223,64 @@ static void test_relu_loops_vs_plain(void) {
     }
 }
 
+/* Each path's four overwriting dx loops (the first writer's, batchnorm_internal.h) against
+ * the accumulating ones run on zeros: the same bits, from a dx of NaN that they must not
+ * read. Twice: on random data, then on dy = 0 with mean(dy) = mean(dy xhat) = 0 and k < 0,
+ * where the product is -0 and only the add of +0 gives the +0 that += on zeros does. */
+static void test_set_loops_vs_add(void) {
+    tu_rng r = {5150};
+    for (int p = 0; p < BT_ISA_COUNT; p++) {
+        if (!bt_isa_supported((bt_isa)p)) continue;
+        const bt_bn_kernels *k = bt_bn_kernels_for(p);
+        for (int h = 0; h < NHWS; h++)
+            for (int zero_dy = 0; zero_dy < 2; zero_dy++) {
+                const int HW = HWS[h], N = 5, C = 3, c = 1;
+                const size_t cs = (size_t)C * HW, n = (size_t)N * cs, off = (size_t)c * HW;
+                float *x = malloc(n * 4), *dy = malloc(n * 4), *y = malloc(n * 4);
+                float *o1 = calloc(n, 4), *o2 = malloc(n * 4);
+                fill_wide(x, n, &r);
+                fill_wide(dy, n, &r);
+                fill_relu_out(y, n, &r);
+                if (zero_dy) memset(dy, 0, n * 4);
+                const float mf = 0.01f, rf = 1.7f, kk = zero_dy ? -0.9f : 0.9f;
+                const float mdy = zero_dy ? 0.0f : 0.01f, mdyx = zero_dy ? 0.0f : -0.02f;
+                for (int f = 0; f < 4; f++) {
+                    static const char *const names[] = {"dx_set", "dx_relu_set", "dx_eval_set",
+                                                        "dx_eval_relu_set"};
+                    memset(o1, 0, n * 4);
+                    for (size_t i = 0; i < n; i++) o2[i] = NAN;
+                    if (f == 0) {
+                        k->dx(o1 + off, dy + off, x + off, cs, N, HW, mf, rf, kk, mdy, mdyx);
+                        k->dx_set(o2 + off, dy + off, x + off, cs, N, HW, mf, rf, kk, mdy, mdyx);
+                    } else if (f == 1) {
+                        k->dx_relu(o1 + off, dy + off, y + off, x + off, cs, N, HW, mf, rf, kk,
+                                   mdy, mdyx);
+                        k->dx_relu_set(o2 + off, dy + off, y + off, x + off, cs, N, HW, mf, rf,
+                                       kk, mdy, mdyx);
+                    } else if (f == 2) {
+                        k->dx_eval(o1 + off, dy + off, cs, N, HW, kk);
+                        k->dx_eval_set(o2 + off, dy + off, cs, N, HW, kk);
+                    } else {
+                        k->dx_eval_relu(o1 + off, dy + off, y + off, cs, N, HW, kk);
+                        k->dx_eval_relu_set(o2 + off, dy + off, y + off, cs, N, HW, kk);
+                    }
+                    /* channel c only: the other channels' NaN stays (the loops keep to c) */
+                    size_t bad = 0, outside = 0;
+                    for (int b = 0; b < N; b++)
+                        for (int j = 0; j < C * HW; j++) {
+                            const size_t e = (size_t)b * cs + j;
+                            if (j / HW == c) bad += memcmp(o1 + e, o2 + e, 4) != 0;
+                            else outside += !isnan(o2[e]);
+                        }
+                    CHECK(!bad && !outside, "%s %s HW=%d%s: %zu elements differ from += on zeros, "
+                          "%zu written outside the channel", k->name, names[f], HW,
+                          zero_dy ? " (dy = 0, k < 0)" : "", bad, outside);
+                }
+                free(x), free(dy), free(y), free(o1), free(o2);
+            }
+    }
+}
+
 /* Two ranks that hold the same data, simulated in one process: the all-reduce doubles. The
  * synchronised forms then run their multi-rank code (global sums, count 2 N HW). */
 static int twin_allreduce(const bt_comm *c, double *buf, size_t n) {
@@ -334,6 +393,7 @@ int main(void) {
     TEST_RUN(test_paths_bit_identical);
     TEST_RUN(test_op_across_paths);
     TEST_RUN(test_relu_loops_vs_plain);
+    TEST_RUN(test_set_loops_vs_add);
     TEST_RUN(test_fused_bit_identical);
     return tu_finish();
 }

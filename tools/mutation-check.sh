@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Shows that the parity tests can fail: for each mutation (one sign flipped in an op, or the
-# ReLU's mask of a fused op broken), a copy
-# of the tree (with its build/, so only the mutated objects recompile) gets the change, and
-# the parity tests that judge that op run on every CPU path (tests/run.sh); each must fail
-# on each path. The working tree is never touched.
+# ReLU's mask of a fused op broken, or a first writer's overwrite of an input gradient
+# broken), a copy of the tree (with its build/, so only the mutated objects recompile) gets
+# the change, and the parity tests that judge that op run on every CPU path (tests/run.sh);
+# each must fail on each path. The working tree is never touched.
 #
 # usage: tools/mutation-check.sh [NAME...]     (default: every mutation below)
 # Prints, per mutation and case, the paths and the first failures, and ends with one line per
@@ -21,6 +21,10 @@ MUTATIONS=(
   "loss-diag|src/train/bt_loss.inc|s/c\[i\] = 2 \* \(cii - 1\);/c[i] = 2 * (1 - cii);/|test_loss:test_torch_parity test_parity_model:resnet18_cifar_direct"
   "lars-wd|src/train/lars.c|s/float d = \(g\[i\] \+ wd \* p\[i\]\) \* q;/float d = (g[i] - wd * p[i]) * q;/|test_lars:test_lars_torch"
   "bn-beta|src/ops/batchnorm.c|s/b = beta \? beta\[c\] : 0\.0f;/b = beta ? -beta[c] : 0.0f;/|test_interop:export_cifar_into_reference_backbone test_parity_model:resnet50_bottleneck"
+  "bn-dx-set-sign|src/ops/batchnorm_kernels.c|s/\(set\) \? 0\.0f \+ \(v\)/(set) ? (v)/|test_bn_kernels:test_set_loops_vs_add test_backend_ops:test_bn_first_writer"
+  "wino-dx-set|src/ops/conv_winograd.c|s/d->W, 1, !dinp_set,/d->W, 1, 1 + 0 * dinp_set,/|test_backend_ops:test_conv_first_writer"
+  "im2col-dx-set|src/ops/conv2d.c|s/if \(dinp_set\) memset/if (dinp_set < 0) memset/|test_backend_ops:test_conv_first_writer"
+  "model-first-writer|src/nn/model.c|s/m->grad_birth\[root\] == i &&/m->grad_birth[root] >= 0 \&\&/|test_trajectory:test_trajectory_bit_identical"
 )
 want=("$@")
 tmp=$(mktemp -d /tmp/barlow-mutation-XXXXXX)

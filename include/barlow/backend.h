@@ -17,7 +17,9 @@
  * desc it was made for.
  *
  * Ops. The same contracts as include/barlow/ops.h, loss.h and optim.h (forward overwrites,
- * backward ACCUMULATES into every gradient output, NULL gradient pointers are not computed),
+ * backward ACCUMULATES into every gradient output, NULL gradient pointers are not computed;
+ * the exceptions are named at their entries: the in-place ReLU forms, and the input-gradient
+ * flag of conv2d_backward, batchnorm_backward_sync and batchnorm_relu_backward_sync),
  * with every buffer in backend memory except: the loss result (host struct, filled when the
  * call returns), the LARS tensor table and configuration (host), and the communicator.
  * Every function returns BT_OK or a negative code with bt_error() set. A backend must fill
@@ -91,9 +93,13 @@ typedef struct bt_backend_ops {
     /* ---- ops (ops.h contracts) ---- */
     int (*conv2d_forward)(bt_backend *be, const bt_plan *pl, float *out, const float *in,
                           const float *w, const float *b, const bt_conv2d_desc *d);
+    /* dinp_set, and dx_set of the two batch-norm backwards below: 0 the input gradient +=, as
+     * every backward; 1: this op is the first writer of dx in this backward: dx is written,
+     * its previous contents are ignored (the model then skips zeroing it). The bits must be
+     * those of += on a zeroed buffer. The parameter gradients accumulate either way. */
     int (*conv2d_backward)(bt_backend *be, const bt_plan *pl, float *dinp, float *dw, float *db,
                            const float *dout, const float *in, const float *w,
-                           const bt_conv2d_desc *d);
+                           const bt_conv2d_desc *d, int dinp_set);
     int (*batchnorm_forward)(bt_backend *be, const bt_plan *pl, float *y, float *mean,
                              float *rstd, const float *x, const float *gamma, const float *beta,
                              float *running_mean, float *running_var, int N, int C, int HW,
@@ -102,7 +108,8 @@ typedef struct bt_backend_ops {
                               float *dbeta, const float *dy, const float *x, const float *gamma,
                               const float *mean, const float *rstd, int N, int C, int HW,
                               int training);
-    /* SyncBatchNorm: statistics over the ranks of comm (NULL / one rank: the above). */
+    /* SyncBatchNorm: statistics over the ranks of comm (NULL / one rank: the above); the
+     * backward with dx_set as conv2d_backward's dinp_set. */
     int (*batchnorm_forward_sync)(bt_backend *be, const bt_plan *pl, float *y, float *mean,
                                   float *rstd, const float *x, const float *gamma,
                                   const float *beta, float *running_mean, float *running_var,
@@ -112,7 +119,7 @@ typedef struct bt_backend_ops {
                                    float *dbeta, const float *dy, const float *x,
                                    const float *gamma, const float *mean, const float *rstd,
                                    int N, int C, int HW, int training,
-                                   const struct bt_comm *comm);
+                                   const struct bt_comm *comm, int dx_set);
     int (*relu_forward)(bt_backend *be, float *y, const float *x, size_t n);
     int (*relu_backward)(bt_backend *be, float *dx, const float *dy, const float *y, size_t n);
     /* The exception to `+=`: the ReLU backward in place on its output gradient,
@@ -164,7 +171,8 @@ typedef struct bt_backend_ops {
     /* Batch norm + ReLU, synchronised as batchnorm_forward_sync (comm NULL / one rank: local):
      * y = max(0, BN(x)), the statistics those of BN(x). The backward takes dy of the ReLU's
      * output and y, the forward's output, and accumulates dx, dgamma, dbeta as
-     * batchnorm_backward_sync of dy masked by y > 0. */
+     * batchnorm_backward_sync of dy masked by y > 0 (dx_set 1: this op is the first writer of
+     * dx in this backward: dx is written, its previous contents are ignored). */
     int (*batchnorm_relu_forward_sync)(bt_backend *be, const bt_plan *pl, float *y, float *mean,
                                        float *rstd, const float *x, const float *gamma,
                                        const float *beta, float *running_mean,
@@ -174,7 +182,8 @@ typedef struct bt_backend_ops {
                                         float *dgamma, float *dbeta, const float *dy,
                                         const float *y, const float *x, const float *gamma,
                                         const float *mean, const float *rstd, int N, int C,
-                                        int HW, int training, const struct bt_comm *comm);
+                                        int HW, int training, const struct bt_comm *comm,
+                                        int dx_set);
     /* Add + ReLU: y = max(0, a + b); da += g, db += g with g = y <= 0 ? 0 : dy (either may be
      * NULL); and the in-place form for an addend whose gradient shares dy's buffer d:
      * d = y <= 0 ? 0 : d, then db += d (db may be NULL). */

@@ -89,6 +89,8 @@ typedef struct {
                                 backward: born_act[born_at[i] .. born_at[i+1]), i <= nnodes */
     int *grad_birth;         /* per activation: the node before whose backward its gradient
                                 buffer is zeroed (-1: shares the buffer of another activation) */
+    int *grad_root;          /* per activation: the activation whose gradient buffer its own
+                                gradient shares (itself when grad_birth >= 0; 0 for the input) */
     size_t act_total, stat_total, grad_total;
     float *act[2];           /* (act_total) per view */
     float *stat[2];          /* (stat_total) per view: BN mean/rstd, max-pool argmax */

@@ -45,13 +45,16 @@ int bt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, con
                        const float *w, const bt_conv2d_desc *d);
 /* The workspace forms also take the algorithm of 3x3 stride-1 layers: winograd 0 (im2col
  * only), 2 (Winograd F(2x2, 3x3)) or 4 (F(4x4, 3x3) for the forward and input gradient), or
- * BT_WINO_PROCESS: the process setting the plain forms use (src/ops/winograd_internal.h). */
+ * BT_WINO_PROCESS: the process setting the plain forms use (src/ops/winograd_internal.h).
+ * The backward's dinp_set: 0 dinp += as above; 1 dinp is written, its previous contents
+ * ignored (a caller whose dinp this op writes first then needs no zeroing; the bits are those
+ * of += on a zeroed dinp). dw and db accumulate either way. */
 #define BT_WINO_PROCESS (-1)
 int bt_conv2d_forward_ws(bt_arena *ws, int winograd, float *out, const float *in,
                          const float *w, const float *b, const bt_conv2d_desc *d);
 int bt_conv2d_backward_ws(bt_arena *ws, int winograd, float *dinp, float *dw, float *db,
                           const float *dout, const float *in, const float *w,
-                          const bt_conv2d_desc *d);
+                          const bt_conv2d_desc *d, int dinp_set);
 
 /* ---- batch norm (2-D: HW = H*W; 1-D: HW = 1) ------------------------------------------ */
 /* x, y (N, C, HW). gamma, beta (C) or NULL for affine=False. mean, rstd (C) are outputs that
@@ -72,7 +75,10 @@ void bt_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *
 /* Synchronised (SyncBatchNorm) versions: in training mode the statistics, and the backward's
  * two channel sums, cover the global batch of every rank of `comm` (N is this rank's share).
  * comm NULL / one rank / eval mode: exactly the functions above. dgamma/dbeta receive this
- * rank's share only; the gradient all-reduce sums the shares. */
+ * rank's share only; the gradient all-reduce sums the shares. The backward's workspace form
+ * takes dx_set: 0 dx += as above; 1 dx is written, its previous contents ignored (the bits of
+ * += on a zeroed dx), for a caller whose dx this op writes first; dgamma, dbeta accumulate
+ * either way. The plain form accumulates. */
 struct bt_comm;
 int bt_batchnorm_forward_sync(float *y, float *mean, float *rstd, const float *x,
                               const float *gamma, const float *beta, float *running_mean,
@@ -90,7 +96,7 @@ int bt_batchnorm_forward_sync_ws(bt_arena *ws, float *y, float *mean, float *rst
 int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float *dbeta,
                                   const float *dy, const float *x, const float *gamma,
                                   const float *mean, const float *rstd, int N, int C, int HW,
-                                  int training, const struct bt_comm *comm);
+                                  int training, const struct bt_comm *comm, int dx_set);
 
 /* Batch norm + ReLU in one op (a BatchNorm2d followed by an nn.ReLU): y = max(0, BN(x)),
  * written once; the batch norm's own output is never stored. The statistics, mean, rstd and
@@ -98,7 +104,8 @@ int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float 
  * its output. The backward takes dy, the gradient of the ReLU's output, and y, the forward's
  * output: dx, dgamma, dbeta are, bit for bit, bt_batchnorm_backward of dy masked as
  * bt_relu_backward_inplace masks it (y <= 0 ? 0 : dy), without the masked copy. The _sync
- * forms as the batch norm's above (comm NULL / one rank / eval mode: the local form). */
+ * forms as the batch norm's above (comm NULL / one rank / eval mode: the local form; the
+ * backward's _ws form with its dx_set). */
 int bt_batchnorm_relu_forward(float *y, float *mean, float *rstd, const float *x,
                               const float *gamma, const float *beta, float *running_mean,
                               float *running_var, int N, int C, int HW, int training,
@@ -124,7 +131,7 @@ int bt_batchnorm_relu_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, f
                                        const float *dy, const float *y, const float *x,
                                        const float *gamma, const float *mean, const float *rstd,
                                        int N, int C, int HW, int training,
-                                       const struct bt_comm *comm);
+                                       const struct bt_comm *comm, int dx_set);
 
 /* ---- elementwise ---------------------------------------------------------------------- */
 /* y = max(x, 0); y may equal x. */

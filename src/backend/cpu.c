@@ -94,9 +94,10 @@ static int cpu_conv2d_forward(bt_backend *be, const bt_plan *pl, float *out, con
 }
 static int cpu_conv2d_backward(bt_backend *be, const bt_plan *pl, float *dinp, float *dw,
                                float *db, const float *dout, const float *in, const float *w,
-                               const bt_conv2d_desc *d) {
+                               const bt_conv2d_desc *d, int dinp_set) {
     (void)pl;
-    return bt_conv2d_backward_ws(arena_of(be), wino_of(be), dinp, dw, db, dout, in, w, d);
+    return bt_conv2d_backward_ws(arena_of(be), wino_of(be), dinp, dw, db, dout, in, w, d,
+                                 dinp_set);
 }
 static int cpu_bn_forward(bt_backend *be, const bt_plan *pl, float *y, float *mean, float *rstd,
                           const float *x, const float *gamma, const float *beta, float *rm,
@@ -126,10 +127,11 @@ static int cpu_bn_forward_sync(bt_backend *be, const bt_plan *pl, float *y, floa
 static int cpu_bn_backward_sync(bt_backend *be, const bt_plan *pl, float *dx, float *dgamma,
                                 float *dbeta, const float *dy, const float *x,
                                 const float *gamma, const float *mean, const float *rstd, int N,
-                                int C, int HW, int training, const struct bt_comm *comm) {
+                                int C, int HW, int training, const struct bt_comm *comm,
+                                int dx_set) {
     (void)pl;
     return bt_batchnorm_backward_sync_ws(arena_of(be), dx, dgamma, dbeta, dy, x, gamma, mean,
-                                         rstd, N, C, HW, training, comm);
+                                         rstd, N, C, HW, training, comm, dx_set);
 }
 static int cpu_relu_forward(bt_backend *be, float *y, const float *x, size_t n) {
     (void)be;
@@ -253,10 +255,10 @@ static int cpu_bn_relu_backward_sync(bt_backend *be, const bt_plan *pl, float *d
                                      float *dgamma, float *dbeta, const float *dy,
                                      const float *y, const float *x, const float *gamma,
                                      const float *mean, const float *rstd, int N, int C, int HW,
-                                     int training, const struct bt_comm *comm) {
+                                     int training, const struct bt_comm *comm, int dx_set) {
     (void)pl;
     return bt_batchnorm_relu_backward_sync_ws(arena_of(be), dx, dgamma, dbeta, dy, y, x, gamma,
-                                              mean, rstd, N, C, HW, training, comm);
+                                              mean, rstd, N, C, HW, training, comm, dx_set);
 }
 static int cpu_add_relu_forward(bt_backend *be, float *y, const float *a, const float *b,
                                 size_t n) {

@@ -344,11 +344,12 @@ static void free_arenas(bt_model *m) {
     free(m->act_off);
     free(m->grad_off);
     free(m->grad_birth);
+    free(m->grad_root);
     free(m->born_at);
     free(m->born_act);
     m->born_at = m->born_act = NULL;
     m->act_off = m->grad_off = NULL;
-    m->grad_birth = NULL;
+    m->grad_birth = m->grad_root = NULL;
     m->N = m->H = m->W = 0;
 }
 
@@ -499,7 +500,8 @@ static int plan_storage(bt_model *m, int N) {
     m->act_off = malloc((size_t)A * sizeof(size_t));
     m->grad_off = malloc((size_t)A * sizeof(size_t));
     m->grad_birth = malloc((size_t)A * sizeof(int));
-    if (!iw || !sz || !m->act_off || !m->grad_off || !m->grad_birth) {
+    m->grad_root = malloc((size_t)A * sizeof(int));
+    if (!iw || !sz || !m->act_off || !m->grad_off || !m->grad_birth || !m->grad_root) {
         free(iw);
         free(sz);
         return bt_fail(BT_ENOMEM, "out of memory");
@@ -546,6 +548,7 @@ static int plan_storage(bt_model *m, int N) {
     sz[0] = 0;
     m->grad_total = place(A, groot, sz, lo, hi, m->grad_off, ord);
     for (int a = 0; a < A; a++) m->grad_birth[a] = a != 0 && groot[a] == a ? hi[a] : -1;
+    memcpy(m->grad_root, groot, (size_t)A * sizeof(int));
     /* the same grouped by node (counting sort, ids ascending within a node), so a backward
      * visits each node's births instead of scanning every activation at every node */
     m->born_at = calloc((size_t)NN + 2, sizeof(int));
@@ -750,8 +753,27 @@ static int backward(bt_model *m, int view, const float *dout, int dout_host, int
     for (int i = last; i >= 0; i--) {
         const bt_node *n = &m->nodes[i];
         const bt_plan *pl = m->plans[i];
+        /* First writer: a conv or batch norm whose input gradient's buffer (that of the
+         * group `root` of plan_storage's groot) is born at this node overwrites it instead of
+         * adding into zeros (issue 16: no memset, and no read of the cold buffer). Born at i
+         * means i = hi[root], the latest node whose backward touches any gradient of the
+         * group (a consumer adding into it, a producer reading it): no node run before this
+         * one in this backward wrote the group (nodes past `last` are not run; top's group,
+         * born past `last`, is not this one). Memory the group shares with other groups
+         * belongs to groups whose lifetimes miss i: their contents are stale, which is all
+         * the zeroing discarded. At node i the op's dx is the only write into the group (dy
+         * is n->out's group, live at i too, so in other memory; the input and weights are not
+         * gradients), and it covers act_size(n->in) floats, the size of every member of the
+         * group (elementwise ops keep the shape): what the zeroing covered. The op stores the
+         * bits += gives on zeros, so nothing changes but the work. Every other buffer born
+         * here (a dead-end output's, say) is zeroed as before. */
+        const int root = n->in == 0 ? -1 : m->grad_root[n->in];
+        const int dx_set = root >= 0 && m->grad_birth[root] == i &&
+                           (n->type == N_CONV || n->type == N_BN || n->type == N_BN_RELU);
         for (int k = m->born_at[i]; k < m->born_at[i + 1] && rc == BT_OK; k++) /* first written here */
-            rc = o->zero(be, D + G[m->born_act[k]], act_size(m, m->born_act[k]) * sizeof(float));
+            if (!dx_set || m->born_act[k] != root)
+                rc = o->zero(be, D + G[m->born_act[k]],
+                             act_size(m, m->born_act[k]) * sizeof(float));
         if (rc != BT_OK) return rc;
         const float *in = A + m->act_off[n->in], *out = A + m->act_off[n->out];
         float *dy = D + G[n->out];
@@ -761,7 +783,7 @@ static int backward(bt_model *m, int view, const float *dout, int dout_host, int
             bt_conv2d_desc d;
             conv_desc(m, n, &d);
             rc = o->conv2d_backward(be, pl, dx, m->g + m->params.t[n->w].offset, NULL, dy, in,
-                                    m->p + m->params.t[n->w].offset, &d);
+                                    m->p + m->params.t[n->w].offset, &d, dx_set);
             break;
         }
         case N_BN: {
@@ -771,7 +793,7 @@ static int backward(bt_model *m, int view, const float *dout, int dout_host, int
                                             m->p + m->params.t[n->w].offset, S + n->stat_off,
                                             S + n->stat_off + c, N, c,
                                             m->act_h[n->in] * m->act_w[n->in], m->training[view],
-                                            m->comm);
+                                            m->comm, dx_set);
             break;
         }
         case N_BN_RELU: { /* dy of the ReLU's output, masked by `out` inside the BN's passes */
@@ -781,7 +803,7 @@ static int backward(bt_model *m, int view, const float *dout, int dout_host, int
                                                  m->p + m->params.t[n->w].offset,
                                                  S + n->stat_off, S + n->stat_off + c, N, c,
                                                  m->act_h[n->in] * m->act_w[n->in],
-                                                 m->training[view], m->comm);
+                                                 m->training[view], m->comm, dx_set);
             break;
         }
         case N_RELU:

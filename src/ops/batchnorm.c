@@ -43,11 +43,11 @@ static int bn_forward(float *y, float *mean, float *rstd, const float *x, const 
 }
 
 /* dx, dy, x (N,C,HW); relu_y (N,C,HW): the fused op's output, masking dy, or NULL; dgamma,
- * dbeta, gamma, mean, rstd (C). */
-static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
-                        const float *relu_y, const float *x, const float *gamma,
-                        const float *mean, const float *rstd, int N, int C, int HW,
-                        int training) {
+ * dbeta, gamma, mean, rstd (C). dx_set: dx is overwritten (batchnorm_internal.h). */
+void bt_bn_backward_local(float *dx, float *dgamma, float *dbeta, const float *dy,
+                          const float *relu_y, const float *x, const float *gamma,
+                          const float *mean, const float *rstd, int N, int C, int HW,
+                          int training, int dx_set) {
     const double cnt = (double)N * HW;
     const bt_bn_kernels *bk = bt_bn_kernels_current();
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
@@ -60,11 +60,11 @@ static void bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
         const float k = (gamma ? gamma[c] : 1.0f) * r;
         if (!training) {
             /* eval: the statistics are constants */
-            bn_channel_dx_eval(bk, dx, dy, relu_y, k, c, N, C, HW);
+            bn_channel_dx_eval(bk, dx, dy, relu_y, k, c, N, C, HW, dx_set);
             continue;
         }
         bn_channel_dx(bk, dx, dy, relu_y, x, m, r, k, (float)(sdy / cnt), (float)(sdyx / cnt), c,
-                      N, C, HW);
+                      N, C, HW, dx_set);
     }
 }
 
@@ -78,7 +78,8 @@ int bt_batchnorm_forward(float *y, float *mean, float *rstd, const float *x, con
 void bt_batchnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                            const float *x, const float *gamma, const float *mean,
                            const float *rstd, int N, int C, int HW, int training) {
-    bn_backward(dx, dgamma, dbeta, dy, NULL, x, gamma, mean, rstd, N, C, HW, training);
+    bt_bn_backward_local(dx, dgamma, dbeta, dy, NULL, x, gamma, mean, rstd, N, C, HW, training,
+                         0);
 }
 
 int bt_batchnorm_relu_forward(float *y, float *mean, float *rstd, const float *x,
@@ -93,5 +94,6 @@ void bt_batchnorm_relu_backward(float *dx, float *dgamma, float *dbeta, const fl
                                 const float *y, const float *x, const float *gamma,
                                 const float *mean, const float *rstd, int N, int C, int HW,
                                 int training) {
-    bn_backward(dx, dgamma, dbeta, dy, y, x, gamma, mean, rstd, N, C, HW, training);
+    bt_bn_backward_local(dx, dgamma, dbeta, dy, y, x, gamma, mean, rstd, N, C, HW, training,
+                         0);
 }

@@ -35,6 +35,16 @@ typedef struct {
                     int HW, float m, float r, float k, float mdy, float mdyx);
     void (*dx_eval_relu)(float *dx, const float *dy, const float *y, size_t cs, int N, int HW,
                          float k);
+    /* The four dx loops above as overwrites, for the first writer of dx in a backward: the
+     * same arguments and expression, stored as dx = 0 + v instead of dx += v (the bits `+=`
+     * gives on a dx of zeros, -0 included); dx is not read. */
+    void (*dx_set)(float *dx, const float *dy, const float *x, size_t cs, int N, int HW, float m,
+                   float r, float k, float mdy, float mdyx);
+    void (*dx_eval_set)(float *dx, const float *dy, size_t cs, int N, int HW, float k);
+    void (*dx_relu_set)(float *dx, const float *dy, const float *y, const float *x, size_t cs,
+                        int N, int HW, float m, float r, float k, float mdy, float mdyx);
+    void (*dx_eval_relu_set)(float *dx, const float *dy, const float *y, size_t cs, int N,
+                             int HW, float k);
 } bt_bn_kernels;
 
 /* The copy of path isa (a bt_isa; the portable one for a path this build lacks), and of the
@@ -73,21 +83,38 @@ static inline void bn_channel_sums(const bt_bn_kernels *bk, double *sdy_out, dou
 }
 
 /* Training-mode dx of channel c: dx += k*(dy - mean(dy) - xhat*mean(dy*xhat)), k = gamma*rstd;
- * the two subtracted terms are the gradient through the batch mean and variance. */
+ * the two subtracted terms are the gradient through the batch mean and variance. set: dx =
+ * (the *_set loops: dx's previous contents are ignored). */
 static inline void bn_channel_dx(const bt_bn_kernels *bk, float *dx, const float *dy,
                                  const float *relu_y, const float *x, float m, float r, float k,
-                                 float mdy, float mdyx, int c, int N, int C, int HW) {
+                                 float mdy, float mdyx, int c, int N, int C, int HW, int set) {
     const size_t cs = (size_t)C * HW, off = (size_t)c * HW;
-    if (relu_y) bk->dx_relu(dx + off, dy + off, relu_y + off, x + off, cs, N, HW, m, r, k, mdy, mdyx);
-    else bk->dx(dx + off, dy + off, x + off, cs, N, HW, m, r, k, mdy, mdyx);
+    if (relu_y)
+        (set ? bk->dx_relu_set : bk->dx_relu)(dx + off, dy + off, relu_y + off, x + off, cs, N,
+                                              HW, m, r, k, mdy, mdyx);
+    else
+        (set ? bk->dx_set : bk->dx)(dx + off, dy + off, x + off, cs, N, HW, m, r, k, mdy, mdyx);
 }
 
-/* Eval-mode dx of channel c: dx += k * dy (the statistics are constants). */
+/* Eval-mode dx of channel c: dx += k * dy (the statistics are constants); set as above. */
 static inline void bn_channel_dx_eval(const bt_bn_kernels *bk, float *dx, const float *dy,
-                                      const float *relu_y, float k, int c, int N, int C, int HW) {
+                                      const float *relu_y, float k, int c, int N, int C, int HW,
+                                      int set) {
     const size_t cs = (size_t)C * HW, off = (size_t)c * HW;
-    if (relu_y) bk->dx_eval_relu(dx + off, dy + off, relu_y + off, cs, N, HW, k);
-    else bk->dx_eval(dx + off, dy + off, cs, N, HW, k);
+    if (relu_y)
+        (set ? bk->dx_eval_relu_set : bk->dx_eval_relu)(dx + off, dy + off, relu_y + off, cs, N,
+                                                        HW, k);
+    else
+        (set ? bk->dx_eval_set : bk->dx_eval)(dx + off, dy + off, cs, N, HW, k);
 }
+
+/* The local (one-rank) batch-norm backward of batchnorm.c, as bt_batchnorm_backward (relu_y
+ * NULL) or bt_batchnorm_relu_backward (relu_y the fused op's output), with dx_set: 0 dx +=,
+ * 1 dx written, its previous contents ignored (the same bits as += on a zeroed dx).
+ * dgamma, dbeta accumulate either way. */
+void bt_bn_backward_local(float *dx, float *dgamma, float *dbeta, const float *dy,
+                          const float *relu_y, const float *x, const float *gamma,
+                          const float *mean, const float *rstd, int N, int C, int HW,
+                          int training, int dx_set);
 
 #endif

@@ -128,10 +128,17 @@ static inline __attribute__((always_inline)) void k_grad_sums(double *sdy_out, d
     *sdyx_out = lanes_total(a2);
 }
 
+/* dx += v, or where `set` (a constant at every call, as relu) dx = 0 + v: the value `+=`
+ * leaves in a dx zeroed beforehand, bit for bit, without reading dx (a plain store of v would
+ * keep a v of -0, which 0 + v makes +0; e.g. a channel whose dy is all 0 under a negative
+ * gamma). The add of +0 cannot be folded away without -fno-signed-zeros. */
+#define BNK_STORE(set, o, v) ((o) = (set) ? 0.0f + (v) : (o) + (v))
+
 static inline __attribute__((always_inline)) void k_dx(float *dx, const float *dy, const float *y,
                                                        const float *x, size_t cs, int N, int HW,
                                                        float m, float rs, float k, float mdy,
-                                                       float mdyx, const int relu) {
+                                                       float mdyx, const int relu,
+                                                       const int set) {
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * cs, *dr = dy + (size_t)n * cs;
         const float *yr = relu ? y + (size_t)n * cs : dr;
@@ -139,26 +146,27 @@ static inline __attribute__((always_inline)) void k_dx(float *dx, const float *d
         for (int i = 0; i < HW; i++) {
             /* (g - mdy) of g = dy, or of g = +0 */
             const float t = BNK_SEL(relu, yr[i], dr[i] - mdy, 0.0f - mdy);
-            o[i] += k * (t - (xr[i] - m) * rs * mdyx);
+            BNK_STORE(set, o[i], k * (t - (xr[i] - m) * rs * mdyx));
         }
     }
 }
 
 static inline __attribute__((always_inline)) void k_dx_eval(float *dx, const float *dy,
                                                             const float *y, size_t cs, int N,
-                                                            int HW, float k, const int relu) {
+                                                            int HW, float k, const int relu,
+                                                            const int set) {
     for (int n = 0; n < N; n++) {
         const float *dr = dy + (size_t)n * cs;
         const float *yr = relu ? y + (size_t)n * cs : dr;
         float *o = dx + (size_t)n * cs;
         for (int i = 0; i < HW; i++) {
-            o[i] += BNK_SEL(relu, yr[i], k * dr[i], k * 0.0f);
+            BNK_STORE(set, o[i], BNK_SEL(relu, yr[i], k * dr[i], k * 0.0f));
         }
     }
 }
 
-/* One copy of the ten loops per path (the six of batch norm, and the four of batch norm +
- * ReLU): SUFFIX names it, ATTR compiles it. */
+/* One copy of the fourteen loops per path (the six of batch norm, the four of batch norm +
+ * ReLU, and the overwriting forms of the four dx loops): SUFFIX names it, ATTR compiles it. */
 #define BNK_COPY(SUFFIX, ATTR)                                                                   \
     ATTR static double sum_##SUFFIX(const float *x, size_t cs, int N, int HW) {                  \
         return k_sum(x, cs, N, HW);                                                              \
@@ -177,11 +185,20 @@ static inline __attribute__((always_inline)) void k_dx_eval(float *dx, const flo
     }                                                                                            \
     ATTR static void dx_##SUFFIX(float *dx, const float *dy, const float *x, size_t cs, int N,   \
                                  int HW, float m, float rs, float k, float mdy, float mdyx) {    \
-        k_dx(dx, dy, NULL, x, cs, N, HW, m, rs, k, mdy, mdyx, 0);                                \
+        k_dx(dx, dy, NULL, x, cs, N, HW, m, rs, k, mdy, mdyx, 0, 0);                             \
+    }                                                                                            \
+    ATTR static void dx_set_##SUFFIX(float *dx, const float *dy, const float *x, size_t cs,      \
+                                     int N, int HW, float m, float rs, float k, float mdy,       \
+                                     float mdyx) {                                               \
+        k_dx(dx, dy, NULL, x, cs, N, HW, m, rs, k, mdy, mdyx, 0, 1);                             \
     }                                                                                            \
     ATTR static void dx_eval_##SUFFIX(float *dx, const float *dy, size_t cs, int N, int HW,      \
                                       float k) {                                                 \
-        k_dx_eval(dx, dy, NULL, cs, N, HW, k, 0);                                                \
+        k_dx_eval(dx, dy, NULL, cs, N, HW, k, 0, 0);                                             \
+    }                                                                                            \
+    ATTR static void dx_eval_set_##SUFFIX(float *dx, const float *dy, size_t cs, int N, int HW,  \
+                                          float k) {                                             \
+        k_dx_eval(dx, dy, NULL, cs, N, HW, k, 0, 1);                                             \
     }                                                                                            \
     ATTR static void norm_relu_##SUFFIX(float *y, const float *x, size_t cs, int N, int HW,      \
                                         float mhi, float mlo, float a, float b) {                \
@@ -195,16 +212,37 @@ static inline __attribute__((always_inline)) void k_dx_eval(float *dx, const flo
     ATTR static void dx_relu_##SUFFIX(float *dx, const float *dy, const float *y, const float *x, \
                                       size_t cs, int N, int HW, float m, float rs, float k,      \
                                       float mdy, float mdyx) {                                   \
-        k_dx(dx, dy, y, x, cs, N, HW, m, rs, k, mdy, mdyx, 1);                                   \
+        k_dx(dx, dy, y, x, cs, N, HW, m, rs, k, mdy, mdyx, 1, 0);                                \
+    }                                                                                            \
+    ATTR static void dx_relu_set_##SUFFIX(float *dx, const float *dy, const float *y,            \
+                                          const float *x, size_t cs, int N, int HW, float m,     \
+                                          float rs, float k, float mdy, float mdyx) {            \
+        k_dx(dx, dy, y, x, cs, N, HW, m, rs, k, mdy, mdyx, 1, 1);                                \
     }                                                                                            \
     ATTR static void dx_eval_relu_##SUFFIX(float *dx, const float *dy, const float *y, size_t cs, \
                                            int N, int HW, float k) {                             \
-        k_dx_eval(dx, dy, y, cs, N, HW, k, 1);                                                   \
+        k_dx_eval(dx, dy, y, cs, N, HW, k, 1, 0);                                                \
+    }                                                                                            \
+    ATTR static void dx_eval_relu_set_##SUFFIX(float *dx, const float *dy, const float *y,       \
+                                               size_t cs, int N, int HW, float k) {              \
+        k_dx_eval(dx, dy, y, cs, N, HW, k, 1, 1);                                                \
     }                                                                                            \
     static const bt_bn_kernels bnk_##SUFFIX = {                                                  \
-        #SUFFIX,           sum_##SUFFIX,            sqdev_##SUFFIX,   norm_##SUFFIX,             \
-        grad_sums_##SUFFIX, dx_##SUFFIX,            dx_eval_##SUFFIX, norm_relu_##SUFFIX,        \
-        grad_sums_relu_##SUFFIX, dx_relu_##SUFFIX, dx_eval_relu_##SUFFIX};
+        .name = #SUFFIX,                                                                         \
+        .sum = sum_##SUFFIX,                                                                     \
+        .sqdev = sqdev_##SUFFIX,                                                                 \
+        .norm = norm_##SUFFIX,                                                                   \
+        .grad_sums = grad_sums_##SUFFIX,                                                         \
+        .dx = dx_##SUFFIX,                                                                       \
+        .dx_eval = dx_eval_##SUFFIX,                                                             \
+        .norm_relu = norm_relu_##SUFFIX,                                                         \
+        .grad_sums_relu = grad_sums_relu_##SUFFIX,                                               \
+        .dx_relu = dx_relu_##SUFFIX,                                                             \
+        .dx_eval_relu = dx_eval_relu_##SUFFIX,                                                   \
+        .dx_set = dx_set_##SUFFIX,                                                               \
+        .dx_eval_set = dx_eval_set_##SUFFIX,                                                     \
+        .dx_relu_set = dx_relu_set_##SUFFIX,                                                     \
+        .dx_eval_relu_set = dx_eval_relu_set_##SUFFIX};
 
 BNK_COPY(generic, )
 #if defined(__x86_64__) || defined(__i386__)

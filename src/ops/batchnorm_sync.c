@@ -81,21 +81,18 @@ int bt_batchnorm_backward_sync(float *dx, float *dgamma, float *dbeta, const flo
                                const float *rstd, int N, int C, int HW, int training,
                                const bt_comm *comm) {
     return bt_batchnorm_backward_sync_ws(bt_default_arena(), dx, dgamma, dbeta, dy, x, gamma,
-                                         mean, rstd, N, C, HW, training, comm);
+                                         mean, rstd, N, C, HW, training, comm, 0);
 }
 
-/* relu_y: the fused op's output (masking dy) or NULL. */
+/* relu_y: the fused op's output (masking dy) or NULL. dx_set: dx is overwritten. */
 static int backward_sync(bt_arena *ws, float *dx, float *dgamma, float *dbeta, const float *dy,
                          const float *relu_y, const float *x, const float *gamma,
                          const float *mean, const float *rstd, int N, int C, int HW,
-                         int training, const bt_comm *comm) {
+                         int training, const bt_comm *comm, int dx_set) {
     const bt_bn_kernels *bk = bt_bn_kernels_current();
     if (!training || bt_comm_world(comm) == 1) {
-        if (relu_y)
-            bt_batchnorm_relu_backward(dx, dgamma, dbeta, dy, relu_y, x, gamma, mean, rstd, N, C,
-                                       HW, training);
-        else
-            bt_batchnorm_backward(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, N, C, HW, training);
+        bt_bn_backward_local(dx, dgamma, dbeta, dy, relu_y, x, gamma, mean, rstd, N, C, HW,
+                             training, dx_set);
         return BT_OK;
     }
     double *g = bt_arena_get(ws, (2 * (size_t)C + 1) * sizeof(double));
@@ -118,7 +115,7 @@ static int backward_sync(bt_arena *ws, float *dx, float *dgamma, float *dbeta, c
     for (int c = 0; c < C; c++) {
         const float r = rstd[c], k = (gamma ? gamma[c] : 1.0f) * r;
         bn_channel_dx(bk, dx, dy, relu_y, x, mean[c], r, k, (float)(g[c] / cnt),
-                      (float)(g[C + c] / cnt), c, N, C, HW);
+                      (float)(g[C + c] / cnt), c, N, C, HW, dx_set);
     }
     return BT_OK;
 }
@@ -126,9 +123,9 @@ static int backward_sync(bt_arena *ws, float *dx, float *dgamma, float *dbeta, c
 int bt_batchnorm_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float *dbeta,
                                   const float *dy, const float *x, const float *gamma,
                                   const float *mean, const float *rstd, int N, int C, int HW,
-                                  int training, const bt_comm *comm) {
+                                  int training, const bt_comm *comm, int dx_set) {
     return backward_sync(ws, dx, dgamma, dbeta, dy, NULL, x, gamma, mean, rstd, N, C, HW,
-                         training, comm);
+                         training, comm, dx_set);
 }
 
 int bt_batchnorm_relu_forward_sync(float *y, float *mean, float *rstd, const float *x,
@@ -153,13 +150,14 @@ int bt_batchnorm_relu_backward_sync(float *dx, float *dgamma, float *dbeta, cons
                                     const float *mean, const float *rstd, int N, int C, int HW,
                                     int training, const bt_comm *comm) {
     return backward_sync(bt_default_arena(), dx, dgamma, dbeta, dy, y, x, gamma, mean, rstd, N,
-                         C, HW, training, comm);
+                         C, HW, training, comm, 0);
 }
 
 int bt_batchnorm_relu_backward_sync_ws(bt_arena *ws, float *dx, float *dgamma, float *dbeta,
                                        const float *dy, const float *y, const float *x,
                                        const float *gamma, const float *mean, const float *rstd,
-                                       int N, int C, int HW, int training, const bt_comm *comm) {
+                                       int N, int C, int HW, int training, const bt_comm *comm,
+                                       int dx_set) {
     return backward_sync(ws, dx, dgamma, dbeta, dy, y, x, gamma, mean, rstd, N, C, HW, training,
-                         comm);
+                         comm, dx_set);
 }

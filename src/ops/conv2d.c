@@ -499,12 +499,14 @@ int bt_conv2d_forward_ws(bt_arena *ws, int winograd, float *out, const float *in
     return BT_OK;
 }
 
-/* Backward of images [n0, n0+g): dwp (K, CRS) += dy col^T; dinp += col2im(w^T dy).
+/* Backward of images [n0, n0+g): dwp (K, CRS) += dy col^T; dinp += col2im(w^T dy), or with
+ * dinp_set those images of dinp zeroed first (here, by the thread that then accumulates into
+ * them, while they are about to be written anyway: the same sums, hence the same bits).
  * col (CRS, G*P) holds the columns, then is reused for their gradient; tmp (K, G*P);
  * q (phase_floats(d)). */
 static void backward_group(float *dinp, float *dwp, const float *dout, const float *in,
                            const float *w, const bt_conv2d_desc *d, int n0, int g, float *col,
-                           float *tmp, float *q) {
+                           float *tmp, float *q, int dinp_set) {
     const int K = d->K, CRS = d->C * d->R * d->S, P = d->OH * d->OW, GP = g * P;
     const size_t in_img = (size_t)d->C * d->H * d->W, out_img = (size_t)K * P;
     const int direct = g == 1 && is_pointwise(d);
@@ -526,6 +528,7 @@ static void backward_group(float *dinp, float *dwp, const float *dout, const flo
                     dwp, CRS);
     }
     if (dinp) {
+        if (dinp_set) memset(dinp + n0 * in_img, 0, sizeof(float) * g * in_img);
         if (direct) {
             bt_sgemm(BT_TRANS, BT_NOTRANS, CRS, GP, K, 1.0f, w, CRS, dy, GP,
                         1.0f, dinp + n0 * in_img, GP);
@@ -541,12 +544,12 @@ static void backward_group(float *dinp, float *dwp, const float *dout, const flo
 int bt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *in,
                        const float *w, const bt_conv2d_desc *d) {
     return bt_conv2d_backward_ws(bt_default_arena(), BT_WINO_PROCESS, dinp, dw, db, dout, in, w,
-                                 d);
+                                 d, 0);
 }
 
 int bt_conv2d_backward_ws(bt_arena *ws, int winograd, float *dinp, float *dw, float *db,
                           const float *dout, const float *in, const float *w,
-                          const bt_conv2d_desc *d) {
+                          const bt_conv2d_desc *d, int dinp_set) {
     int rc = check_desc(d);
     if (rc) return rc;
     if (!dout || (dw && !in) || (dinp && !w))
@@ -566,7 +569,7 @@ int bt_conv2d_backward_ws(bt_arena *ws, int winograd, float *dinp, float *dw, fl
     }
     const int tile = wino_choice(d, winograd);
     if (tile) {
-        if (dinp) rc = bt_wino_backward_data_ws(ws, tile, dinp, dout, w, d);
+        if (dinp) rc = bt_wino_backward_data_ws(ws, tile, dinp, dout, w, d, dinp_set);
         if (!rc && dw) rc = bt_wino_backward_weights_ws(ws, dw, dout, in, d);
         return rc;
     }
@@ -583,7 +586,7 @@ int bt_conv2d_backward_ws(bt_arena *ws, int winograd, float *dinp, float *dw, fl
     if (nt == 1) {
         for (int n0 = 0; n0 < N; n0 += G)
             backward_group(dinp, dw, dout, in, w, d, n0, N - n0 < G ? N - n0 : G, scr, scr + col_n,
-                           scr + col_n + tmp_n + dw_n);
+                           scr + col_n + tmp_n + dw_n, dinp_set);
         return BT_OK;
     }
 #pragma omp parallel num_threads(nt)
@@ -596,7 +599,7 @@ int bt_conv2d_backward_ws(bt_arena *ws, int winograd, float *dinp, float *dw, fl
         for (int gi = 0; gi < ngroups; gi++) {
             int n0 = gi * G;
             backward_group(dinp, dwp, dout, in, w, d, n0, N - n0 < G ? N - n0 : G, mine,
-                           mine + col_n, mine + col_n + tmp_n + dw_n);
+                           mine + col_n, mine + col_n + tmp_n + dw_n, dinp_set);
         }
         if (dw) {
             /* Summed in thread order whatever the schedule: reproducible. */

@@ -880,14 +880,16 @@ int bt_wino_forward_ws(bt_arena *ws, int tile, float *out, const float *in, cons
 
 int bt_wino_backward_data(float *dinp, const float *dout, const float *w,
                           const bt_conv2d_desc *d) {
-    return bt_wino_backward_data_ws(bt_default_arena(), bt_wino_tile(), dinp, dout, w, d);
+    return bt_wino_backward_data_ws(bt_default_arena(), bt_wino_tile(), dinp, dout, w, d, 0);
 }
 
 int bt_wino_backward_data_ws(bt_arena *ws, int tile, float *dinp, const float *dout,
-                             const float *w, const bt_conv2d_desc *d) {
+                             const float *w, const bt_conv2d_desc *d, int dinp_set) {
     int rc = wino_check(d, "wino_backward_data");
     if (rc) return rc;
     if (!dinp || !dout || !w) return bt_fail(BT_EINVAL, "wino_backward_data: NULL buffer");
-    return wino_run(ws, dinp, dout, w, NULL, d->N, d->K, d->C, d->H, d->W, 1, 1,
+    /* Not accumulating, the output transform stores result + 0 (no bias): what += leaves in
+     * a zeroed dinp, -0 included. Every pixel of every image is stored, as in the forward. */
+    return wino_run(ws, dinp, dout, w, NULL, d->N, d->K, d->C, d->H, d->W, 1, !dinp_set,
                     tile_for(d, tile));
 }

@@ -46,11 +46,13 @@ int bt_wino_backward_data(float *dinp, const float *dout, const float *w,
 int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
                              const bt_conv2d_desc *d);
 /* The three above with an explicit workspace and, for the forward and input gradient, tile
- * (2 or 4; the plain forms use bt_default_arena() and bt_wino_tile()). */
+ * (2 or 4; the plain forms use bt_default_arena() and bt_wino_tile()). The input gradient's
+ * dinp_set: 0 dinp += (as bt_wino_backward_data); 1 dinp = the gradient, its previous contents
+ * ignored (stored as result + 0, the bits of += on a zeroed dinp). */
 int bt_wino_forward_ws(bt_arena *ws, int tile, float *out, const float *in, const float *w,
                        const float *b, const bt_conv2d_desc *d);
 int bt_wino_backward_data_ws(bt_arena *ws, int tile, float *dinp, const float *dout,
-                             const float *w, const bt_conv2d_desc *d);
+                             const float *w, const bt_conv2d_desc *d, int dinp_set);
 int bt_wino_backward_weights_ws(bt_arena *ws, float *dw, const float *dout, const float *in,
                                 const bt_conv2d_desc *d);
 
