@@ -364,22 +364,33 @@ void bt_sgemm(bt_trans ta, bt_trans tb, int M, int N, int K, float alpha, const 
               omp_in_parallel() ? 1 : bt_threads());
 }
 
+/* The batch loop of bt_sgemm_batch and bt_sgemm_batch_pb: product i reads op(B) at
+ * B + i strideB (B non-NULL) or prepacked at Bp + i strideBp. Each product on one thread when
+ * there are enough of them (its result is the same whichever thread takes it), else one after
+ * the other on all threads. */
+static void batch_run(const char *fn, int count, bt_trans ta, bt_trans tb, int M, int N, int K,
+                      float alpha, const float *A, int lda, ptrdiff_t strideA, const float *B,
+                      int ldb, ptrdiff_t strideB, const float *Bp, ptrdiff_t strideBp,
+                      float beta, float *C, int ldc, ptrdiff_t strideC) {
+    if (count < 0) bt_gemm_bad_arg(fn, "count", count, 0);
+    const int nt = omp_in_parallel() ? 1 : bt_threads();
+#define BATCH_RUN_ONE(i, threads)                                                                \
+    sgemm_run(ta, tb, M, N, K, alpha, A + (i) * strideA, lda, B ? B + (i) * strideB : NULL, ldb, \
+              Bp ? Bp + (i) * strideBp : NULL, beta, C + (i) * strideC, ldc, threads)
+    if (nt == 1 || count < nt) {
+        for (int i = 0; i < count; i++) BATCH_RUN_ONE(i, nt);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int i = 0; i < count; i++) BATCH_RUN_ONE(i, 1);
+#undef BATCH_RUN_ONE
+}
+
 void bt_sgemm_batch(int count, bt_trans ta, bt_trans tb, int M, int N, int K, float alpha,
                     const float *A, int lda, ptrdiff_t strideA, const float *B, int ldb,
                     ptrdiff_t strideB, float beta, float *C, int ldc, ptrdiff_t strideC) {
-    if (count < 0) bt_gemm_bad_arg("bt_sgemm_batch", "count", count, 0);
-    const int nt = omp_in_parallel() ? 1 : bt_threads();
-    if (nt == 1 || count < nt) {
-        for (int i = 0; i < count; i++)
-            sgemm_run(ta, tb, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, NULL,
-                      beta, C + i * strideC, ldc, nt);
-        return;
-    }
-    /* Each product on one thread: its result is the same whichever thread takes it. */
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int i = 0; i < count; i++)
-        sgemm_run(ta, tb, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, NULL,
-                  beta, C + i * strideC, ldc, 1);
+    batch_run("bt_sgemm_batch", count, ta, tb, M, N, K, alpha, A, lda, strideA, B, ldb, strideB,
+              NULL, 0, beta, C, ldc, strideC);
 }
 
 /* The upper triangle by row blocks: block [i0, i1) needs columns [i0, N) only, which halves
@@ -431,16 +442,6 @@ void bt_sgemm_pb(bt_trans ta, int M, int N, int K, float alpha, const float *A, 
 void bt_sgemm_batch_pb(int count, bt_trans ta, int M, int N, int K, float alpha, const float *A,
                        int lda, ptrdiff_t strideA, const float *Bp, ptrdiff_t strideBp,
                        float beta, float *C, int ldc, ptrdiff_t strideC) {
-    if (count < 0) bt_gemm_bad_arg("bt_sgemm_batch_pb", "count", count, 0);
-    const int nt = omp_in_parallel() ? 1 : bt_threads(), ldb = N > 1 ? N : 1;
-    if (nt == 1 || count < nt) {
-        for (int i = 0; i < count; i++)
-            sgemm_run(ta, BT_NOTRANS, M, N, K, alpha, A + i * strideA, lda, NULL, ldb,
-                      Bp + i * strideBp, beta, C + i * strideC, ldc, nt);
-        return;
-    }
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int i = 0; i < count; i++)
-        sgemm_run(ta, BT_NOTRANS, M, N, K, alpha, A + i * strideA, lda, NULL, ldb,
-                  Bp + i * strideBp, beta, C + i * strideC, ldc, 1);
+    batch_run("bt_sgemm_batch_pb", count, ta, BT_NOTRANS, M, N, K, alpha, A, lda, strideA, NULL,
+              N > 1 ? N : 1, 0, Bp, strideBp, beta, C, ldc, strideC);
 }
