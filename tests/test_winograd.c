@@ -21,8 +21,9 @@
  * this test), so this bound separates the two by orders of magnitude. */
 #define WINO_TOL 2e-6
 /* F(4,3) (opt-in, BT_CONV_WINOGRAD=4) adds up to 6 terms with weights up to 8 (output) and 5
- * (input) and divides by 6 and 24 in the weights: 4.1e-6 at most on these shapes, so a bound
- * of 2e-5, still two orders of magnitude below the errors of a wrong entry or tile. */
+ * (input) and divides by 15 in the weights: 1.7e-6 at most on these shapes with the points
+ * 0, 1, -1, 1/2, -2 (5.8e-6 with the symmetric 0, +-1, +-2 used before), so a bound of 2e-5,
+ * still two orders of magnitude below the errors of a wrong entry or tile. */
 #define WINO_TOL4 2e-5
 
 /* The tolerance of the tile in use (bt_conv2d_* use F(4x4) only on maps of 8 x 8 and more,
