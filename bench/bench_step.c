@@ -364,12 +364,17 @@ int main(int argc, char **argv) {
         }
         printf("kernels: path %s\n", bt_isa_name(bt_isa_current()));
     }
-    { /* as the barlow program: BT_CONV_WINOGRAD=0 im2col only, =4 the F(4x4) tile */
+    { /* as the barlow program: BT_CONV_WINOGRAD=0 im2col only, 2, 4 or 24 (the default) */
         const char *e = getenv("BT_CONV_WINOGRAD");
         bt_backend_cfg bc;
         bt_backend_cfg_default(&bc);
-        if (e) bc.winograd = !strcmp(e, "0") ? 0 : !strcmp(e, "4") ? 4 : 2;
-        bt_backend_cpu_settings(&bc);
+        if ((e && bt_backend_winograd_parse(e, &bc.winograd) != BT_OK) ||
+            bt_backend_cpu_settings(&bc) != BT_OK) {
+            fprintf(stderr, "bench_step: %s\n", bt_error());
+            return 1;
+        }
+        printf("convolutions: BT_CONV_WINOGRAD=%s\n",
+               e ? e : "unset (24: F(2x2) forward, F(4x4) input gradient)");
     }
 
     bt_model_cfg cfg;

@@ -1,5 +1,6 @@
 /* The barlow program's front door: --help lists every command, help COMMAND prints options
- * with defaults, --version, suggestions for mistyped commands and options, and
+ * with defaults, --version, suggestions for mistyped commands and options, a bad
+ * BT_CONV_WINOGRAD refused in one line, and
  * augment-preview writes a valid PNG grid of the stated size. */
 #include "testutil.h"
 #include <png.h>
@@ -41,6 +42,25 @@ static void suggestions(void) {
           "option suggestion: %s", out);
 }
 
+/* BT_CONV_WINOGRAD takes 0, 2, 4 or 24; anything else is one line naming the variable and exit
+ * 2, before any work. */
+static void winograd_env(void) {
+    static const char *bad[] = {"3", "1", "", "F4"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        setenv("BT_CONV_WINOGRAD", bad[i], 1);
+        int rc = run("--version");
+        CHECK(rc == 2 && strstr(out, "BT_CONV_WINOGRAD=") && strstr(out, "24") &&
+                  strchr(out, '\n') == out + strlen(out) - 1,
+              "BT_CONV_WINOGRAD='%s': exit %d, '%s'", bad[i], rc, out);
+    }
+    static const char *good[] = {"0", "2", "4", "24"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        setenv("BT_CONV_WINOGRAD", good[i], 1);
+        CHECK(run("--version") == 0, "BT_CONV_WINOGRAD=%s refused: %s", good[i], out);
+    }
+    unsetenv("BT_CONV_WINOGRAD");
+}
+
 static void augment_preview_png(void) {
     char args[1024], path[700];
     snprintf(path, sizeof path, "%s/views.png", tu_tmpdir());
@@ -72,6 +92,7 @@ int main(void) {
     snprintf(bin, sizeof bin, "%s/barlow", b ? b : "build");
     TEST_RUN(help_and_version);
     TEST_RUN(suggestions);
+    TEST_RUN(winograd_env);
     TEST_RUN(augment_preview_png);
     return tu_finish();
 }

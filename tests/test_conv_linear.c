@@ -179,6 +179,7 @@ static void test_conv_opt_vs_ref(void) {
         {1, 2, 20, 20, 3, 3, 3, 1, 1, 0}, /* single image, larger map */
         {2, 3, 4, 4, 2, 6, 6, 1, 1, 1},   /* kernel bigger than the input */
         {4, 16, 6, 7, 17, 3, 3, 1, 1, 1}, /* 3x3 s1 p1 big enough for Winograd, odd width */
+        {2, 16, 9, 8, 17, 3, 3, 1, 1, 1}, /* the same on a 9x8 map: the F(4x4) input gradient */
     };
     tu_rng rng = {21};
     int saved = bt_threads();
@@ -454,6 +455,7 @@ static void test_torch_parity(void) {
         {.s = {8, 8, 4, 4, 8, 3, 3, 1, 1, 0}},   /* batched small maps */
         {.s = {3, 5, 5, 5, 4, 1, 1, 1, 0, 1}},   /* 1x1 s1 p0 */
         {.s = {4, 16, 6, 7, 17, 3, 3, 1, 1, 1}}, /* 3x3 s1 p1 on the Winograd path */
+        {.s = {2, 16, 8, 9, 17, 3, 3, 1, 1, 1}}, /* Winograd, maps >= 8x8: F(4x4) input gradient */
         {.lin = 1, .N = 5, .I = 12, .O = 7, .bias = 1},
         {.lin = 1, .N = 16, .I = 64, .O = 32, .bias = 0},
         {.lin = 1, .N = 1, .I = 3, .O = 9, .bias = 1},

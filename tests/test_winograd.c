@@ -28,7 +28,12 @@
 
 /* The tolerance of the tile in use (bt_conv2d_* use F(4x4) only on maps of 8 x 8 and more,
  * F(2x2) below: the bound of the current setting covers both). */
-static double wino_tol(void) { return bt_wino_tile() == 4 ? WINO_TOL4 : WINO_TOL; }
+static double wino_tol(void) { return bt_wino_tile() == BT_WINO_F2 ? WINO_TOL : WINO_TOL4; }
+
+/* The three settings of bt_wino_set_tile: F(2x2) both ways, F(4x4) both ways, and the default
+ * F(2x2) forward with an F(4x4) input gradient. */
+static const int tiles3[3] = {BT_WINO_F2, BT_WINO_F4, BT_WINO_F2_DX4};
+static int tile_index(int tile) { return tile == BT_WINO_F2 ? 0 : tile == BT_WINO_F4 ? 1 : 2; }
 
 typedef struct {
     int N, C, H, W, K, bias;
@@ -57,7 +62,7 @@ static double rel32(const float *a, const float *ref, size_t n) {
     return tu_maxabsdiff_f32(a, ref, n) / (m > 1e-30 ? m : 1e-30);
 }
 
-static double worst[5]; /* largest error seen per tile setting, printed at the end */
+static double worst[3]; /* largest error seen per tile setting (tile_index), printed at the end */
 
 /* Forward, input and weight gradients of one shape: Winograd against the f64 reference and against
  * the im2col path (bt_conv2d_* with Winograd switched off). Returns 0 if all matched. */
@@ -105,7 +110,7 @@ static int wino_vs_ref(const wshape *s, tu_rng *rng) {
     double ey2 = rel32(y, y2, no), ex2 = rel32(dx, dx2, ni), ew2 = rel32(dw, dw2, nw);
     double m = ey > ex ? ey : ex;
     if (ew > m) m = ew;
-    if (m > worst[bt_wino_tile()]) worst[bt_wino_tile()] = m;
+    if (m > worst[tile_index(bt_wino_tile())]) worst[tile_index(bt_wino_tile())] = m;
     const double tol = wino_tol();
     int bad = !(ey < tol && ex < tol && ew < tol && ey2 < tol && ex2 < tol && ew2 < tol);
     CHECK(!bad,
@@ -139,15 +144,15 @@ static void test_wino_fixed_shapes(void) {
     tu_rng rng = {101};
     int saved = bt_threads();
     static const int threads[] = {1, 2, 3};
-    for (int tile = 2; tile <= 4; tile += 2) {
-        bt_wino_set_tile(tile);
+    for (int tile = 0; tile < 3; tile++) {
+        bt_wino_set_tile(tiles3[tile]);
         for (size_t ti = 0; ti < 3; ti++) {
             bt_set_threads(threads[ti]);
             for (size_t t = 0; t < sizeof fixed / sizeof fixed[0]; t++)
                 wino_vs_ref(&fixed[t], &rng);
         }
     }
-    bt_wino_set_tile(2);
+    bt_wino_set_tile(BT_WINO_F2_DX4);
     bt_set_threads(saved);
 }
 
@@ -157,10 +162,10 @@ static void test_wino_random_shapes(void) {
         wshape s = {1 + (int)(tu_next(&rng) % 3),  1 + (int)(tu_next(&rng) % 20),
                     1 + (int)(tu_next(&rng) % 13), 1 + (int)(tu_next(&rng) % 13),
                     1 + (int)(tu_next(&rng) % 20), (int)(tu_next(&rng) % 2)};
-        bt_wino_set_tile(t % 2 ? 4 : 2);
+        bt_wino_set_tile(tiles3[t % 3]);
         wino_vs_ref(&s, &rng);
     }
-    bt_wino_set_tile(2);
+    bt_wino_set_tile(BT_WINO_F2_DX4);
 }
 
 /* The work is cut into chunks: whole images, or bands of tile rows when an image has more
@@ -187,7 +192,7 @@ static void test_wino_chunks(void) {
             wino_vs_ref(&s4, &rng);
         }
     }
-    bt_wino_set_tile(2);
+    bt_wino_set_tile(BT_WINO_F2_DX4);
     bt_wino_set_chunk_tiles(0);
     bt_set_threads(saved);
 }
@@ -223,7 +228,7 @@ static void test_wino_dispatch(void) {
     CHECK(memcmp(dx, dxw, ni * 4) == 0, "bt_conv2d_backward dinp did not take the Winograd path");
     bt_conv2d_backward_ref_f32(dxr, dwr, dbr, dy, x, w, &d);
     double ex = rel32(dx, dxr, ni), ew = rel32(dw, dwr, nw), eb = rel32(db, dbr, 17);
-    CHECK(ex < WINO_TOL && ew < 1e-5 && eb < 1e-5, "backward: dx %.2e dw %.2e db %.2e", ex, ew,
+    CHECK(ex < wino_tol() && ew < 1e-5 && eb < 1e-5, "backward: dx %.2e dw %.2e db %.2e", ex, ew,
           eb);
     /* dinp NULL: weight gradient only, input gradient untouched. */
     memcpy(dxw, dx, ni * 4);
@@ -233,6 +238,60 @@ static void test_wino_dispatch(void) {
     CHECK(memcmp(dx, dxw, ni * 4) == 0, "dx changed though NULL was passed");
     free(x), free(w), free(b), free(dy), free(y), free(yw), free(dx), free(dxw), free(dxr);
     free(dw), free(dwr), free(db), free(dbr);
+}
+
+/* The default setting (BT_WINO_F2_DX4) gives the bits of F(2x2) in the forward and of F(4x4)
+ * in the input gradient on maps of 8x8 and more, and of F(2x2) both ways on smaller maps; on
+ * the larger maps its input gradient differs from F(2x2)'s (so F(4x4) did run). The weight
+ * gradient is F(2x2) under every setting. The workspace forms of bt_conv2d_* given 24 agree. */
+static void test_wino_mixed_bits(void) {
+    static const wshape shapes[] = {{2, 16, 9, 8, 17, 1}, {3, 16, 16, 16, 16, 0},
+                                    {8, 16, 4, 4, 24, 1}, {2, 16, 7, 12, 16, 0}};
+    tu_rng rng = {105};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const wshape *s = &shapes[t];
+        bt_conv2d_desc d;
+        CHECK(bt_conv2d_desc_init(&d, s->N, s->C, s->H, s->W, s->K, 3, 3, 1, 1) == BT_OK, "%s",
+              bt_error());
+        const size_t ni = (size_t)s->N * s->C * s->H * s->W, nw = (size_t)s->K * s->C * 9;
+        const size_t no = (size_t)s->N * s->K * s->H * s->W;
+        float *x = tu_xcalloc(ni, 4), *w = tu_xcalloc(nw, 4), *b = tu_xcalloc(s->K, 4);
+        float *dy = tu_xcalloc(no, 4), *y[3], *dx[3], *dw[3], *yc = tu_xcalloc(no, 4);
+        float *dxc = tu_xcalloc(ni, 4), *dwc = tu_xcalloc(nw, 4);
+        tu_fill_f32(x, ni, &rng, 1.0);
+        tu_fill_f32(w, nw, &rng, 0.5);
+        tu_fill_f32(b, s->K, &rng, 1.0);
+        tu_fill_f32(dy, no, &rng, 1.0);
+        for (int i = 0; i < 3; i++) {
+            y[i] = tu_xcalloc(no, 4), dx[i] = tu_xcalloc(ni, 4), dw[i] = tu_xcalloc(nw, 4);
+            bt_wino_set_tile(tiles3[i]);
+            CHECK(bt_wino_forward(y[i], x, w, s->bias ? b : NULL, &d) == BT_OK, "%s", bt_error());
+            CHECK(bt_wino_backward_data(dx[i], dy, w, &d) == BT_OK, "%s", bt_error());
+            CHECK(bt_wino_backward_weights(dw[i], dy, x, &d) == BT_OK, "%s", bt_error());
+        }
+        const int big = s->H >= 8 && s->W >= 8;
+        CHECK(memcmp(y[2], y[0], no * 4) == 0, "shape %zu: the default forward is not F(2x2)'s", t);
+        CHECK(memcmp(dx[2], dx[big ? 1 : 0], ni * 4) == 0,
+              "shape %zu (%dx%d): the default input gradient is not F(%dx%d)'s", t, s->H, s->W,
+              big ? 4 : 2, big ? 4 : 2);
+        CHECK(!big || memcmp(dx[2], dx[0], ni * 4) != 0,
+              "shape %zu: the default input gradient has F(2x2)'s bits (F(4x4) did not run)", t);
+        CHECK(memcmp(dw[2], dw[0], nw * 4) == 0 && memcmp(dw[1], dw[0], nw * 4) == 0,
+              "shape %zu: the weight gradient depends on the tile setting", t);
+        /* bt_conv2d_*_ws given 24 while the process setting is F(2x2): the default's bits. */
+        bt_wino_set_tile(BT_WINO_F2);
+        CHECK(bt_conv2d_forward_ws(bt_default_arena(), BT_WINO_F2_DX4, yc, x, w,
+                                   s->bias ? b : NULL, &d) == BT_OK &&
+                  bt_conv2d_backward_ws(bt_default_arena(), BT_WINO_F2_DX4, dxc, dwc, NULL, dy,
+                                        x, w, &d, 0) == BT_OK,
+              "%s", bt_error());
+        CHECK(memcmp(yc, y[2], no * 4) == 0 && memcmp(dxc, dx[2], ni * 4) == 0 &&
+                  memcmp(dwc, dw[2], nw * 4) == 0,
+              "shape %zu: bt_conv2d_*_ws(winograd 24) differs from the default setting", t);
+        bt_wino_set_tile(BT_WINO_F2_DX4);
+        for (int i = 0; i < 3; i++) free(y[i]), free(dx[i]), free(dw[i]);
+        free(x), free(w), free(b), free(dy), free(yc), free(dxc), free(dwc);
+    }
 }
 
 /* The weight gradient sums each thread's chunks in that thread's dU, then the threads' dU in
@@ -314,7 +373,9 @@ static void test_wino_env_switch(void) {
     CHECK(env_enabled == 1, "the library read BT_CONV_WINOGRAD=0 from the environment");
     CHECK(cfg_off == 0, "the backend setting winograd=0 left Winograd on");
     CHECK(forced_enabled == 1, "bt_wino_set_enabled(1) did not override the setting");
-    CHECK(env_tile == 2, "the default tile is F(%dx%d), not F(2x2)", env_tile, env_tile);
+    CHECK(env_tile == BT_WINO_F2_DX4,
+          "the default tile setting is %d, not %d (F(2x2) forward, F(4x4) input gradient)",
+          env_tile, BT_WINO_F2_DX4);
 }
 
 int main(void) {
@@ -334,11 +395,12 @@ int main(void) {
     TEST_RUN(test_wino_random_shapes);
     TEST_RUN(test_wino_chunks);
     TEST_RUN(test_wino_dispatch);
+    TEST_RUN(test_wino_mixed_bits);
     TEST_RUN(test_wino_dw_reproducible);
     TEST_RUN(test_wino_applicable);
     printf("largest Winograd error relative to max|out|: F(2x2) %.2e (tolerance %.0e), "
-           "F(4x4) setting %.2e (tolerance %.0e)\n",
-           worst[2], WINO_TOL, worst[4], WINO_TOL4);
+           "F(4x4) setting %.2e, default setting %.2e (tolerance %.0e)\n",
+           worst[0], WINO_TOL, worst[1], worst[2], WINO_TOL4);
     bt_scratch_release();
     return tu_finish();
 }

@@ -62,8 +62,10 @@ typedef struct {
  * library reads no environment variables). */
 typedef struct {
     int threads;   /* compute threads (0: all cores) */
-    int winograd;  /* 3x3 stride-1 convolutions: 0 im2col only, 2 Winograd F(2x2,3x3), 4
-                      F(4x4,3x3) (opt-in: about 10x the rounding error); -1 the process's
+    int winograd;  /* 3x3 stride-1 convolutions: 0 im2col only; 24 Winograd F(2x2,3x3) forward
+                      and F(4x4,3x3) input gradient (the process default); 2 F(2x2,3x3) for
+                      both; 4 F(4x4,3x3) for both (opt-in: its forward rounds about 3x
+                      worse, outside the PyTorch parity tolerances); -1 the process's
                       setting (src/ops/winograd_internal.h) when the backend is made */
 } bt_backend_cfg;
 
@@ -218,12 +220,16 @@ void bt_backend_host_free_hook(void *be, void *p);
  * host memory, to_host/to_device are memcpy, and it keeps no plans. It owns its scratch arena
  * and its Winograd choice (winograd -1: the process setting when it is made); the thread
  * count (threads > 0) is applied to the process's ops (bt_set_threads). BT_EINVAL for a
- * winograd other than -1, 0, 2, 4. */
+ * winograd other than -1, 0, 2, 4, 24. */
 int bt_backend_cpu_new(bt_backend **be, const bt_backend_cfg *cfg);
 /* Applies threads (when > 0) and winograd (when not -1) to the process settings of the plain
  * op functions (bt_set_threads, bt_wino_set_enabled / set_tile): what the program does with
  * its reading of the environment before it makes backends. BT_EINVAL for a winograd other
- * than -1, 0, 2, 4. */
+ * than -1, 0, 2, 4, 24. */
 int bt_backend_cpu_settings(const bt_backend_cfg *cfg);
+/* The value of BT_CONV_WINOGRAD (as the program and the benchmarks read it) as a winograd
+ * setting: "0", "2", "4" or "24" into *winograd; BT_EINVAL naming the variable for anything
+ * else (an empty string included). */
+int bt_backend_winograd_parse(const char *s, int *winograd);
 
 #endif

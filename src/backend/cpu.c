@@ -334,9 +334,24 @@ static const bt_backend_ops cpu_ops = {
 };
 
 static int check_cfg(const bt_backend_cfg *c) {
-    if (c->winograd != -1 && c->winograd != 0 && c->winograd != 2 && c->winograd != 4)
-        return bt_fail(BT_EINVAL, "backend cpu: winograd must be 0, 2 or 4 (got %d)", c->winograd);
+    if (c->winograd != -1 && c->winograd != 0 && c->winograd != BT_WINO_F2 &&
+        c->winograd != BT_WINO_F4 && c->winograd != BT_WINO_F2_DX4)
+        return bt_fail(BT_EINVAL, "backend cpu: winograd must be 0, 2, 4 or 24 (got %d)",
+                       c->winograd);
     return BT_OK;
+}
+
+int bt_backend_winograd_parse(const char *s, int *winograd) {
+    static const int vals[] = {0, BT_WINO_F2, BT_WINO_F4, BT_WINO_F2_DX4};
+    static const char *const names[] = {"0", "2", "4", "24"};
+    for (int i = 0; i < 4; i++)
+        if (s && !strcmp(s, names[i])) {
+            *winograd = vals[i];
+            return BT_OK;
+        }
+    return bt_fail(BT_EINVAL, "BT_CONV_WINOGRAD=%s: must be 0 (im2col only), 2 (Winograd "
+                   "F(2x2)), 4 (F(4x4)) or 24 (F(2x2) forward, F(4x4) input gradient: the "
+                   "default)", s ? s : "(null)");
 }
 
 int bt_backend_cpu_settings(const bt_backend_cfg *c) {

@@ -85,8 +85,8 @@ int main(int argc, char **argv) {
     /* Only the program reads the environment; the library takes its settings from here. */
     bt_backend_cfg_default(&bt_cli_backend_cfg);
     const char *wino = getenv("BT_CONV_WINOGRAD");
-    if (wino) bt_cli_backend_cfg.winograd = !strcmp(wino, "0") ? 0 : !strcmp(wino, "4") ? 4 : 2;
-    if (bt_backend_cpu_settings(&bt_cli_backend_cfg) != BT_OK) {
+    if ((wino && bt_backend_winograd_parse(wino, &bt_cli_backend_cfg.winograd) != BT_OK) ||
+        bt_backend_cpu_settings(&bt_cli_backend_cfg) != BT_OK) {
         fprintf(stderr, "barlow: %s\n", bt_error());
         return 2;
     }

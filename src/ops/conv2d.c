@@ -9,9 +9,11 @@
  * a parallel region). With a single group the loop runs outside any parallel region, so
  * bt_sgemm itself uses every thread. The weight gradient is summed into per-thread partials that are
  * reduced at the end, in a fixed order: for a given thread count results are reproducible.
- * 3x3 stride-1 pad-1 layers go to Winograd F(2x2, 3x3) (conv_winograd.c) for the forward and
- * both gradients, unless BT_CONV_WINOGRAD=0. Stride-2 layers build their columns from the
- * channels' phase planes (below), so every copy is a contiguous run.
+ * 3x3 stride-1 pad-1 layers go to Winograd (conv_winograd.c) for the forward and both
+ * gradients, unless BT_CONV_WINOGRAD=0: by default F(2x2, 3x3) for the forward and weight
+ * gradient and F(4x4, 3x3) for the input gradient (winograd_internal.h). Stride-2 layers
+ * build their columns from the channels' phase planes (below), so every copy is a contiguous
+ * run.
  * Shapes: CRS = C*R*S (a column), P = OH*OW (output pixels of one image). */
 #include "barlow/cpu.h"
 #include "barlow/error.h"
@@ -458,8 +460,9 @@ int bt_conv2d_forward(float *out, const float *in, const float *w, const float *
     return bt_conv2d_forward_ws(bt_default_arena(), BT_WINO_PROCESS, out, in, w, b, d);
 }
 
-/* The Winograd tile for d under the choice `winograd` (BT_WINO_PROCESS: the process
- * setting), 0 for im2col. */
+/* The Winograd tile setting for d under the choice `winograd` (BT_WINO_PROCESS: the process
+ * setting; BT_WINO_F2, _F4 or _F2_DX4, which conv_winograd.c maps to each direction's tile),
+ * 0 for im2col. */
 static int wino_choice(const bt_conv2d_desc *d, int winograd) {
     if (winograd == BT_WINO_PROCESS) winograd = bt_wino_enabled() ? bt_wino_tile() : 0;
     return winograd && bt_wino_applicable(d) ? winograd : 0;
