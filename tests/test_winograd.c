@@ -197,6 +197,53 @@ static void test_wino_chunks(void) {
     bt_set_threads(saved);
 }
 
+/* The forward and the input gradient give the same bits whatever the chunk size (a tile's
+ * products do not depend on its chunk), for both tiles: the chunk floors may be tuned for
+ * speed without changing the numbers. */
+static void test_wino_chunk_bits(void) {
+    tu_rng rng = {106};
+    const wshape s = {3, 16, 13, 9, 17, 1};
+    bt_conv2d_desc d;
+    CHECK(bt_conv2d_desc_init(&d, s.N, s.C, s.H, s.W, s.K, 3, 3, 1, 1) == BT_OK, "%s",
+          bt_error());
+    const size_t ni = (size_t)s.N * s.C * s.H * s.W, nw = (size_t)s.K * s.C * 9;
+    const size_t no = (size_t)s.N * s.K * s.H * s.W;
+    float *x = tu_xcalloc(ni, 4), *w = tu_xcalloc(nw, 4), *b = tu_xcalloc(s.K, 4);
+    float *dy = tu_xcalloc(no, 4), *y0 = tu_xcalloc(no, 4), *y = tu_xcalloc(no, 4);
+    float *dx0 = tu_xcalloc(ni, 4), *dx = tu_xcalloc(ni, 4);
+    tu_fill_f32(x, ni, &rng, 1.0);
+    tu_fill_f32(w, nw, &rng, 0.5);
+    tu_fill_f32(b, s.K, &rng, 1.0);
+    tu_fill_f32(dy, no, &rng, 1.0);
+    static const size_t chunks[] = {1, 3, 7, 30, 1000};
+    int saved = bt_threads();
+    for (int tile = 2; tile <= 4; tile += 2) {
+        bt_wino_set_tile(tile);
+        bt_wino_set_chunk_tiles(0);
+        memset(dx0, 0, ni * 4);
+        CHECK(bt_wino_forward(y0, x, w, b, &d) == BT_OK &&
+                  bt_wino_backward_data(dx0, dy, w, &d) == BT_OK,
+              "%s", bt_error());
+        for (int th = 1; th <= 2; th++) {
+            bt_set_threads(th);
+            for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
+                bt_wino_set_chunk_tiles(chunks[i]);
+                memset(dx, 0, ni * 4);
+                CHECK(bt_wino_forward(y, x, w, b, &d) == BT_OK &&
+                          bt_wino_backward_data(dx, dy, w, &d) == BT_OK,
+                      "%s", bt_error());
+                CHECK(memcmp(y, y0, no * 4) == 0 && memcmp(dx, dx0, ni * 4) == 0,
+                      "F(%dx%d), %d thread(s), chunks of %zu tiles: other bits than the default "
+                      "chunks'", tile, tile, th, chunks[i]);
+            }
+        }
+        bt_set_threads(saved);
+    }
+    bt_wino_set_chunk_tiles(0);
+    bt_wino_set_tile(BT_WINO_F2_DX4);
+    free(x), free(w), free(b), free(dy), free(y0), free(y), free(dx0), free(dx);
+}
+
 /* bt_conv2d_* take the Winograd path on an applicable shape (bit-identical results), and the
  * weight and bias gradients computed beside it are still right. */
 static void test_wino_dispatch(void) {
@@ -394,6 +441,7 @@ int main(void) {
     TEST_RUN(test_wino_fixed_shapes);
     TEST_RUN(test_wino_random_shapes);
     TEST_RUN(test_wino_chunks);
+    TEST_RUN(test_wino_chunk_bits);
     TEST_RUN(test_wino_dispatch);
     TEST_RUN(test_wino_mixed_bits);
     TEST_RUN(test_wino_dw_reproducible);

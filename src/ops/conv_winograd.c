@@ -58,6 +58,12 @@
  * at 512 channels. Both chosen with a one-thread profile of the ResNet-18/CIFAR layers. */
 #define WINO_CHUNK_BYTES ((size_t)2 << 20)
 #define WINO_TMIN 128
+/* F(4x4)'s floor (36 planes): U is packed once per convolution now (bt_sgemm_pack_b), and at
+ * 128 tiles a chunk of the 256-channel layer held 9.4 MB; with 32, the two threads' input
+ * gradients of the 16x16 and 8x8 layers ran 10 to 25% faster (bench_conv 2 256, Zen 4) and
+ * the 32x32 layer (113 tiles by the budget) the same. Chunking does not change the bits of
+ * the forward or the input gradient: a tile's products do not depend on its chunk. */
+#define WINO_TMIN4 32
 /* The weight gradient's chunks: at least Cp * Kp / WINO_DW_DIV tiles (512 at 512 x 512
  * channels), V + D within WINO_DW_MAX_BYTES per thread (see bt_wino_backward_weights). */
 #define WINO_DW_DIV 512
@@ -609,12 +615,14 @@ static chunk_fn chunk_for_isa(void) {
 }
 
 /* Tiles per chunk before plan_chunks' limits: as many as keep a chunk's transformed input and
- * GEMM output (np planes each) within WINO_CHUNK_BYTES, at least WINO_TMIN and at least
+ * GEMM output (np planes each) within WINO_CHUNK_BYTES, at least WINO_TMIN (F(4x4):
+ * WINO_TMIN4) and at least
  * `at_least`, at most `cap`; bt_wino_set_chunk_tiles overrides all of it. */
 static size_t chunk_tiles(const wino_plan *pl, size_t at_least, size_t cap) {
     if (wino_chunk_tiles) return wino_chunk_tiles;
     size_t t = WINO_CHUNK_BYTES / (sizeof(float) * pl->np * ((size_t)pl->Cp + pl->Kp));
-    if (t < WINO_TMIN) t = WINO_TMIN;
+    const size_t tmin = pl->np == 36 ? WINO_TMIN4 : WINO_TMIN;
+    if (t < tmin) t = tmin;
     if (t < at_least) t = at_least;
     return t < cap ? t : cap;
 }
