@@ -60,7 +60,7 @@
 #define WINO_TMIN 128
 /* F(4x4)'s floor (36 planes): U is packed once per convolution now (bt_sgemm_pack_b), and at
  * 128 tiles a chunk of the 256-channel layer held 9.4 MB; with 32, the two threads' input
- * gradients of the 16x16 and 8x8 layers ran 10 to 25% faster (bench_conv 2 256, Zen 4) and
+ * gradients of the 16x16 and 8x8 layers ran 6 to 26% faster (bench_conv 2 256, Zen 4) and
  * the 32x32 layer (113 tiles by the budget) the same. Chunking does not change the bits of
  * the forward or the input gradient: a tile's products do not depend on its chunk. */
 #define WINO_TMIN4 32
