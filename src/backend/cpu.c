@@ -333,20 +333,23 @@ static const bt_backend_ops cpu_ops = {
     .add_relu_backward_inplace = cpu_add_relu_backward_inplace,
 };
 
+/* The winograd settings a backend takes (besides -1) and their BT_CONV_WINOGRAD spellings. */
+static const int wino_vals[] = {0, BT_WINO_F2, BT_WINO_F4, BT_WINO_F2_DX4};
+static const char *const wino_names[] = {"0", "2", "4", "24"};
+#define WINO_NVALS (int)(sizeof wino_vals / sizeof wino_vals[0])
+
 static int check_cfg(const bt_backend_cfg *c) {
-    if (c->winograd != -1 && c->winograd != 0 && c->winograd != BT_WINO_F2 &&
-        c->winograd != BT_WINO_F4 && c->winograd != BT_WINO_F2_DX4)
-        return bt_fail(BT_EINVAL, "backend cpu: winograd must be 0, 2, 4 or 24 (got %d)",
-                       c->winograd);
-    return BT_OK;
+    for (int i = 0; i < WINO_NVALS; i++)
+        if (c->winograd == wino_vals[i]) return BT_OK;
+    if (c->winograd == -1) return BT_OK;
+    return bt_fail(BT_EINVAL, "backend cpu: winograd must be 0, 2, 4 or 24 (got %d)",
+                   c->winograd);
 }
 
 int bt_backend_winograd_parse(const char *s, int *winograd) {
-    static const int vals[] = {0, BT_WINO_F2, BT_WINO_F4, BT_WINO_F2_DX4};
-    static const char *const names[] = {"0", "2", "4", "24"};
-    for (int i = 0; i < 4; i++)
-        if (s && !strcmp(s, names[i])) {
-            *winograd = vals[i];
+    for (int i = 0; i < WINO_NVALS; i++)
+        if (s && !strcmp(s, wino_names[i])) {
+            *winograd = wino_vals[i];
             return BT_OK;
         }
     return bt_fail(BT_EINVAL, "BT_CONV_WINOGRAD=%s: must be 0 (im2col only), 2 (Winograd "

@@ -399,34 +399,32 @@ static void output_tile8(float y[16][8], const float *const m[36]) {
 }
 
 /* F(4x4, 3x3): y[q][l] (4x4 row-major per lane) from 8 channels of a 6x6 tile m[xi] + l,
- * A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1] (weight_tile4). */
+ * A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1] (weight_tile4),
+ * applied down the columns (into t) and then along the rows, by the same expressions. */
+#define WINO_AT6(o, os, a0, a1, a2, a3, a4, a5)                                                  \
+    do {                                                                                         \
+        const float p12_ = (a1) + (a2), d12_ = (a1) - (a2);                                      \
+        (o)[0 * (os)] = (a0) + p12_ + ((a3) + (a4));                                             \
+        (o)[1 * (os)] = d12_ + (0.5f * (a3) - 2 * (a4));                                         \
+        (o)[2 * (os)] = p12_ + (0.25f * (a3) + 4 * (a4));                                        \
+        (o)[3 * (os)] = d12_ + (0.125f * (a3) - 8 * (a4)) + (a5);                                \
+    } while (0)
 static void output_tile8_f4(float y[16][8], const float *const m[36]) {
     float t[24][8]; /* A^T m: 4 rows of 6 */
     for (int s = 0; s < 6; s++) {
         const float *m0 = m[s], *m1 = m[6 + s], *m2 = m[12 + s], *m3 = m[18 + s];
         const float *m4 = m[24 + s], *m5 = m[30 + s];
-        for (int l = 0; l < 8; l++) {
-            const float a1 = m1[l], a2 = m2[l], a3 = m3[l], a4 = m4[l];
-            const float p12 = a1 + a2, d12 = a1 - a2;
-            t[s][l] = m0[l] + p12 + (a3 + a4);
-            t[6 + s][l] = d12 + (0.5f * a3 - 2 * a4);
-            t[12 + s][l] = p12 + (0.25f * a3 + 4 * a4);
-            t[18 + s][l] = d12 + (0.125f * a3 - 8 * a4) + m5[l];
-        }
+        for (int l = 0; l < 8; l++)
+            WINO_AT6(&t[s][l], 6 * 8, m0[l], m1[l], m2[l], m3[l], m4[l], m5[l]);
     }
     for (int r = 0; r < 4; r++) {
         const float *t0 = t[6 * r], *t1 = t[6 * r + 1], *t2 = t[6 * r + 2], *t3 = t[6 * r + 3];
         const float *t4 = t[6 * r + 4], *t5 = t[6 * r + 5];
-        for (int l = 0; l < 8; l++) {
-            const float a1 = t1[l], a2 = t2[l], a3 = t3[l], a4 = t4[l];
-            const float p12 = a1 + a2, d12 = a1 - a2;
-            y[4 * r][l] = t0[l] + p12 + (a3 + a4);
-            y[4 * r + 1][l] = d12 + (0.5f * a3 - 2 * a4);
-            y[4 * r + 2][l] = p12 + (0.25f * a3 + 4 * a4);
-            y[4 * r + 3][l] = d12 + (0.125f * a3 - 8 * a4) + t5[l];
-        }
+        for (int l = 0; l < 8; l++)
+            WINO_AT6(&y[4 * r][l], 8, t0[l], t1[l], t2[l], t3[l], t4[l], t5[l]);
     }
 }
+#undef WINO_AT6
 
 /* dst images [img0, img0 + nb), output rows of tile rows [th0, th1), from M (16 planes
  * (T, Kp), stride mp) in the order input_transform wrote the tiles. A block of up to WINO_TB
@@ -616,8 +614,8 @@ static chunk_fn chunk_for_isa(void) {
 
 /* Tiles per chunk before plan_chunks' limits: as many as keep a chunk's transformed input and
  * GEMM output (np planes each) within WINO_CHUNK_BYTES, at least WINO_TMIN (F(4x4):
- * WINO_TMIN4) and at least
- * `at_least`, at most `cap`; bt_wino_set_chunk_tiles overrides all of it. */
+ * WINO_TMIN4) and at least `at_least`, at most `cap`; bt_wino_set_chunk_tiles overrides all
+ * of it. */
 static size_t chunk_tiles(const wino_plan *pl, size_t at_least, size_t cap) {
     if (wino_chunk_tiles) return wino_chunk_tiles;
     size_t t = WINO_CHUNK_BYTES / (sizeof(float) * pl->np * ((size_t)pl->Cp + pl->Kp));
