@@ -153,12 +153,14 @@ static void bench_layer(int N, int C, int H, int K, int R, int stride, int pad) 
                flops / w0 * 1e-9, w0 / w1, b1 * 1e3, b0 * 1e3, 2 * flops / b1 * 1e-9,
                2 * flops / b0 * 1e-9, b0 / b1);
         if (H >= 8) { /* the opt-in F(4x4) tile (BT_CONV_WINOGRAD=4) against F(2x2) */
-            double f4, f2, x4, x2;
+            double f4, f2, x4, x2, w4, w2;
             best_tiles(5, run_forward, &c, &f4, &f2);
             best_tiles(3, run_backward_data, &c, &x4, &x2);
+            best_tiles(3, run_backward_weights, &c, &w4, &w2);
             printf("  F(4x4) vs F(2x2): forward %.2f / %.2f ms (%.2fx), backward dx %.2f / %.2f ms "
-                   "(%.2fx)\n",
-                   f4 * 1e3, f2 * 1e3, f2 / f4, x4 * 1e3, x2 * 1e3, x2 / x4);
+                   "(%.2fx), backward dw %.2f / %.2f ms (%.2fx)\n",
+                   f4 * 1e3, f2 * 1e3, f2 / f4, x4 * 1e3, x2 * 1e3, x2 / x4, w4 * 1e3, w2 * 1e3,
+                   w2 / w4);
         }
     }
     bt_free(c.x), bt_free(c.w), bt_free(c.b), bt_free(c.y), bt_free(c.dy), bt_free(c.dx);

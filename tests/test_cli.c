@@ -42,18 +42,18 @@ static void suggestions(void) {
           "option suggestion: %s", out);
 }
 
-/* BT_CONV_WINOGRAD takes 0, 2, 4 or 24; anything else is one line naming the variable and exit
+/* BT_CONV_WINOGRAD takes 0, 2, 4, 24 or 244; anything else is one line naming the variable and exit
  * 2, before any work. */
 static void winograd_env(void) {
-    static const char *bad[] = {"3", "1", "", "F4"};
+    static const char *bad[] = {"3", "1", "", "F4", "42", "2444"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         setenv("BT_CONV_WINOGRAD", bad[i], 1);
         int rc = run("--version");
-        CHECK(rc == 2 && strstr(out, "BT_CONV_WINOGRAD=") && strstr(out, "24") &&
+        CHECK(rc == 2 && strstr(out, "BT_CONV_WINOGRAD=") && strstr(out, "244") &&
                   strchr(out, '\n') == out + strlen(out) - 1,
               "BT_CONV_WINOGRAD='%s': exit %d, '%s'", bad[i], rc, out);
     }
-    static const char *good[] = {"0", "2", "4", "24"};
+    static const char *good[] = {"0", "2", "4", "24", "244"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         setenv("BT_CONV_WINOGRAD", good[i], 1);
         CHECK(run("--version") == 0, "BT_CONV_WINOGRAD=%s refused: %s", good[i], out);

@@ -30,10 +30,17 @@
  * F(2x2) below: the bound of the current setting covers both). */
 static double wino_tol(void) { return bt_wino_tile() == BT_WINO_F2 ? WINO_TOL : WINO_TOL4; }
 
-/* The three settings of bt_wino_set_tile: F(2x2) both ways, F(4x4) both ways, and the default
- * F(2x2) forward with an F(4x4) input gradient. */
-static const int tiles3[3] = {BT_WINO_F2, BT_WINO_F4, BT_WINO_F2_DX4};
-static int tile_index(int tile) { return tile == BT_WINO_F2 ? 0 : tile == BT_WINO_F4 ? 1 : 2; }
+/* The four settings of bt_wino_set_tile: F(2x2) for all three passes, F(4x4) for all three,
+ * F(2x2) forward and weight gradient with an F(4x4) input gradient, and the default: F(2x2)
+ * forward, F(4x4) input and weight gradients. */
+#define NTILES 4
+static const int tiles_all[NTILES] = {BT_WINO_F2, BT_WINO_F4, BT_WINO_F2_DX4, BT_WINO_F2_DX4_DW4};
+static const char *const tile_names[NTILES] = {"F(2x2)", "F(4x4)", "24", "default (244)"};
+static int tile_index(int tile) {
+    for (int i = 0; i < NTILES; i++)
+        if (tiles_all[i] == tile) return i;
+    return 0;
+}
 
 typedef struct {
     int N, C, H, W, K, bias;
@@ -62,7 +69,7 @@ static double rel32(const float *a, const float *ref, size_t n) {
     return tu_maxabsdiff_f32(a, ref, n) / (m > 1e-30 ? m : 1e-30);
 }
 
-static double worst[3]; /* largest error seen per tile setting (tile_index), printed at the end */
+static double worst[NTILES]; /* largest error seen per tile setting (tile_index), printed at the end */
 
 /* Forward, input and weight gradients of one shape: Winograd against the f64 reference and against
  * the im2col path (bt_conv2d_* with Winograd switched off). Returns 0 if all matched. */
@@ -144,15 +151,15 @@ static void test_wino_fixed_shapes(void) {
     tu_rng rng = {101};
     int saved = bt_threads();
     static const int threads[] = {1, 2, 3};
-    for (int tile = 0; tile < 3; tile++) {
-        bt_wino_set_tile(tiles3[tile]);
+    for (int tile = 0; tile < NTILES; tile++) {
+        bt_wino_set_tile(tiles_all[tile]);
         for (size_t ti = 0; ti < 3; ti++) {
             bt_set_threads(threads[ti]);
             for (size_t t = 0; t < sizeof fixed / sizeof fixed[0]; t++)
                 wino_vs_ref(&fixed[t], &rng);
         }
     }
-    bt_wino_set_tile(BT_WINO_F2_DX4);
+    bt_wino_set_tile(BT_WINO_F2_DX4_DW4);
     bt_set_threads(saved);
 }
 
@@ -162,10 +169,10 @@ static void test_wino_random_shapes(void) {
         wshape s = {1 + (int)(tu_next(&rng) % 3),  1 + (int)(tu_next(&rng) % 20),
                     1 + (int)(tu_next(&rng) % 13), 1 + (int)(tu_next(&rng) % 13),
                     1 + (int)(tu_next(&rng) % 20), (int)(tu_next(&rng) % 2)};
-        bt_wino_set_tile(tiles3[t % 3]);
+        bt_wino_set_tile(tiles_all[t % NTILES]);
         wino_vs_ref(&s, &rng);
     }
-    bt_wino_set_tile(BT_WINO_F2_DX4);
+    bt_wino_set_tile(BT_WINO_F2_DX4_DW4);
 }
 
 /* The work is cut into chunks: whole images, or bands of tile rows when an image has more
@@ -192,7 +199,7 @@ static void test_wino_chunks(void) {
             wino_vs_ref(&s4, &rng);
         }
     }
-    bt_wino_set_tile(BT_WINO_F2_DX4);
+    bt_wino_set_tile(BT_WINO_F2_DX4_DW4);
     bt_wino_set_chunk_tiles(0);
     bt_set_threads(saved);
 }
@@ -240,7 +247,7 @@ static void test_wino_chunk_bits(void) {
         bt_set_threads(saved);
     }
     bt_wino_set_chunk_tiles(0);
-    bt_wino_set_tile(BT_WINO_F2_DX4);
+    bt_wino_set_tile(BT_WINO_F2_DX4_DW4);
     free(x), free(w), free(b), free(dy), free(y0), free(y), free(dx0), free(dx);
 }
 
@@ -287,13 +294,18 @@ static void test_wino_dispatch(void) {
     free(dw), free(dwr), free(db), free(dbr);
 }
 
-/* The default setting (BT_WINO_F2_DX4) gives the bits of F(2x2) in the forward and of F(4x4)
- * in the input gradient on maps of 8x8 and more, and of F(2x2) both ways on smaller maps; on
- * the larger maps its input gradient differs from F(2x2)'s (so F(4x4) did run). The weight
- * gradient is F(2x2) under every setting. The workspace forms of bt_conv2d_* given 24 agree. */
+/* Each setting gives, pass by pass, the bits of the tile it names: on maps of 8x8 and more the
+ * forward is F(4x4)'s under BT_WINO_F4 only, the input gradient F(2x2)'s under BT_WINO_F2
+ * only, the weight gradient F(4x4)'s under BT_WINO_F4 and the default BT_WINO_F2_DX4_DW4;
+ * on smaller maps everything is F(2x2)'s. On the larger maps the two tiles' bits differ (so
+ * F(4x4) did run where named). The workspace forms of bt_conv2d_* given a setting agree with
+ * the process setting. */
 static void test_wino_mixed_bits(void) {
     static const wshape shapes[] = {{2, 16, 9, 8, 17, 1}, {3, 16, 16, 16, 16, 0},
                                     {8, 16, 4, 4, 24, 1}, {2, 16, 7, 12, 16, 0}};
+    /* Per setting (tiles_all order): 4 where the pass uses F(4x4) on a large map. */
+    static const int fwd4[NTILES] = {0, 1, 0, 0}, dx4[NTILES] = {0, 1, 1, 1},
+                     dw4[NTILES] = {0, 1, 0, 1};
     tu_rng rng = {105};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         const wshape *s = &shapes[t];
@@ -303,40 +315,55 @@ static void test_wino_mixed_bits(void) {
         const size_t ni = (size_t)s->N * s->C * s->H * s->W, nw = (size_t)s->K * s->C * 9;
         const size_t no = (size_t)s->N * s->K * s->H * s->W;
         float *x = tu_xcalloc(ni, 4), *w = tu_xcalloc(nw, 4), *b = tu_xcalloc(s->K, 4);
-        float *dy = tu_xcalloc(no, 4), *y[3], *dx[3], *dw[3], *yc = tu_xcalloc(no, 4);
-        float *dxc = tu_xcalloc(ni, 4), *dwc = tu_xcalloc(nw, 4);
+        float *dy = tu_xcalloc(no, 4), *y[NTILES], *dx[NTILES], *dw[NTILES];
+        float *yc = tu_xcalloc(no, 4), *dxc = tu_xcalloc(ni, 4), *dwc = tu_xcalloc(nw, 4);
         tu_fill_f32(x, ni, &rng, 1.0);
         tu_fill_f32(w, nw, &rng, 0.5);
         tu_fill_f32(b, s->K, &rng, 1.0);
         tu_fill_f32(dy, no, &rng, 1.0);
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < NTILES; i++) {
             y[i] = tu_xcalloc(no, 4), dx[i] = tu_xcalloc(ni, 4), dw[i] = tu_xcalloc(nw, 4);
-            bt_wino_set_tile(tiles3[i]);
+            bt_wino_set_tile(tiles_all[i]);
             CHECK(bt_wino_forward(y[i], x, w, s->bias ? b : NULL, &d) == BT_OK, "%s", bt_error());
             CHECK(bt_wino_backward_data(dx[i], dy, w, &d) == BT_OK, "%s", bt_error());
             CHECK(bt_wino_backward_weights(dw[i], dy, x, &d) == BT_OK, "%s", bt_error());
         }
         const int big = s->H >= 8 && s->W >= 8;
-        CHECK(memcmp(y[2], y[0], no * 4) == 0, "shape %zu: the default forward is not F(2x2)'s", t);
-        CHECK(memcmp(dx[2], dx[big ? 1 : 0], ni * 4) == 0,
-              "shape %zu (%dx%d): the default input gradient is not F(%dx%d)'s", t, s->H, s->W,
-              big ? 4 : 2, big ? 4 : 2);
-        CHECK(!big || memcmp(dx[2], dx[0], ni * 4) != 0,
-              "shape %zu: the default input gradient has F(2x2)'s bits (F(4x4) did not run)", t);
-        CHECK(memcmp(dw[2], dw[0], nw * 4) == 0 && memcmp(dw[1], dw[0], nw * 4) == 0,
-              "shape %zu: the weight gradient depends on the tile setting", t);
-        /* bt_conv2d_*_ws given 24 while the process setting is F(2x2): the default's bits. */
-        bt_wino_set_tile(BT_WINO_F2);
-        CHECK(bt_conv2d_forward_ws(bt_default_arena(), BT_WINO_F2_DX4, yc, x, w,
-                                   s->bias ? b : NULL, &d) == BT_OK &&
-                  bt_conv2d_backward_ws(bt_default_arena(), BT_WINO_F2_DX4, dxc, dwc, NULL, dy,
-                                        x, w, &d, 0) == BT_OK,
-              "%s", bt_error());
-        CHECK(memcmp(yc, y[2], no * 4) == 0 && memcmp(dxc, dx[2], ni * 4) == 0 &&
-                  memcmp(dwc, dw[2], nw * 4) == 0,
-              "shape %zu: bt_conv2d_*_ws(winograd 24) differs from the default setting", t);
-        bt_wino_set_tile(BT_WINO_F2_DX4);
-        for (int i = 0; i < 3; i++) free(y[i]), free(dx[i]), free(dw[i]);
+        /* tiles_all[0] is F(2x2) everywhere, tiles_all[1] F(4x4) everywhere (on big maps). */
+        for (int i = 2; i < NTILES; i++) {
+            CHECK(memcmp(y[i], y[big && fwd4[i]], no * 4) == 0,
+                  "shape %zu: the forward of setting %s is not F(%d)'s", t, tile_names[i],
+                  big && fwd4[i] ? 4 : 2);
+            CHECK(memcmp(dx[i], dx[big && dx4[i]], ni * 4) == 0,
+                  "shape %zu: the input gradient of setting %s is not F(%d)'s", t,
+                  tile_names[i], big && dx4[i] ? 4 : 2);
+            CHECK(memcmp(dw[i], dw[big && dw4[i]], nw * 4) == 0,
+                  "shape %zu: the weight gradient of setting %s is not F(%d)'s", t,
+                  tile_names[i], big && dw4[i] ? 4 : 2);
+        }
+        CHECK(!big || (memcmp(y[1], y[0], no * 4) != 0 && memcmp(dx[1], dx[0], ni * 4) != 0 &&
+                       memcmp(dw[1], dw[0], nw * 4) != 0),
+              "shape %zu: F(4x4) gave F(2x2)'s bits in some pass (did it run?)", t);
+        CHECK(big || (memcmp(y[1], y[0], no * 4) == 0 && memcmp(dx[1], dx[0], ni * 4) == 0 &&
+                      memcmp(dw[1], dw[0], nw * 4) == 0),
+              "shape %zu (%dx%d): F(4x4) ran on a map below 8x8", t, s->H, s->W);
+        /* bt_conv2d_*_ws given each setting while the process setting is another: that
+         * setting's bits. */
+        for (int i = 0; i < NTILES; i++) {
+            bt_wino_set_tile(tiles_all[(i + 1) % NTILES]);
+            memset(dxc, 0, ni * 4), memset(dwc, 0, nw * 4);
+            CHECK(bt_conv2d_forward_ws(bt_default_arena(), tiles_all[i], yc, x, w,
+                                       s->bias ? b : NULL, &d) == BT_OK &&
+                      bt_conv2d_backward_ws(bt_default_arena(), tiles_all[i], dxc, dwc, NULL, dy,
+                                            x, w, &d, 0) == BT_OK,
+                  "%s", bt_error());
+            CHECK(memcmp(yc, y[i], no * 4) == 0 && memcmp(dxc, dx[i], ni * 4) == 0 &&
+                      memcmp(dwc, dw[i], nw * 4) == 0,
+                  "shape %zu: bt_conv2d_*_ws(winograd %d) differs from that process setting", t,
+                  tiles_all[i]);
+        }
+        bt_wino_set_tile(BT_WINO_F2_DX4_DW4);
+        for (int i = 0; i < NTILES; i++) free(y[i]), free(dx[i]), free(dw[i]);
         free(x), free(w), free(b), free(dy), free(yc), free(dxc), free(dwc);
     }
 }
@@ -355,13 +382,21 @@ static void test_wino_dw_reproducible(void) {
     tu_fill_f32(dy, no, &rng, 1.0);
     int saved = bt_threads();
     bt_set_threads(3);
-    bt_wino_set_chunk_tiles(6); /* 14 chunks of one or two tile rows: several per thread */
-    for (int r = 0; r < 3; r++) {
-        float *dw = r == 0 ? dw1 : dw2;
-        memset(dw, 0, nw * 4);
-        CHECK(bt_wino_backward_weights(dw, dy, x, &d) == BT_OK, "%s", bt_error());
-        if (r > 0) CHECK(memcmp(dw1, dw2, nw * 4) == 0, "call %d differs from the first", r + 1);
+    for (int tile = 2; tile <= 4; tile += 2) {
+        bt_wino_set_tile(tile);
+        /* F(2x2): 14 chunks of one or two tile rows, F(4x4): 9 chunks of one tile row;
+         * several per thread either way */
+        bt_wino_set_chunk_tiles(tile == 2 ? 6 : 3);
+        for (int r = 0; r < 3; r++) {
+            float *dw = r == 0 ? dw1 : dw2;
+            memset(dw, 0, nw * 4);
+            CHECK(bt_wino_backward_weights(dw, dy, x, &d) == BT_OK, "%s", bt_error());
+            if (r > 0)
+                CHECK(memcmp(dw1, dw2, nw * 4) == 0, "F(%dx%d): call %d differs from the first",
+                      tile, tile, r + 1);
+        }
     }
+    bt_wino_set_tile(BT_WINO_F2_DX4_DW4);
     bt_wino_set_chunk_tiles(0);
     bt_set_threads(saved);
     free(x), free(dy), free(dw1), free(dw2);
@@ -420,9 +455,10 @@ static void test_wino_env_switch(void) {
     CHECK(env_enabled == 1, "the library read BT_CONV_WINOGRAD=0 from the environment");
     CHECK(cfg_off == 0, "the backend setting winograd=0 left Winograd on");
     CHECK(forced_enabled == 1, "bt_wino_set_enabled(1) did not override the setting");
-    CHECK(env_tile == BT_WINO_F2_DX4,
-          "the default tile setting is %d, not %d (F(2x2) forward, F(4x4) input gradient)",
-          env_tile, BT_WINO_F2_DX4);
+    CHECK(env_tile == BT_WINO_F2_DX4_DW4,
+          "the default tile setting is %d, not %d (F(2x2) forward, F(4x4) input and weight "
+          "gradients)",
+          env_tile, BT_WINO_F2_DX4_DW4);
 }
 
 int main(void) {
@@ -447,8 +483,8 @@ int main(void) {
     TEST_RUN(test_wino_dw_reproducible);
     TEST_RUN(test_wino_applicable);
     printf("largest Winograd error relative to max|out|: F(2x2) %.2e (tolerance %.0e), "
-           "F(4x4) setting %.2e, default setting %.2e (tolerance %.0e)\n",
-           worst[0], WINO_TOL, worst[1], worst[2], WINO_TOL4);
+           "F(4x4) setting %.2e, setting 24 %.2e, default setting (244) %.2e (tolerance %.0e)\n",
+           worst[0], WINO_TOL, worst[1], worst[2], worst[3], WINO_TOL4);
     bt_scratch_release();
     return tu_finish();
 }

@@ -26,6 +26,9 @@ MUTATIONS=(
   "im2col-dx-set|src/ops/conv2d.c|s/if \(dinp_set\) memset/if (dinp_set < 0) memset/|test_backend_ops:test_conv_first_writer"
   "wino-f4-input|src/ops/conv_winograd.c|s/= 2 \* t_ - s_;/= 2 * t_ + s_;/|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity test_parity_model:resnet18_cifar_gram"
   "wino-dx-tile|src/ops/conv_winograd.c|s/tile == BT_WINO_F2_DX4 \? BT_WINO_F4 : tile/tile/|test_winograd:test_wino_mixed_bits test_trajectory:test_trajectory_bit_identical"
+  "wino-f4-wgrad|src/ops/conv_winograd.c|s/\(\(y0\) \+ 4 \* \(y2\)\) - 2 \*/((y0) + 4 * (y2)) + 2 */|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity test_parity_model:resnet18_cifar_gram"
+  "wino-f4-fold|src/ops/conv_winograd.c|s/p_ - \(8\.0 \/ 15\)/p_ + (8.0 \/ 15)/|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity"
+  "wino-dw-tile|src/ops/conv_winograd.c|s/tile == BT_WINO_F2_DX4_DW4 \? BT_WINO_F4 : tile/tile/|test_winograd:test_wino_mixed_bits test_trajectory:test_trajectory_bit_identical"
   "model-first-writer|src/nn/model.c|s/m->grad_birth\[root\] == i &&/m->grad_birth[root] >= 0 \&\&/|test_trajectory:test_trajectory_bit_identical"
 )
 want=("$@")

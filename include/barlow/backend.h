@@ -62,11 +62,13 @@ typedef struct {
  * library reads no environment variables). */
 typedef struct {
     int threads;   /* compute threads (0: all cores) */
-    int winograd;  /* 3x3 stride-1 convolutions: 0 im2col only; 24 Winograd F(2x2,3x3) forward
-                      and F(4x4,3x3) input gradient (the process default); 2 F(2x2,3x3) for
-                      both; 4 F(4x4,3x3) for both (opt-in: its forward rounds about 3x
-                      worse, outside the PyTorch parity tolerances); -1 the process's
-                      setting (src/ops/winograd_internal.h) when the backend is made */
+    int winograd;  /* 3x3 stride-1 convolutions: 0 im2col only; 244 Winograd F(2x2,3x3)
+                      forward, F(4x4,3x3) input and weight gradients (the process default);
+                      24 F(2x2,3x3) forward and weight gradient, F(4x4,3x3) input gradient;
+                      2 F(2x2,3x3) for all three; 4 F(4x4,3x3) for all three (opt-in: its
+                      forward rounds about 3x worse, outside the PyTorch parity
+                      tolerances); -1 the process's setting (src/ops/winograd_internal.h)
+                      when the backend is made */
 } bt_backend_cfg;
 
 /* Defaults: all cores, the process's Winograd setting (-1). */
@@ -220,15 +222,15 @@ void bt_backend_host_free_hook(void *be, void *p);
  * host memory, to_host/to_device are memcpy, and it keeps no plans. It owns its scratch arena
  * and its Winograd choice (winograd -1: the process setting when it is made); the thread
  * count (threads > 0) is applied to the process's ops (bt_set_threads). BT_EINVAL for a
- * winograd other than -1, 0, 2, 4, 24. */
+ * winograd other than -1, 0, 2, 4, 24, 244. */
 int bt_backend_cpu_new(bt_backend **be, const bt_backend_cfg *cfg);
 /* Applies threads (when > 0) and winograd (when not -1) to the process settings of the plain
  * op functions (bt_set_threads, bt_wino_set_enabled / set_tile): what the program does with
  * its reading of the environment before it makes backends. BT_EINVAL for a winograd other
- * than -1, 0, 2, 4, 24. */
+ * than -1, 0, 2, 4, 24, 244. */
 int bt_backend_cpu_settings(const bt_backend_cfg *cfg);
 /* The value of BT_CONV_WINOGRAD (as the program and the benchmarks read it) as a winograd
- * setting: "0", "2", "4" or "24" into *winograd; BT_EINVAL naming the variable for anything
+ * setting: "0", "2", "4", "24" or "244" into *winograd; BT_EINVAL naming the variable for anything
  * else (an empty string included). */
 int bt_backend_winograd_parse(const char *s, int *winograd);
 

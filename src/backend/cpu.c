@@ -334,15 +334,15 @@ static const bt_backend_ops cpu_ops = {
 };
 
 /* The winograd settings a backend takes (besides -1) and their BT_CONV_WINOGRAD spellings. */
-static const int wino_vals[] = {0, BT_WINO_F2, BT_WINO_F4, BT_WINO_F2_DX4};
-static const char *const wino_names[] = {"0", "2", "4", "24"};
+static const int wino_vals[] = {0, BT_WINO_F2, BT_WINO_F4, BT_WINO_F2_DX4, BT_WINO_F2_DX4_DW4};
+static const char *const wino_names[] = {"0", "2", "4", "24", "244"};
 #define WINO_NVALS (int)(sizeof wino_vals / sizeof wino_vals[0])
 
 static int check_cfg(const bt_backend_cfg *c) {
     for (int i = 0; i < WINO_NVALS; i++)
         if (c->winograd == wino_vals[i]) return BT_OK;
     if (c->winograd == -1) return BT_OK;
-    return bt_fail(BT_EINVAL, "backend cpu: winograd must be 0, 2, 4 or 24 (got %d)",
+    return bt_fail(BT_EINVAL, "backend cpu: winograd must be 0, 2, 4, 24 or 244 (got %d)",
                    c->winograd);
 }
 
@@ -353,8 +353,9 @@ int bt_backend_winograd_parse(const char *s, int *winograd) {
             return BT_OK;
         }
     return bt_fail(BT_EINVAL, "BT_CONV_WINOGRAD=%s: must be 0 (im2col only), 2 (Winograd "
-                   "F(2x2)), 4 (F(4x4)) or 24 (F(2x2) forward, F(4x4) input gradient: the "
-                   "default)", s ? s : "(null)");
+                   "F(2x2)), 4 (F(4x4)), 24 (F(2x2) forward and weight gradient, F(4x4) input "
+                   "gradient) or 244 (F(2x2) forward, F(4x4) gradients: the default)",
+                   s ? s : "(null)");
 }
 
 int bt_backend_cpu_settings(const bt_backend_cfg *c) {

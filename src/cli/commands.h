@@ -12,8 +12,9 @@ int bt_cmd_pretrain(int argc, char **argv);
 struct bt_comm;
 extern const struct bt_comm *bt_cli_comm;
 /* The backend settings taken from the environment by main (BT_CONV_WINOGRAD: "0" im2col
- * only, "4" the F(4x4) tile, anything else F(2x2); unset: the default), already applied to
- * the CPU ops; a command that makes a backend starts from it. */
+ * only, "2", "4", "24" or "244" the Winograd tiles of bt_backend_cfg.winograd; unset: the
+ * default, 244), already applied to the CPU ops; a command that makes a backend starts from
+ * it. */
 #include "barlow/backend.h"
 extern bt_backend_cfg bt_cli_backend_cfg;
 

@@ -573,7 +573,7 @@ int bt_conv2d_backward_ws(bt_arena *ws, int winograd, float *dinp, float *dw, fl
     const int tile = wino_choice(d, winograd);
     if (tile) {
         if (dinp) rc = bt_wino_backward_data_ws(ws, tile, dinp, dout, w, d, dinp_set);
-        if (!rc && dw) rc = bt_wino_backward_weights_ws(ws, dw, dout, in, d);
+        if (!rc && dw) rc = bt_wino_backward_weights_ws(ws, tile, dw, dout, in, d);
         return rc;
     }
     if (!dinp && !dw) return BT_OK;

@@ -9,12 +9,13 @@
  * the output transform then folds each M tile (4x4) back into 2x2 outputs.
  *
  * F(4x4, 3x3) (6x6 input tiles, 36 products per 16 outputs, on maps of 8x8 and more) runs
- * through the same driver with 36 planes: by default for the input gradient only, and for the
- * forward too when opted into (BT_CONV_WINOGRAD=4). Its points are 0, 1, -1, 1/2, -2
+ * through the same driver with 36 planes: by default for the input and weight gradients, and
+ * for the forward too when opted into (BT_CONV_WINOGRAD=4). Its points are 0, 1, -1, 1/2, -2
  * (weight_tile4), whose transforms round 2.4 to 3.4 times less than the symmetric 0, +-1, +-2
  * in test_winograd; still about 3 times F(2x2)'s error.
  *
- * The weight gradient (F(2x2) always) is at the end of the file.
+ * The weight gradient (F(2x2) or F(4x4), the same transforms transposed) is at the end of the
+ * file.
  *
  * The input gradient of a 3x3 pad-1 stride-1 conv is the same kind of conv applied to dout,
  * with the kernel rotated by 180 degrees and the two channel dimensions swapped, so both
@@ -76,7 +77,7 @@ void bt_wino_set_chunk_tiles(size_t tiles) { wino_chunk_tiles = tiles; }
  * program maps BT_CONV_WINOGRAD onto them and onto the CPU backend's configuration, which
  * keeps its own copy). */
 static int wino_on = 1;                  /* default: on */
-static int wino_tile = BT_WINO_F2_DX4; /* BT_WINO_F2, BT_WINO_F4 or BT_WINO_F2_DX4 */
+static int wino_tile = BT_WINO_F2_DX4_DW4; /* or BT_WINO_F2, BT_WINO_F4, BT_WINO_F2_DX4 */
 
 int bt_wino_enabled(void) { return wino_on; }
 
@@ -85,7 +86,7 @@ void bt_wino_set_enabled(int on) { wino_on = on != 0; }
 int bt_wino_tile(void) { return wino_tile; }
 
 void bt_wino_set_tile(int m) {
-    wino_tile = m == BT_WINO_F4 || m == BT_WINO_F2_DX4 ? m : BT_WINO_F2;
+    wino_tile = m == BT_WINO_F4 || m == BT_WINO_F2_DX4 || m == BT_WINO_F2_DX4_DW4 ? m : BT_WINO_F2;
 }
 
 /* Exact shape requirements, separate from the size heuristic. */
@@ -696,10 +697,12 @@ static int wino_run(bt_arena *ws, float *dst, const float *src, const float *w,
  *
  * With M = U .* V and Y = A^T M A, the gradient reaching M is A dY A^T, and summed over the
  * tiles and the batch, dU[xi] (Kp, Cp) = D[xi]^T V[xi], with D the transformed output
- * gradient: 16 GEMMs again, now with the tiles as the inner dimension. Each thread sums its own
- * chunks into its own dU (a fixed, contiguous share of the chunks, so the sums, and the
- * result, are the same on every run with the same thread count); the fold adds the threads'
- * dU in thread order and maps each 4x4 back to 3x3 with G^T . G. */
+ * gradient: 16 GEMMs again (F(4x4): 36), now with the tiles as the inner dimension. F(4x4) uses
+ * the forward's B^T, A^T and G (weight_tile4), so its identity is exact in real arithmetic as
+ * well; its rounding stays within the PyTorch parity tolerances (winograd_internal.h). Each thread
+ * sums its own chunks into its own dU (a fixed, contiguous share of the chunks, so the sums, and
+ * the result, are the same on every run with the same thread count); the fold adds the threads' dU
+ * in thread order and maps each 4x4 (6x6) back to 3x3 with G^T . G. */
 
 /* m[xi] = (A dy A^T)[xi] for VN channels at once as vectors (VT: v8f or v16f), stored
  * straight into the 16 planes, A = [1 0; 1 1; 1 -1; 0 -1]: p[2a + b] + k is channel k of the
@@ -727,30 +730,77 @@ static int wino_run(bt_arena *ws, float *dst, const float *src, const float *w,
 WINO_GRAD_TILE(grad_tile_v8, v8f)
 WINO_GRAD_TILE(grad_tile_v16, v16f)
 
+/* F(4x4, 3x3): d[xi][l] = (A dy A^T)[xi] for 8 channels, p[4a + b] + l channel l of the
+ * tile's output pixel (a, b), with A^T as at WINO_AT6: A applied to (y0 .. y3) is
+ *   y0,  (y0 + y2) + (y1 + y3),  (y0 + y2) - (y1 + y3),  (y0 + y2 / 4) + (y1 + y3 / 4) / 2,
+ *   (y0 + 4 y2) - 2 (y1 + 4 y3),  y3
+ * (every factor a power of two), down the columns and then along the rows. */
+#define WINO_A6(o, os, y0, y1, y2, y3)                                                           \
+    do {                                                                                         \
+        const float p_ = (y0) + (y2), q_ = (y1) + (y3);                                          \
+        (o)[0 * (os)] = (y0);                                                                    \
+        (o)[1 * (os)] = p_ + q_;                                                                 \
+        (o)[2 * (os)] = p_ - q_;                                                                 \
+        (o)[3 * (os)] = ((y0) + 0.25f * (y2)) + 0.5f * ((y1) + 0.25f * (y3));                    \
+        (o)[4 * (os)] = ((y0) + 4 * (y2)) - 2 * ((y1) + 4 * (y3));                               \
+        (o)[5 * (os)] = (y3);                                                                    \
+    } while (0)
+static void grad_tile8_f4(float d[36][8], const float *const p[16]) {
+    float t[24][8]; /* A dy: 6 rows of 4 */
+    for (int s = 0; s < 4; s++) {
+        const float *y0 = p[s], *y1 = p[4 + s], *y2 = p[8 + s], *y3 = p[12 + s];
+        for (int l = 0; l < 8; l++) WINO_A6(&t[s][l], 4 * 8, y0[l], y1[l], y2[l], y3[l]);
+    }
+    for (int r = 0; r < 6; r++) {
+        const float *t0 = t[4 * r], *t1 = t[4 * r + 1], *t2 = t[4 * r + 2], *t3 = t[4 * r + 3];
+        for (int l = 0; l < 8; l++) WINO_A6(&d[6 * r][l], 8, t0[l], t1[l], t2[l], t3[l]);
+    }
+}
+#undef WINO_A6
+
 /* D (16 planes (T, Kp), stride dp) for the chunk's tiles in (image, th, tw) order, from Y
  * holding output-gradient rows [ya, yb) of each image channels-last (Kp). Output pixels
  * outside the map (odd H or W) read as zero: the forward pass did not write them. */
-static void grad_transform(float *D, size_t dp, const float *Y, const wino_plan *pl, int nb,
-                           int th0, int th1, int ya, int yb) {
+static inline void grad_transform_m(float *D, size_t dp, const float *Y, const wino_plan *pl,
+                                    int nb, int th0, int th1, int ya, int yb, const int m) {
     const int H = pl->H, W = pl->W, TW = pl->TW, Kp = pl->Kp, rows = yb - ya;
     size_t t = 0;
     for (int i = 0; i < nb; i++)
         for (int th = th0; th < th1; th++)
             for (int tw = 0; tw < TW; tw++, t++) {
-                const float *p[4];
-                for (int a = 0; a < 2; a++)
-                    for (int b = 0; b < 2; b++) {
-                        const int y = 2 * th + a, x = 2 * tw + b;
-                        p[2 * a + b] = y < H && x < W
+                const float *p[16];
+                for (int a = 0; a < m; a++)
+                    for (int b = 0; b < m; b++) {
+                        const int y = m * th + a, x = m * tw + b;
+                        p[m * a + b] = y < H && x < W
                                            ? Y + (((size_t)i * rows + (y - ya)) * W + x) * Kp
                                            : pl->zero;
                     }
                 float *dt = D + t * Kp;
+                if (m == 4) {
+                    for (int k = 0; k < Kp; k += 8) {
+                        const float *q[16];
+                        float v[36][8];
+                        for (int j = 0; j < 16; j++) q[j] = p[j] + k;
+                        grad_tile8_f4(v, q);
+                        for (int xi = 0; xi < 36; xi++)
+                            memcpy(dt + xi * dp + k, v[xi], sizeof v[xi]);
+                    }
+                    continue;
+                }
                 int k = 0;
                 if (pl->wide)
                     for (; k + 16 <= Kp; k += 16) grad_tile_v16(dt, dp, p, k);
                 for (; k < Kp; k += 8) grad_tile_v8(dt, dp, p, k);
             }
+}
+
+static void grad_transform(float *D, size_t dp, const float *Y, const wino_plan *pl, int nb,
+                           int th0, int th1, int ya, int yb) {
+    if (pl->m == 4)
+        grad_transform_m(D, dp, Y, pl, nb, th0, th1, ya, yb, 4);
+    else
+        grad_transform_m(D, dp, Y, pl, nb, th0, th1, ya, yb, 2);
 }
 
 /* Chunk q of the weight gradient: dU (16 planes (Kp, Cp), stride pl->up) += (or, if first,
@@ -760,16 +810,18 @@ static void run_chunk_dw(const wino_plan *pl, const float *dout, int q, float *V
                          float *D, size_t dp, float *X, float *dU, int first) {
     int img0, nb, th0, th1;
     chunk_range(pl, q, &img0, &nb, &th0, &th1);
-    const int ya = 2 * th0 - 1 < 0 ? 0 : 2 * th0 - 1;
-    const int yb = 2 * th1 + 1 > pl->H ? pl->H : 2 * th1 + 1;
-    const int oa = 2 * th0, ob = 2 * th1 > pl->H ? pl->H : 2 * th1;
+    const int m = pl->m;
+    const int ya = m * th0 - 1 < 0 ? 0 : m * th0 - 1;
+    const int yb = m * th1 + 1 > pl->H ? pl->H : m * th1 + 1;
+    const int oa = m * th0, ob = m * th1 > pl->H ? pl->H : m * th1;
     const int T = nb * (th1 - th0) * pl->TW;
     to_channels_last(X, pl->src, pl->Ci, pl->Cp, pl->H, pl->W, img0, nb, ya, yb);
     input_transform(V, vp, X, pl, nb, th0, th1, ya, yb);
     to_channels_last(X, dout, pl->Ko, pl->Kp, pl->H, pl->W, img0, nb, oa, ob);
     grad_transform(D, dp, X, pl, nb, th0, th1, oa, ob);
-    bt_sgemm_batch(16, BT_TRANS, BT_NOTRANS, pl->Kp, pl->Cp, T, 1.0f, D, pl->Kp, (ptrdiff_t)dp, V,
-                   pl->Cp, (ptrdiff_t)vp, first ? 0.0f : 1.0f, dU, pl->Cp, (ptrdiff_t)pl->up);
+    bt_sgemm_batch(pl->np, BT_TRANS, BT_NOTRANS, pl->Kp, pl->Cp, T, 1.0f, D, pl->Kp,
+                   (ptrdiff_t)dp, V, pl->Cp, (ptrdiff_t)vp, first ? 0.0f : 1.0f, dU, pl->Cp,
+                   (ptrdiff_t)pl->up);
 }
 
 typedef void (*chunk_dw_fn)(const wino_plan *pl, const float *dout, int q, float *V, size_t vp,
@@ -827,25 +879,68 @@ static void fold_weight_grad(float *dw, const float *dU, size_t up, size_t per, 
         }
 }
 
+/* The same for F(4x4): dw += G^T u G, u the 6x6 sum (36 planes), G as at weight_tile4, in
+ * double and rounded once; 8 input channels at a time (the lane loops vectorise), the
+ * divisions by 6, 15 and 30 as products with the doubles nearest their reciprocals. */
+#define WINO_GT6(o, os, v0, v1, v2, v3, v4, v5)                                                  \
+    do {                                                                                         \
+        const double s_ = ((v1) - (v2)) * (1.0 / 6), p_ = ((v1) + (v2)) * (1.0 / 6);             \
+        (o)[0 * (os)] = 0.5 * (v0) + s_ - (16.0 / 15) * (v3) + (1.0 / 30) * (v4);                \
+        (o)[1 * (os)] = p_ - (8.0 / 15) * (v3) - (1.0 / 15) * (v4);                              \
+        (o)[2 * (os)] = s_ - (4.0 / 15) * (v3) + (2.0 / 15) * (v4) + 0.5 * (v5);                 \
+    } while (0)
+static void fold_weight_grad4(float *dw, const float *dU, size_t up, size_t per, int parts,
+                              int K, int C, int Cp, int nt) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int k = 0; k < K; k++)
+        for (int c0 = 0; c0 < C; c0 += 8) {
+            const size_t at = (size_t)k * Cp + c0;
+            const int nl = C - c0 < 8 ? C - c0 : 8;
+            double u[36][8], t[18][8], g[9][8];
+            for (int xi = 0; xi < 36; xi++) {
+                for (int l = 0; l < 8; l++) u[xi][l] = dU[xi * up + at + l];
+                for (int p = 1; p < parts; p++)
+                    for (int l = 0; l < 8; l++) u[xi][l] += dU[p * per + xi * up + at + l];
+            }
+            for (int j = 0; j < 6; j++) /* G^T u, column j: t[6a + j] */
+                for (int l = 0; l < 8; l++)
+                    WINO_GT6(&t[j][l], 6 * 8, u[j][l], u[6 + j][l], u[12 + j][l], u[18 + j][l],
+                             u[24 + j][l], u[30 + j][l]);
+            for (int a = 0; a < 3; a++) /* (G^T u) G, row a */
+                for (int l = 0; l < 8; l++)
+                    WINO_GT6(&g[3 * a][l], 8, t[6 * a][l], t[6 * a + 1][l], t[6 * a + 2][l],
+                             t[6 * a + 3][l], t[6 * a + 4][l], t[6 * a + 5][l]);
+            for (int l = 0; l < nl; l++) {
+                float *o = dw + 9 * ((size_t)k * C + c0 + l);
+                for (int e = 0; e < 9; e++) o[e] = (float)(o[e] + g[e][l]);
+            }
+        }
+}
+#undef WINO_GT6
+
 int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
                              const bt_conv2d_desc *d) {
-    return bt_wino_backward_weights_ws(bt_default_arena(), dw, dout, in, d);
+    return bt_wino_backward_weights_ws(bt_default_arena(), bt_wino_tile(), dw, dout, in, d);
 }
 
-int bt_wino_backward_weights_ws(bt_arena *ws, float *dw, const float *dout, const float *in,
-                                const bt_conv2d_desc *d) {
+static int tile_for_dw(const bt_conv2d_desc *d, int tile);
+
+int bt_wino_backward_weights_ws(bt_arena *ws, int tile, float *dw, const float *dout,
+                                const float *in, const bt_conv2d_desc *d) {
     int rc = wino_check(d, "wino_backward_weights");
     if (rc) return rc;
     if (!dw || !dout || !in) return bt_fail(BT_EINVAL, "wino_backward_weights: NULL buffer");
     const int N = d->N, C = d->C, K = d->K, H = d->H, W = d->W;
     wino_plan pl = {.N = N, .Ci = C, .Ko = K, .Cp = (int)round8(C), .Kp = (int)round8(K),
-                    .H = H, .W = W, .TH = (H + 1) / 2, .TW = (W + 1) / 2, .m = 2, .np = 16,
-                    .src = in, .wide = bt_isa_current() == BT_ISA_AVX512};
+                    .H = H, .W = W, .src = in, .wide = bt_isa_current() == BT_ISA_AVX512};
+    const int m = tile_for_dw(d, tile);
+    pl.m = m, pl.np = (m + 2) * (m + 2), pl.TH = (H + m - 1) / m, pl.TW = (W + m - 1) / m;
+    const size_t np = (size_t)pl.np;
     int nt = bt_threads();
     /* Tiles per chunk: as the forward's, but each chunk also adds to the thread's dU (16
      * planes of Kp x Cp: 16 MB at 512 x 512, read and written once per chunk), so wide layers
      * take longer chunks to amortise that, within WINO_DW_MAX_BYTES of V + D per thread. */
-    const size_t tile_bytes = sizeof(float) * 16 * ((size_t)pl.Cp + pl.Kp);
+    const size_t tile_bytes = sizeof(float) * np * ((size_t)pl.Cp + pl.Kp);
     const size_t tmax = chunk_tiles(&pl, (size_t)pl.Cp * pl.Kp / WINO_DW_DIV,
                                     WINO_DW_MAX_BYTES / tile_bytes);
     size_t T;
@@ -855,7 +950,7 @@ int bt_wino_backward_weights_ws(bt_arena *ws, float *dw, const float *dout, cons
     const size_t x_n = plane_stride((size_t)xrows * W * cmax);
     const size_t vp = plane_stride(T * pl.Cp), dp = plane_stride(T * pl.Kp);
     pl.up = plane_stride((size_t)pl.Cp * pl.Kp);
-    const size_t per = 16 * pl.up + 16 * vp + 16 * dp + x_n; /* one thread's buffers */
+    const size_t per = np * (pl.up + vp + dp) + x_n; /* one thread's buffers */
     if (nt > nchunks) nt = nchunks;
     float *scr = bt_arena_get(ws, sizeof(float) * (plane_stride(cmax) + (size_t)nt * per));
     if (!scr) return BT_ENOMEM;
@@ -867,8 +962,8 @@ int bt_wino_backward_weights_ws(bt_arena *ws, float *dw, const float *dout, cons
 #pragma omp parallel num_threads(nt)
     {
         const int u = omp_get_thread_num(), team = omp_get_num_threads();
-        float *dU = bufs + (size_t)u * per, *V = dU + 16 * pl.up, *D = V + 16 * vp;
-        float *X = D + 16 * dp;
+        float *dU = bufs + (size_t)u * per, *V = dU + np * pl.up, *D = V + np * vp;
+        float *X = D + np * dp;
         /* Thread u's share: chunks [q0, q1), never empty since nt <= nchunks. */
         const int q0 = (int)((int64_t)nchunks * u / team);
         const int q1 = (int)((int64_t)nchunks * (u + 1) / team);
@@ -876,7 +971,8 @@ int bt_wino_backward_weights_ws(bt_arena *ws, float *dw, const float *dout, cons
 #pragma omp single
         parts = team;
     }
-    fold_weight_grad(dw, bufs, pl.up, per, parts, K, C, pl.Cp, bt_threads());
+    (m == 4 ? fold_weight_grad4 : fold_weight_grad)(dw, bufs, pl.up, per, parts, K, C, pl.Cp,
+                                                    bt_threads());
     return BT_OK;
 }
 
@@ -892,7 +988,12 @@ static int tile_for(const bt_conv2d_desc *d, int tile) {
  * default): its rounding error stays within the PyTorch parity tolerances there, while an
  * F(4x4) forward's does not (winograd_internal.h). */
 static int tile_for_dx(const bt_conv2d_desc *d, int tile) {
-    return tile_for(d, tile == BT_WINO_F2_DX4 ? BT_WINO_F4 : tile);
+    return tile_for(d, tile == BT_WINO_F2_DX4 || tile == BT_WINO_F2_DX4_DW4 ? BT_WINO_F4 : tile);
+}
+
+/* The weight gradient's: F(4x4) under BT_WINO_F4 and BT_WINO_F2_DX4_DW4. */
+static int tile_for_dw(const bt_conv2d_desc *d, int tile) {
+    return tile_for(d, tile == BT_WINO_F2_DX4_DW4 ? BT_WINO_F4 : tile);
 }
 
 int bt_wino_forward(float *out, const float *in, const float *w, const float *b,

@@ -19,19 +19,23 @@ int bt_wino_applicable(const bt_conv2d_desc *d);
 int bt_wino_enabled(void);
 void bt_wino_set_enabled(int on);
 
-/* The output tiles of the forward and input-gradient paths (the weight gradient always uses
- * F(2x2, 3x3)), on maps of 8x8 and more (F(2x2) below), set by bt_wino_set_tile:
- *   BT_WINO_F2_DX4 (the default): F(2x2, 3x3) forward, F(4x4, 3x3) input gradient;
- *   BT_WINO_F2: F(2x2, 3x3) for both (barlow's default before 2026-12-07);
- *   BT_WINO_F4: F(4x4, 3x3) for both (opt-in, BT_CONV_WINOGRAD=4 in the program).
- * F(4x4) has fewer products but about 3 times F(2x2)'s rounding error. In the input gradient
+/* The output tiles of the three passes (forward, input gradient, weight gradient), on maps
+ * of 8x8 and more (F(2x2) below), set by bt_wino_set_tile:
+ *   BT_WINO_F2_DX4_DW4 (the default): F(2x2, 3x3) forward, F(4x4, 3x3) input and weight
+ *     gradients;
+ *   BT_WINO_F2_DX4: F(2x2, 3x3) forward and weight gradient, F(4x4, 3x3) input gradient
+ *     (the default of 2026-12-07's first commits);
+ *   BT_WINO_F2: F(2x2, 3x3) for all three (barlow's default before 2026-12-07);
+ *   BT_WINO_F4: F(4x4, 3x3) for all three (opt-in, BT_CONV_WINOGRAD=4 in the program).
+ * F(4x4) has fewer products but about 3 times F(2x2)'s rounding error. In the two gradients
  * that stays within the PyTorch parity tolerances of test_parity_model (worst gradient 3.0 to
- * 4.4 units of PyTorch's float32 error, against 8 allowed, as with F(2x2)); in the forward,
- * whose errors every later layer and the loss see, it does not (up to 8.9 units with the
- * forward alone, 9.3 with both). */
+ * 4.4 units of PyTorch's float32 error, against 8 allowed, as with F(2x2)): an error there
+ * reaches only the weight gradients. In the forward, whose errors every later layer and the
+ * loss see, it does not (up to 8.9 units with the forward alone, 9.3 with all three). */
 #define BT_WINO_F2 2
 #define BT_WINO_F4 4
 #define BT_WINO_F2_DX4 24
+#define BT_WINO_F2_DX4_DW4 244
 int bt_wino_tile(void);
 void bt_wino_set_tile(int m);
 
@@ -62,7 +66,7 @@ int bt_wino_forward_ws(bt_arena *ws, int tile, float *out, const float *in, cons
                        const float *b, const bt_conv2d_desc *d);
 int bt_wino_backward_data_ws(bt_arena *ws, int tile, float *dinp, const float *dout,
                              const float *w, const bt_conv2d_desc *d, int dinp_set);
-int bt_wino_backward_weights_ws(bt_arena *ws, float *dw, const float *dout, const float *in,
-                                const bt_conv2d_desc *d);
+int bt_wino_backward_weights_ws(bt_arena *ws, int tile, float *dw, const float *dout,
+                                const float *in, const bt_conv2d_desc *d);
 
 #endif
