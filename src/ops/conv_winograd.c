@@ -758,7 +758,7 @@ static void grad_tile8_f4(float d[36][8], const float *const p[16]) {
 }
 #undef WINO_A6
 
-/* D (16 planes (T, Kp), stride dp) for the chunk's tiles in (image, th, tw) order, from Y
+/* D (np planes (T, Kp), stride dp) for the chunk's tiles in (image, th, tw) order, from Y
  * holding output-gradient rows [ya, yb) of each image channels-last (Kp). Output pixels
  * outside the map (odd H or W) read as zero: the forward pass did not write them. */
 static inline void grad_transform_m(float *D, size_t dp, const float *Y, const wino_plan *pl,
@@ -803,8 +803,8 @@ static void grad_transform(float *D, size_t dp, const float *Y, const wino_plan 
         grad_transform_m(D, dp, Y, pl, nb, th0, th1, ya, yb, 2);
 }
 
-/* Chunk q of the weight gradient: dU (16 planes (Kp, Cp), stride pl->up) += (or, if first,
- * =) D^T V over its tiles. V (16 planes (T, Cp)) and D (16 planes (T, Kp)) are this thread's,
+/* Chunk q of the weight gradient: dU (np planes (Kp, Cp), stride pl->up) += (or, if first,
+ * =) D^T V over its tiles. V (np planes (T, Cp)) and D (np planes (T, Kp)) are this thread's,
  * X holds first the chunk's input rows, then its output-gradient rows, channels-last. */
 static void run_chunk_dw(const wino_plan *pl, const float *dout, int q, float *V, size_t vp,
                          float *D, size_t dp, float *X, float *dU, int first) {
@@ -937,8 +937,9 @@ int bt_wino_backward_weights_ws(bt_arena *ws, int tile, float *dw, const float *
     pl.m = m, pl.np = (m + 2) * (m + 2), pl.TH = (H + m - 1) / m, pl.TW = (W + m - 1) / m;
     const size_t np = (size_t)pl.np;
     int nt = bt_threads();
-    /* Tiles per chunk: as the forward's, but each chunk also adds to the thread's dU (16
-     * planes of Kp x Cp: 16 MB at 512 x 512, read and written once per chunk), so wide layers
+    /* Tiles per chunk: as the forward's, but each chunk also adds to the thread's dU (np
+     * planes of Kp x Cp: 16 MB at 512 x 512 for F(2x2), read and written once per chunk; 36 MB
+     * for F(4x4), whose 4x4 tiles need maps of 8x8 and more), so wide layers
      * take longer chunks to amortise that, within WINO_DW_MAX_BYTES of V + D per thread. */
     const size_t tile_bytes = sizeof(float) * np * ((size_t)pl.Cp + pl.Kp);
     const size_t tmax = chunk_tiles(&pl, (size_t)pl.Cp * pl.Kp / WINO_DW_DIV,

@@ -58,8 +58,9 @@ int bt_wino_backward_data(float *dinp, const float *dout, const float *w,
  * in (N,C,H,W) given dout (N,K,H,W). Accumulates. Reproducible for a given thread count. */
 int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
                              const bt_conv2d_desc *d);
-/* The three above with an explicit workspace and, for the forward and input gradient, tile
- * (a setting of bt_wino_set_tile; the plain forms use bt_default_arena() and bt_wino_tile()).
+/* The three above with an explicit workspace and tile (a setting of bt_wino_set_tile, each
+ * pass taking its own tile from it; the plain forms use bt_default_arena() and
+ * bt_wino_tile()).
  * The input gradient's dinp_set: 0 dinp += (as bt_wino_backward_data); 1 dinp = the gradient,
  * its previous contents ignored (stored as result + 0, the bits of += on a zeroed dinp). */
 int bt_wino_forward_ws(bt_arena *ws, int tile, float *out, const float *in, const float *w,
