@@ -795,6 +795,7 @@ static inline void grad_transform_m(float *D, size_t dp, const float *Y, const w
             }
 }
 
+/* Specialised per tile size, as input_transform. */
 static void grad_transform(float *D, size_t dp, const float *Y, const wino_plan *pl, int nb,
                            int th0, int th1, int ya, int yb) {
     if (pl->m == 4)
@@ -918,12 +919,30 @@ static void fold_weight_grad4(float *dw, const float *dU, size_t up, size_t per,
 }
 #undef WINO_GT6
 
+/* The tile for the forward and input gradient of d: F(4x4, 3x3) on maps of 8 x 8 and more,
+ * F(2x2, 3x3) below, where an image has too few 4 x 4 tiles: with 4 x 4 maps (ResNet-18/CIFAR's
+ * last stage) one tile per image makes each GEMM chunk re-pack the 36 planes of U (36 MB at
+ * 512 x 512 channels) for little work, and F(2x2) was faster there (bench_conv). */
+static int tile_for(const bt_conv2d_desc *d, int tile) {
+    return tile == BT_WINO_F4 && d->H >= 8 && d->W >= 8 ? 4 : 2;
+}
+
+/* The same for the input gradient, which also takes F(4x4) under BT_WINO_F2_DX4 and the
+ * default BT_WINO_F2_DX4_DW4: its rounding error stays within the PyTorch parity tolerances there, while an
+ * F(4x4) forward's does not (winograd_internal.h). */
+static int tile_for_dx(const bt_conv2d_desc *d, int tile) {
+    return tile_for(d, tile == BT_WINO_F2_DX4 || tile == BT_WINO_F2_DX4_DW4 ? BT_WINO_F4 : tile);
+}
+
+/* The weight gradient's: F(4x4) under BT_WINO_F4 and BT_WINO_F2_DX4_DW4. */
+static int tile_for_dw(const bt_conv2d_desc *d, int tile) {
+    return tile_for(d, tile == BT_WINO_F2_DX4_DW4 ? BT_WINO_F4 : tile);
+}
+
 int bt_wino_backward_weights(float *dw, const float *dout, const float *in,
                              const bt_conv2d_desc *d) {
     return bt_wino_backward_weights_ws(bt_default_arena(), bt_wino_tile(), dw, dout, in, d);
 }
-
-static int tile_for_dw(const bt_conv2d_desc *d, int tile);
 
 int bt_wino_backward_weights_ws(bt_arena *ws, int tile, float *dw, const float *dout,
                                 const float *in, const bt_conv2d_desc *d) {
@@ -975,26 +994,6 @@ int bt_wino_backward_weights_ws(bt_arena *ws, int tile, float *dw, const float *
     (m == 4 ? fold_weight_grad4 : fold_weight_grad)(dw, bufs, pl.up, per, parts, K, C, pl.Cp,
                                                     bt_threads());
     return BT_OK;
-}
-
-/* The tile for the forward and input gradient of d: F(4x4, 3x3) on maps of 8 x 8 and more,
- * F(2x2, 3x3) below, where an image has too few 4 x 4 tiles: with 4 x 4 maps (ResNet-18/CIFAR's
- * last stage) one tile per image makes each GEMM chunk re-pack the 36 planes of U (36 MB at
- * 512 x 512 channels) for little work, and F(2x2) was faster there (bench_conv). */
-static int tile_for(const bt_conv2d_desc *d, int tile) {
-    return tile == BT_WINO_F4 && d->H >= 8 && d->W >= 8 ? 4 : 2;
-}
-
-/* The same for the input gradient, which also takes F(4x4) under BT_WINO_F2_DX4 (the
- * default): its rounding error stays within the PyTorch parity tolerances there, while an
- * F(4x4) forward's does not (winograd_internal.h). */
-static int tile_for_dx(const bt_conv2d_desc *d, int tile) {
-    return tile_for(d, tile == BT_WINO_F2_DX4 || tile == BT_WINO_F2_DX4_DW4 ? BT_WINO_F4 : tile);
-}
-
-/* The weight gradient's: F(4x4) under BT_WINO_F4 and BT_WINO_F2_DX4_DW4. */
-static int tile_for_dw(const bt_conv2d_desc *d, int tile) {
-    return tile_for(d, tile == BT_WINO_F2_DX4_DW4 ? BT_WINO_F4 : tile);
 }
 
 int bt_wino_forward(float *out, const float *in, const float *w, const float *b,
