@@ -374,7 +374,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         printf("convolutions: BT_CONV_WINOGRAD=%s\n",
-               e ? e : "unset (24: F(2x2) forward, F(4x4) input gradient)");
+               e ? e : "unset (244: F(2x2) forward, F(4x4) input and weight gradients)");
     }
 
     bt_model_cfg cfg;

@@ -44,9 +44,10 @@ int bt_conv2d_forward(float *out, const float *in, const float *w, const float *
 int bt_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *in,
                        const float *w, const bt_conv2d_desc *d);
 /* The workspace forms also take the algorithm of 3x3 stride-1 layers: winograd 0 (im2col
- * only), 2 (Winograd F(2x2, 3x3)), 4 (F(4x4, 3x3) for the forward and input gradient), 24
- * (F(2x2) forward, F(4x4) input gradient: the process default), F(4x4) only on maps of 8x8
- * and more, or BT_WINO_PROCESS: the process setting the plain forms use
+ * only), 2 (Winograd F(2x2, 3x3)), 4 (F(4x4, 3x3) for all three passes), 24 (F(2x2)
+ * forward and weight gradient, F(4x4) input gradient), 244 (F(2x2) forward, F(4x4) input and
+ * weight gradients: the process default), F(4x4) only on maps of 8x8 and more, or
+ * BT_WINO_PROCESS: the process setting the plain forms use
  * (src/ops/winograd_internal.h).
  * The backward's dinp_set: 0 dinp += as above; 1 dinp is written, its previous contents
  * ignored (a caller whose dinp this op writes first then needs no zeroing; the bits are those
