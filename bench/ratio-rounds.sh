@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# barlow's step against one PyTorch peer, interleaved (barlow, peer, barlow, peer, ...), with a
+# ratio per round and their median: for VMs whose speed drifts within minutes, where
+# bench_step's one-after-another ratio (barlow's steps, then each peer's) depends on when each
+# ran. Both sides run the same step (bench/bench_step_torch.py is the reference's) with the
+# same shapes, threads, warm-up and timed steps.
+#
+#   bench/ratio-rounds.sh [ROUNDS] [-- bench_step options]
+#
+# ROUNDS defaults to 5. Options after `--` go to both sides (--arch, --projector, --batch,
+# --size, --threads, --warmup, --iters; defaults: bench_step's, except --iters 3). The peer is
+# PEER_PYTHON (default /opt/torch2/bin/python3, else Debian's /usr/bin/python3) in
+# channels_last (PEER_CL=1, the default; 0 for NCHW): the fastest peer in every bench_step
+# run so far. Each round prints both medians of the timed steps, the load before each, and
+# the ratio peer/barlow; the last line is the median ratio over the rounds (and by CPU time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=5
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then rounds=$1; shift; fi
+case $rounds in '' | *[!0-9]* | 0) echo "ratio-rounds.sh: ROUNDS must be a positive integer, not '$rounds'" >&2; exit 2 ;; esac
+[ "${1:-}" = "--" ] && shift
+# bench_step's defaults, overridable by the options after `--`.
+declare -A o=([arch]=resnet18-cifar [projector]=2048-2048-2048 [batch]=256 [size]=32
+              [threads]=2 [warmup]=1 [iters]=3)
+while [ $# -gt 0 ]; do
+    k=${1#--}
+    if [ -z "${o[$k]+x}" ] || [ $# -lt 2 ]; then
+        echo "ratio-rounds.sh: unknown option or missing value: $1 (known: ${!o[*]})" >&2
+        exit 2
+    fi
+    o[$k]=$2
+    shift 2
+done
+py=${PEER_PYTHON:-}
+if [ -z "$py" ]; then
+    if [ -x /opt/torch2/bin/python3 ]; then py=/opt/torch2/bin/python3; else py=/usr/bin/python3; fi
+fi
+[ -x "$py" ] || { echo "ratio-rounds.sh: no Python at $py (PEER_PYTHON)" >&2; exit 2; }
+cl=${PEER_CL:-1}
+make -s build/bench/bench_step >/dev/null
+common=(--arch "${o[arch]}" --projector "${o[projector]}" --batch "${o[batch]}" --size "${o[size]}"
+        --threads "${o[threads]}" --warmup "${o[warmup]}" --iters "${o[iters]}")
+clopt=()
+[ "$cl" = 1 ] && clopt=(--channels-last)
+echo "== $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- src include bench 2>/dev/null || echo '+changes')"
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(grep -m1 'vendor_id' /proc/cpuinfo | cut -d: -f2 | tr -d ' ') family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ') model $(grep -m1 '^model' /proc/cpuinfo | cut -d: -f2 | tr -d ' '); $(nproc) cores"
+echo "step: ${common[*]}; peer: $py$([ "$cl" = 1 ] && echo ' channels_last')"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for r in $(seq 1 "$rounds"); do
+    l1=$(cut -d' ' -f1 /proc/loadavg)
+    out=$(build/bench/bench_step --no-torch "${common[@]}" 2>/dev/null) || { echo "bench_step failed" >&2; exit 1; }
+    [ "$r" = 1 ] && printf '%s\n' "$out" | grep -E '^(kernels|convolutions):' || true
+    read -r bs bc < <(printf '%s\n' "$out" | sed -n 's/^barlow : \([0-9.]*\) s\/step.*cpu \([0-9.]*\) s).*/\1 \2/p')
+    l2=$(cut -d' ' -f1 /proc/loadavg)
+    js=$("$py" bench/bench_step_torch.py "${common[@]}" "${clopt[@]}" 2>/dev/null | grep '^{' | tail -1) ||
+        { echo "the PyTorch step failed ($py bench/bench_step_torch.py)" >&2; exit 1; }
+    read -r ts tc tv < <(printf '%s\n' "$js" | "$py" -c 'import json,sys; j=json.loads(sys.stdin.read()); print(j["sec_per_step"], j["cpu_per_step"], j["torch"].split("+")[0])')
+    if [ -z "${bs:-}" ] || [ -z "${ts:-}" ]; then echo "round $r: no result" >&2; exit 1; fi
+    ratio=$(awk -v a="$ts" -v b="$bs" 'BEGIN {printf "%.3f", a / b}')
+    cratio=$(awk -v a="$tc" -v b="$bc" 'BEGIN {printf "%.3f", a / b}')
+    printf 'round %d: barlow %.3f s/step (cpu %.3f, load %s) | torch %s %.3f s/step (cpu %.3f, load %s) | ratio %sx (cpu %sx)\n' \
+        "$r" "$bs" "$bc" "$l1" "$tv" "$ts" "$tc" "$l2" "$ratio" "$cratio"
+    echo "$ratio $cratio" >>"$log"
+done
+median() { sort -n | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+echo "median over $rounds round(s): peer/barlow $(cut -d' ' -f1 "$log" | median)x (by CPU time $(cut -d' ' -f2 "$log" | median)x); rounds: $(cut -d' ' -f1 "$log" | tr '\n' ' ')"
