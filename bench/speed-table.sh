@@ -2,7 +2,8 @@
 # The README's speed table in one script: the GEMM against OpenBLAS's forced cores, the
 # ResNet-18/CIFAR step on every ISA path against the fastest PyTorch peer (with the 1-thread
 # speed-up), and the ResNet-50 step, one after another, with the CPU and the load at each
-# step. Run from the repository root after `make bench`; about 12 minutes on 2 quiet cores (11.5 on 6dba44f).
+# step. Run from the repository root after `make bench`; about 12 minutes on 2 quiet Zen 4 cores,
+# 17 on the Intel family 6 model 207 VM.
 #   bench/speed-table.sh [LOG]     (default: bench-speed-table.log)
 # Figures on a shared machine move with its load: note the `load` lines beside them.
 set -u
