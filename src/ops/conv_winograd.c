@@ -730,8 +730,9 @@ static int wino_run(bt_arena *ws, float *dst, const float *src, const float *w,
 WINO_GRAD_TILE(grad_tile_v8, v8f)
 WINO_GRAD_TILE(grad_tile_v16, v16f)
 
-/* F(4x4, 3x3): d[xi][l] = (A dy A^T)[xi] for 8 channels, p[4a + b] + l channel l of the
- * tile's output pixel (a, b), with A^T as at WINO_AT6: A applied to (y0 .. y3) is
+/* F(4x4, 3x3): dt[xi * dp + k + l] = (A dy A^T)[xi] for the 8 channels k .. k + 7 (stored
+ * straight into the 36 planes, as grad_tile_v8 into its 16), p[4a + b] + k + l channel k + l
+ * of the tile's output pixel (a, b), with A^T as at WINO_AT6: A applied to (y0 .. y3) is
  *   y0,  (y0 + y2) + (y1 + y3),  (y0 + y2) - (y1 + y3),  (y0 + y2 / 4) + (y1 + y3 / 4) / 2,
  *   (y0 + 4 y2) - 2 (y1 + 4 y3),  y3
  * (every factor a power of two), down the columns and then along the rows. */
@@ -745,15 +746,16 @@ WINO_GRAD_TILE(grad_tile_v16, v16f)
         (o)[4 * (os)] = ((y0) + 4 * (y2)) - 2 * ((y1) + 4 * (y3));                               \
         (o)[5 * (os)] = (y3);                                                                    \
     } while (0)
-static void grad_tile8_f4(float d[36][8], const float *const p[16]) {
+static void grad_tile8_f4(float *dt, size_t dp, const float *const p[16], int k) {
     float t[24][8]; /* A dy: 6 rows of 4 */
     for (int s = 0; s < 4; s++) {
-        const float *y0 = p[s], *y1 = p[4 + s], *y2 = p[8 + s], *y3 = p[12 + s];
+        const float *y0 = p[s] + k, *y1 = p[4 + s] + k, *y2 = p[8 + s] + k, *y3 = p[12 + s] + k;
         for (int l = 0; l < 8; l++) WINO_A6(&t[s][l], 4 * 8, y0[l], y1[l], y2[l], y3[l]);
     }
-    for (int r = 0; r < 6; r++) {
+    for (int r = 0; r < 6; r++) { /* row r of the 6x6 straight into planes 6r .. 6r + 5 */
         const float *t0 = t[4 * r], *t1 = t[4 * r + 1], *t2 = t[4 * r + 2], *t3 = t[4 * r + 3];
-        for (int l = 0; l < 8; l++) WINO_A6(&d[6 * r][l], 8, t0[l], t1[l], t2[l], t3[l]);
+        float *o = dt + (size_t)6 * r * dp + k;
+        for (int l = 0; l < 8; l++) WINO_A6(o + l, dp, t0[l], t1[l], t2[l], t3[l]);
     }
 }
 #undef WINO_A6
@@ -778,14 +780,7 @@ static inline void grad_transform_m(float *D, size_t dp, const float *Y, const w
                     }
                 float *dt = D + t * Kp;
                 if (m == 4) {
-                    for (int k = 0; k < Kp; k += 8) {
-                        const float *q[16];
-                        float v[36][8];
-                        for (int j = 0; j < 16; j++) q[j] = p[j] + k;
-                        grad_tile8_f4(v, q);
-                        for (int xi = 0; xi < 36; xi++)
-                            memcpy(dt + xi * dp + k, v[xi], sizeof v[xi]);
-                    }
+                    for (int k = 0; k < Kp; k += 8) grad_tile8_f4(dt, dp, p, k);
                     continue;
                 }
                 int k = 0;
