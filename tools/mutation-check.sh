@@ -13,22 +13,22 @@ set -u
 cd "$(dirname "$0")/.."
 # name | file | perl substitution | program:case pairs that must fail (each run alone, TU_ONLY)
 MUTATIONS=(
-  "bn-dx|src/ops/batchnorm_kernels.c|s/k \* \(g - mdy - /k * (g + mdy - /|test_parity_model:resnet18_cifar_gram test_ops_norm:test_torch_parity"
+  "bn-dx|src/ops/batchnorm_kernels.c|s/k \* \(t - \(xr\[i\] - m\)/k * (t + (xr[i] - m)/|test_parity_model:resnet18_cifar_gram test_ops_norm:test_torch_parity"
   "bnrelu-mask|src/ops/batchnorm_kernels.c|s/!\(y <= 0\)/!(y < 0)/|test_bn_kernels:test_fused_bit_identical test_bn_kernels:test_relu_loops_vs_plain test_backend_ops:test_batchnorm test_ops_norm:test_torch_parity test_trajectory:test_trajectory_bit_identical"
   "addrelu-mask|src/ops/elementwise.c|s/const float g = y\[i\] <= 0 \? 0\.0f : d\[i\];/const float g = d[i];/|test_bn_kernels:test_fused_bit_identical test_backend_ops:test_elementwise test_ops_norm:test_opt_elementwise test_trajectory:test_trajectory_bit_identical"
   "conv-dx|src/ops/conv2d.c|s/(bt_sgemm\(BT_TRANS, BT_NOTRANS, CRS, GP, K,) 1\.0f/\1 -1.0f/g|test_conv_linear:test_torch_parity"
   "linear-dw|src/ops/linear.c|s/(bt_sgemm\(BT_TRANS, BT_NOTRANS, O, In, N,) 1\.0f/\1 -1.0f/|test_conv_linear:test_torch_parity test_eval:test_linear_vs_torch"
   "loss-diag|src/train/bt_loss.inc|s/c\[i\] = 2 \* \(cii - 1\);/c[i] = 2 * (1 - cii);/|test_loss:test_torch_parity test_parity_model:resnet18_cifar_direct"
   "lars-wd|src/train/lars.c|s/float d = \(g\[i\] \+ wd \* p\[i\]\) \* q;/float d = (g[i] - wd * p[i]) * q;/|test_lars:test_lars_torch"
-  "bn-beta|src/ops/batchnorm.c|s/b = beta \? beta\[c\] : 0\.0f;/b = beta ? -beta[c] : 0.0f;/|test_interop:export_cifar_into_reference_backbone test_parity_model:resnet50_bottleneck"
+  "bn-beta|src/ops/batchnorm_internal.h|s/b = beta \? beta\[c\] : 0\.0f;/b = beta ? -beta[c] : 0.0f;/|test_interop:export_cifar_into_reference_backbone test_parity_model:resnet50_bottleneck"
   "bn-dx-set-sign|src/ops/batchnorm_kernels.c|s/\(set\) \? 0\.0f \+ \(v\)/(set) ? (v)/|test_bn_kernels:test_set_loops_vs_add test_backend_ops:test_bn_first_writer"
   "wino-dx-set|src/ops/conv_winograd.c|s/d->W, 1, !dinp_set,/d->W, 1, 1 + 0 * dinp_set,/|test_backend_ops:test_conv_first_writer"
   "im2col-dx-set|src/ops/conv2d.c|s/if \(dinp_set\) memset/if (dinp_set < 0) memset/|test_backend_ops:test_conv_first_writer"
   "wino-f4-input|src/ops/conv_winograd.c|s/= 2 \* t_ - s_;/= 2 * t_ + s_;/|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity test_parity_model:resnet18_cifar_gram"
-  "wino-dx-tile|src/ops/conv_winograd.c|s/tile == BT_WINO_F2_DX4 \? BT_WINO_F4 : tile/tile/|test_winograd:test_wino_mixed_bits test_trajectory:test_trajectory_bit_identical"
+  "wino-dx-tile|src/ops/conv_winograd.c|s/tile == BT_WINO_F2_DX4 \x7c\x7c tile == BT_WINO_F2_DX4_DW4 \? BT_WINO_F4 : tile/tile/|test_winograd:test_wino_mixed_bits test_trajectory:test_trajectory_bit_identical"
   "wino-f4-wgrad|src/ops/conv_winograd.c|s/\(\(y0\) \+ 4 \* \(y2\)\) - 2 \*/((y0) + 4 * (y2)) + 2 */|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity test_parity_model:resnet18_cifar_gram"
   "wino-f4-fold|src/ops/conv_winograd.c|s/p_ - \(8\.0 \/ 15\)/p_ + (8.0 \/ 15)/|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity"
-  "wino-dw-tile|src/ops/conv_winograd.c|s/tile == BT_WINO_F2_DX4_DW4 \? BT_WINO_F4 : tile/tile/|test_winograd:test_wino_mixed_bits test_trajectory:test_trajectory_bit_identical"
+  "wino-dw-tile|src/ops/conv_winograd.c|s/tile_for\(d, tile == BT_WINO_F2_DX4_DW4 \? BT_WINO_F4 : tile\)/tile_for(d, tile)/|test_winograd:test_wino_mixed_bits test_trajectory:test_trajectory_bit_identical"
   "model-first-writer|src/nn/model.c|s/m->grad_birth\[root\] == i &&/m->grad_birth[root] >= 0 \&\&/|test_trajectory:test_trajectory_bit_identical"
 )
 want=("$@")
