@@ -1,6 +1,6 @@
 /* The barlow program's front door: --help lists every command, help COMMAND prints options
  * with defaults, --version, suggestions for mistyped commands and options, a bad
- * BT_CONV_WINOGRAD refused in one line, and
+ * BT_CONV_WINOGRAD or BARLOW_GEMM_KC refused in one line, and
  * augment-preview writes a valid PNG grid of the stated size. */
 #include "testutil.h"
 #include <png.h>
@@ -61,6 +61,25 @@ static void winograd_env(void) {
     unsetenv("BT_CONV_WINOGRAD");
 }
 
+/* BARLOW_GEMM_KC (tests and tuning) takes a multiple of 8 from 8 to 2048; anything else is one
+ * line naming the variable and exit 2, before any work. */
+static void gemm_kc_env(void) {
+    static const char *bad[] = {"0", "7", "250", "2056", "-8", "256x", "x", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        setenv("BARLOW_GEMM_KC", bad[i], 1);
+        int rc = run("--version");
+        CHECK(rc == 2 && strstr(out, "BARLOW_GEMM_KC=") && strstr(out, "multiple of 8") &&
+                  strchr(out, '\n') == out + strlen(out) - 1,
+              "BARLOW_GEMM_KC='%s': exit %d, '%s'", bad[i], rc, out);
+    }
+    static const char *good[] = {"8", "256", "2048", ""};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        setenv("BARLOW_GEMM_KC", good[i], 1);
+        CHECK(run("--version") == 0, "BARLOW_GEMM_KC=%s refused: %s", good[i], out);
+    }
+    unsetenv("BARLOW_GEMM_KC");
+}
+
 static void augment_preview_png(void) {
     char args[1024], path[700];
     snprintf(path, sizeof path, "%s/views.png", tu_tmpdir());
@@ -93,6 +112,7 @@ int main(void) {
     TEST_RUN(help_and_version);
     TEST_RUN(suggestions);
     TEST_RUN(winograd_env);
+    TEST_RUN(gemm_kc_env);
     TEST_RUN(augment_preview_png);
     return tu_finish();
 }

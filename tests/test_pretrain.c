@@ -497,6 +497,8 @@ static void test_isa_record(void) {
         const char *cfg = bt_st_meta(f, "config");
         CHECK(cfg && strstr(cfg, "\"isa\":\"generic\""), "config lacks the path: %s",
               cfg ? cfg : "(none)");
+        CHECK(cfg && strstr(cfg, "\"gemm_kc\":"), "config lacks the GEMM KC: %s",
+              cfg ? cfg : "(none)");
         bt_st_close(f);
     }
     snprintf(path, sizeof path, "%s/stats.txt", I);
@@ -518,6 +520,17 @@ static void test_isa_record(void) {
               "no note on the path change: %s", s ? s : "");
     else
         printf("  NOTE: only the generic path here: the path-change note is not exercised\n");
+    free(s);
+    /* Another KC on the same path (as another CPU's L1 would give; 72 is none that an L1 size
+     * gives on any path): one note naming both. */
+    char kc[64];
+    snprintf(kc, sizeof kc, "BARLOW_ISA=%s BARLOW_GEMM_KC=72 ", bt_isa_name(bt_isa_best()));
+    rc = run(kc, SMALL " --max-steps 4 --checkpoint-dir '%s'", I);
+    CHECK(rc == 0, "resume with another KC: status %d: %s", rc, errtext);
+    s = tu_slurp(out, &n);
+    CHECK(s && strstr(s, "note: resuming on kernel path") && strstr(s, "(GEMM KC 72) with") &&
+              strstr(s, "(BARLOW_GEMM_KC)"),
+          "no note on the KC change: %s", s ? s : "");
     free(s);
     rc = run("BARLOW_ISA=sse9 ", SMALL " --max-steps 1 --checkpoint-dir '%s'", tu_tmp_path("I2"));
     int nl = 0;

@@ -4,11 +4,15 @@
  * one by one and compared with the fixture made by an earlier build. A refactor that does not
  * mean to change the numbers must keep this passing.
  *
- * The bits depend on the compiler, on the kernel path and on the CPU (the GEMM's blocking
- * follows its cache sizes), so a fixture is kept per build fingerprint (the compiler's version
- * string, the CPU's flags and the kernel path in use, hashed): tests/fixtures/trajectory/<fp>.txt.
- * A build whose fingerprint has no fixture is counted as skipped, with the reason; make one
- * with the previous code to compare.
+ * The bits depend on what decides the order of the floating-point operations: the kernel path
+ * in use, the GEMM's KC on that path (the depth of its partial sums, which follows the CPU's L1
+ * size: MC and NC only partition the output), the Winograd setting, whether glibc's libm may pick
+ * its FMA variants, and a sanitizer build's -O1. The key names exactly those, so a fixture made
+ * on one CPU checks every other CPU that shares them (measured: gcc 12 and clang 14 give the same
+ * bits, and so do Zen 4 and Intel family 6 model 207 on the avx2 and generic paths, where their
+ * KC agree; their avx512 KC differ, 256 against 384, and so do their bits). Fixtures live in
+ * tests/fixtures/trajectory/<XXH64 of the key>.txt, the key in its header. A build whose key has
+ * no fixture is counted as skipped, with the reason; make one with the previous code to compare.
  *
  * When it fails after an INTENTIONAL numerical change (another GEMM summation order, a new
  * kernel), regenerate the fixture with tools/regen-trajectory-fixture.sh and say so in the
@@ -24,6 +28,7 @@
 #include "barlow/safetensors.h"
 #include "barlow/cpu.h"
 #include "testutil.h"
+#include "ops/gemm/gemm_internal.h"
 
 #define FIXTURE_DIR "tests/fixtures/trajectory"
 #define TINY "--arch resnet18-cifar:w=0.25 --projector 64-64 --preset cifar --batch-size 16 " \
@@ -38,29 +43,47 @@ static const struct {
 
 static char bin[1024], fixture[256], fingerprint_text[8192];
 
-/* The compiler of this build and the CPU's feature flags, hashed (see the top). */
+/* The key of this build and CPU (see the top); the compiler and CPU model go into the fixture's
+ * header for the record only. */
+static char record_text[4096];
 static void fingerprint(void) {
-    char flags[4096] = "";
+    const bt_cpu_info *ci = bt_cpu();
+    const bt_isa isa = bt_isa_current();
+    const char *kc = getenv("BARLOW_GEMM_KC"); /* the program reads it too (src/cli/main.c) */
+    if (kc && *kc) bt_gemm_set_blocking(0, atoi(kc), 0);
+    const bt_gemm_blocking blk = bt_gemm_blocking_for(isa);
+    const char *wino = getenv("BT_CONV_WINOGRAD");
+    int fma = 0, avx2 = 0;
     FILE *f = fopen("/proc/cpuinfo", "r");
+    char model[256] = "?";
     if (f) {
-        char line[4096];
-        while (fgets(line, sizeof line, f))
+        char line[8192];
+        while (fgets(line, sizeof line, f)) {
+            if (!strncmp(line, "model name", 10) && model[0] == '?') {
+                char *c = strchr(line, ':');
+                if (c) snprintf(model, sizeof model, "%s", c + 2);
+                model[strcspn(model, "\n")] = 0;
+            }
             if (!strncmp(line, "flags", 5)) {
-                snprintf(flags, sizeof flags, "%s", line);
+                fma = strstr(line, " fma ") != NULL;
+                avx2 = strstr(line, " avx2 ") != NULL;
                 break;
             }
+        }
         fclose(f);
     }
-    flags[strcspn(flags, "\n")] = 0;
-    /* each kernel path has bits of its own: the one in use (BARLOW_ISA, which the test harness
-     * and the barlow program both read, or the best one) */
-    snprintf(fingerprint_text, sizeof fingerprint_text, "%s | %s | isa %s%s", __VERSION__, flags,
-             bt_isa_name(bt_isa_current()),
+    snprintf(fingerprint_text, sizeof fingerprint_text,
+             "trajectory key 2 | isa %s | gemm kc %d | winograd %s | libm fma %d avx2 %d%s",
+             bt_isa_name(isa), blk.kc, wino && *wino ? wino : "default", fma, avx2,
              TU_SANITIZED ? " | sanitizer build" : ""); /* -O1: its own bits */
-    size_t n = strlen(fingerprint_text);
-    while (n && fingerprint_text[n - 1] == '\n') fingerprint_text[--n] = 0;
+    snprintf(record_text, sizeof record_text, "%s; %s family %d model %d (%s), L1d %zu KiB",
+             __VERSION__, ci->vendor[0] ? ci->vendor : "non-x86", ci->family, ci->model, model,
+             ci->l1d / 1024);
+    if (kc && *kc)
+        snprintf(record_text + strlen(record_text), sizeof record_text - strlen(record_text),
+                 ", KC forced by BARLOW_GEMM_KC=%s", kc);
     snprintf(fixture, sizeof fixture, "%s/%016llx.txt", FIXTURE_DIR,
-             (unsigned long long)bt_checksum64(fingerprint_text, n, 0));
+             (unsigned long long)bt_checksum64(fingerprint_text, strlen(fingerprint_text), 0));
 }
 
 /* Runs one pretraining and appends "tag name dtype nbytes hash" lines for every tensor of its
@@ -101,9 +124,8 @@ static void test_trajectory_bit_identical(void) {
     int regen = getenv("BARLOW_REGEN_FIXTURE") && !strcmp(getenv("BARLOW_REGEN_FIXTURE"), "1");
     fingerprint();
     if (!regen && access(fixture, R_OK) != 0) {
-        tu_skip("no trajectory fixture for this build, CPU and kernel path (%s: compiler %s, "
-                "path %s); make one with the previous code: tools/regen-trajectory-fixture.sh",
-                fixture, __VERSION__, bt_isa_name(bt_isa_current()));
+        tu_skip("no trajectory fixture for this key (%s: %s); make one with the previous code: "
+                "tools/regen-trajectory-fixture.sh", fixture, fingerprint_text);
         return;
     }
     if (regen && system("mkdir -p " FIXTURE_DIR) != 0) CHECK(0, "cannot make %s", FIXTURE_DIR);
@@ -115,7 +137,8 @@ static void test_trajectory_bit_identical(void) {
     if (regen)
         fprintf(out, "# Made by tools/regen-trajectory-fixture.sh (tests/test_trajectory.c): per\n"
                      "# run, the checkpoint tensors' XXH64 after 5 steps. Regenerate only after an\n"
-                     "# intentional numerical change.\n# build: %s\n", fingerprint_text);
+                     "# intentional numerical change.\n# key: %s\n# made with: %s\n",
+                fingerprint_text, record_text);
     int bad = 0;
     for (size_t k = 0; k < sizeof runs / sizeof *runs; k++) bad |= run_and_hash((int)k, out);
     fclose(out);

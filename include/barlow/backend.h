@@ -69,9 +69,13 @@ typedef struct {
                       forward rounds about 3x worse, outside the PyTorch parity
                       tolerances); -1 the process's setting (src/ops/winograd_internal.h)
                       when the backend is made */
+    int gemm_kc;   /* the CPU GEMM's depth block KC on every path: 0 derives it from the L1
+                      size (the default); 8 to 2048, a multiple of 8, forces it (tests and
+                      tuning: it sets the depth of the partial sums, so the last bits of the
+                      results move with it; tests/test_trajectory.c keys its fixtures on it) */
 } bt_backend_cfg;
 
-/* Defaults: all cores, the process's Winograd setting (-1). */
+/* Defaults: all cores, the process's Winograd setting (-1), KC from the cache (0). */
 void bt_backend_cfg_default(bt_backend_cfg *c);
 
 typedef struct bt_backend_ops {

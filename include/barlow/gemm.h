@@ -48,6 +48,10 @@ void bt_sgemm_batch_pb(int count, bt_trans ta, int M, int N, int K, float alpha,
                        int lda, ptrdiff_t strideA, const float *Bp, ptrdiff_t strideBp,
                        float beta, float *C, int ldc, ptrdiff_t strideC);
 
+/* The depth block KC of the current kernel path (from the L1 size, or as forced by the backend's
+ * gemm_kc): the GEMM's partial sums run over KC terms, so it is part of what decides the bits. */
+int bt_sgemm_kc(void);
+
 /* Upper triangle (and diagonal) of C (N, N) = alpha A A^T + beta C, A (N, K) row-major
  * (cblas_ssyrk(RowMajor, Upper, NoTrans)). Entries below the diagonal may be overwritten
  * with their mirror image's value or left alone: callers that need them copy the upper

@@ -7,6 +7,7 @@
 void bt_backend_cfg_default(bt_backend_cfg *c) {
     c->threads = 0;
     c->winograd = -1;
+    c->gemm_kc = 0;
 }
 
 static const struct {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ops/winograd_internal.h"
+#include "ops/gemm/gemm_internal.h"
 
 /* The backend's own state: the arena its ops and `scratch` hand out (grow-only), and its
  * algorithm for 3x3 stride-1 convolutions (0, 2 or 4, fixed when it is made). */
@@ -339,6 +340,9 @@ static const char *const wino_names[] = {"0", "2", "4", "24", "244"};
 #define WINO_NVALS (int)(sizeof wino_vals / sizeof wino_vals[0])
 
 static int check_cfg(const bt_backend_cfg *c) {
+    if (c->gemm_kc != 0 && (c->gemm_kc < 8 || c->gemm_kc > 2048 || c->gemm_kc % 8))
+        return bt_fail(BT_EINVAL, "backend cpu: gemm_kc must be 0 (from the L1 size) or a "
+                       "multiple of 8 from 8 to 2048 (got %d)", c->gemm_kc);
     for (int i = 0; i < WINO_NVALS; i++)
         if (c->winograd == wino_vals[i]) return BT_OK;
     if (c->winograd == -1) return BT_OK;
@@ -362,6 +366,7 @@ int bt_backend_cpu_settings(const bt_backend_cfg *c) {
     int rc = check_cfg(c);
     if (rc) return rc;
     if (c->threads > 0) bt_set_threads(c->threads);
+    if (c->gemm_kc > 0) bt_gemm_set_blocking(0, c->gemm_kc, 0);
     if (c->winograd == 0) bt_wino_set_enabled(0);
     else if (c->winograd > 0) {
         bt_wino_set_enabled(1);

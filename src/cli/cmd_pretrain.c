@@ -25,6 +25,7 @@
 #include "barlow/augment.h"
 #include "barlow/checkpoint.h"
 #include "barlow/cpu.h"
+#include "barlow/gemm.h"
 #include "barlow/dataset.h"
 #include "barlow/error.h"
 #include "barlow/loader.h"
@@ -188,20 +189,26 @@ static int check_compatible(const cJSON *mine, const char *stored, const char *p
     return rc;
 }
 
-/* One line when a resume runs on another kernel path or thread count than the checkpoint's
- * run: results stay within float tolerance, but bit-exact resume is promised only for the
- * same path and thread count. Checkpoints older than the path record say nothing. */
+/* One line when a resume runs on another kernel path, GEMM depth block (KC: it follows the
+ * L1 size, so another CPU can change it on the same path) or thread count than the checkpoint's
+ * run: results stay within float tolerance, but bit-exact resume is promised only for the same
+ * path, KC and thread count. Checkpoints older than a record say nothing about it. */
 static void note_other_path(const char *stored, int threads) {
     cJSON *old = cJSON_Parse(stored);
     const cJSON *isa = cJSON_GetObjectItemCaseSensitive(old, "isa");
+    const cJSON *kc = cJSON_GetObjectItemCaseSensitive(old, "gemm_kc");
     const cJSON *th = cJSON_GetObjectItemCaseSensitive(old, "threads");
     const char *now = bt_isa_name(bt_isa_current());
+    const int kc_now = bt_sgemm_kc();
     const int other_isa = cJSON_IsString(isa) && strcmp(isa->valuestring, now) != 0;
+    const int other_kc = cJSON_IsNumber(kc) && kc->valueint != kc_now;
     const int other_threads = cJSON_IsNumber(th) && th->valueint != threads;
-    if (other_isa || other_threads)
-        printf("%s: note: resuming on kernel path %s with %d threads; the checkpoint was made "
-               "on %s with %d: results agree to float tolerance, not bit for bit\n",
-               PT, now, threads, cJSON_IsString(isa) ? isa->valuestring : now,
+    if (other_isa || other_kc || other_threads)
+        printf("%s: note: resuming on kernel path %s (GEMM KC %d) with %d threads; the "
+               "checkpoint was made on %s (GEMM KC %d) with %d: results agree to float "
+               "tolerance, not bit for bit\n",
+               PT, now, kc_now, threads, cJSON_IsString(isa) ? isa->valuestring : now,
+               cJSON_IsNumber(kc) ? kc->valueint : kc_now,
                cJSON_IsNumber(th) ? th->valueint : threads);
     cJSON_Delete(old);
 }
@@ -588,6 +595,7 @@ static int begin(pt_run *r, const char *data, int *threads) {
     /* The kernels' path goes into the stored configuration (after the ranks' comparison:
      * ranks on different CPUs may take different paths and still train one model). */
     cJSON_AddStringToObject(r->config, "isa", bt_isa_name(bt_isa_current()));
+    cJSON_AddNumberToObject(r->config, "gemm_kc", bt_sgemm_kc());
     free(r->config_text);
     if (!(r->config_text = cJSON_PrintUnformatted(r->config))) {
         fprintf(stderr, "%s: out of memory\n", PT);
@@ -597,9 +605,11 @@ static int begin(pt_run *r, const char *data, int *threads) {
     printf("%s: configuration %s\n", PT, pretty ? pretty : r->config_text);
     free(pretty);
     const bt_cpu_info *cpu = bt_cpu();
-    printf("%s: kernels: path %s (%s family %d model %d; best path here: %s)\n", PT,
-           bt_isa_name(bt_isa_current()), cpu->vendor[0] ? cpu->vendor : "non-x86", cpu->family,
-           cpu->model, bt_isa_name(bt_isa_best()));
+    printf("%s: kernels: path %s (%s family %d model %d; best path here: %s), GEMM KC %d%s\n",
+           PT, bt_isa_name(bt_isa_current()), cpu->vendor[0] ? cpu->vendor : "non-x86",
+           cpu->family, cpu->model, bt_isa_name(bt_isa_best()),
+           bt_sgemm_kc(),
+           bt_cli_backend_cfg.gemm_kc ? " (BARLOW_GEMM_KC)" : "");
 
     const char *sep = o->ckdir[strlen(o->ckdir) - 1] == '/' ? "" : "/";
     snprintf(r->ckpath, sizeof r->ckpath, "%s%scheckpoint.safetensors", o->ckdir, sep);

@@ -85,6 +85,18 @@ int main(int argc, char **argv) {
     /* Only the program reads the environment; the library takes its settings from here. */
     bt_backend_cfg_default(&bt_cli_backend_cfg);
     const char *wino = getenv("BT_CONV_WINOGRAD");
+    /* BARLOW_GEMM_KC: the GEMM's depth block, for tests and tuning (backend.h) */
+    const char *kc = getenv("BARLOW_GEMM_KC");
+    if (kc && *kc) {
+        char *end;
+        long v = strtol(kc, &end, 10);
+        if (*end || v < 8 || v > 2048 || v % 8) {
+            fprintf(stderr, "barlow: BARLOW_GEMM_KC=%s: must be a multiple of 8 from 8 to 2048 "
+                    "(unset: from the L1 size)\n", kc);
+            return 2;
+        }
+        bt_cli_backend_cfg.gemm_kc = (int)v;
+    }
     if ((wino && bt_backend_winograd_parse(wino, &bt_cli_backend_cfg.winograd) != BT_OK) ||
         bt_backend_cpu_settings(&bt_cli_backend_cfg) != BT_OK) {
         fprintf(stderr, "barlow: %s\n", bt_error());

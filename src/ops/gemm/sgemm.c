@@ -75,6 +75,8 @@ bt_gemm_blocking bt_gemm_blocking_for(bt_isa isa) {
     return b;
 }
 
+int bt_sgemm_kc(void) { return bt_gemm_blocking_for(bt_isa_current()).kc; }
+
 /* Per-thread packing memory, grown as needed and kept: GEMMs run thousands of times per
  * epoch, often inside other parallel loops, and a fresh allocation each time would page-fault
  * megabytes. Bounded by the blocking, not by the problem. A thread-specific key frees it when
