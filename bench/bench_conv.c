@@ -2,7 +2,7 @@
  * 1024^3 cblas_sgemm as the machine's attainable rate. 3x3 stride-1 layers are timed with
  * Winograd on and off in the same run (interleaved, so a neighbour's load hits both alike),
  * and, on maps of 8x8 and more, the opt-in F(4x4) tile against the default F(2x2).
- * Usage: bench_conv [threads] [batch] [layer] (defaults 2, 64, all; layer 1-7 picks one line
+ * Usage: bench_conv [threads] [batch] [layer] (defaults 2, 64, all; layer 1-9 picks one line
  * of the list in main, e.g. 6 for the 4x4-map layer). Environment: BENCH_CPU_TIME, BENCH_A_IN_PLACE,
  * BENCH_WINO_TILES, BENCH_PHASE_PLANES (see main). */
 #include "barlow/cpu.h"
@@ -209,11 +209,11 @@ int main(int argc, char **argv) {
         bt_wino_set_chunk_tiles((size_t)atoi(wt));
         printf("Winograd chunks: %d tiles\n", atoi(wt));
     }
-    if (N < 1 || only < 0 || only > 7) {
-        fprintf(stderr, "usage: bench_conv [threads] [batch >= 1] [layer 1-7]\n");
+    if (N < 1 || only < 0 || only > 9) {
+        fprintf(stderr, "usage: bench_conv [threads] [batch >= 1] [layer 1-9]\n");
         return 2;
     }
-    const int layers[7][6] = {
+    const int layers[9][6] = {
         {64, 32, 64, 3, 1, 1},   /* layer1 3x3 */
         {128, 16, 128, 3, 1, 1}, /* layer2 3x3 */
         {256, 8, 256, 3, 1, 1},  /* layer3 3x3 */
@@ -221,8 +221,10 @@ int main(int argc, char **argv) {
         {128, 16, 256, 1, 2, 0}, /* layer3 downsample 1x1 s2 */
         {512, 4, 512, 3, 1, 1},  /* layer4 3x3 on 4x4 maps: batched GEMMs */
         {3, 32, 64, 3, 1, 1},    /* CIFAR stem */
+        {64, 32, 128, 3, 2, 1},  /* layer2 first conv, stride 2 */
+        {256, 8, 512, 3, 2, 1},  /* layer4 first conv, stride 2 */
     };
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 9; i++)
         if (!only || only == i + 1)
             bench_layer(N, layers[i][0], layers[i][1], layers[i][2], layers[i][3], layers[i][4],
                         layers[i][5]);

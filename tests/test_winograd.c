@@ -27,7 +27,7 @@
 #define WINO_TOL4 2e-5
 
 /* The tolerance of the tile in use (bt_conv2d_* use F(4x4) only on maps of 8 x 8 and more,
- * F(2x2) below: the bound of the current setting covers both). */
+ * 4 x 4 for the weight gradient, F(2x2) below: the bound of the current setting covers both). */
 static double wino_tol(void) { return bt_wino_tile() == BT_WINO_F2 ? WINO_TOL : WINO_TOL4; }
 
 /* The four settings of bt_wino_set_tile: F(2x2) for all three passes, F(4x4) for all three,
@@ -296,13 +296,14 @@ static void test_wino_dispatch(void) {
 
 /* Each setting gives, pass by pass, the bits of the tile it names: on maps of 8x8 and more the
  * forward is F(4x4)'s under BT_WINO_F4 only, the input gradient F(2x2)'s under BT_WINO_F2
- * only, the weight gradient F(4x4)'s under BT_WINO_F4 and the default BT_WINO_F2_DX4_DW4;
- * on smaller maps everything is F(2x2)'s. On the larger maps the two tiles' bits differ (so
+ * only; on maps of 4x4 and more the weight gradient is F(4x4)'s under BT_WINO_F4 and the
+ * default BT_WINO_F2_DX4_DW4; on smaller maps everything is F(2x2)'s. On the larger maps the two tiles' bits differ (so
  * F(4x4) did run where named). The workspace forms of bt_conv2d_* given a setting agree with
  * the process setting. */
 static void test_wino_mixed_bits(void) {
     static const wshape shapes[] = {{2, 16, 9, 8, 17, 1}, {3, 16, 16, 16, 16, 0},
-                                    {8, 16, 4, 4, 24, 1}, {2, 16, 7, 12, 16, 0}};
+                                    {8, 16, 4, 4, 24, 1}, {2, 16, 7, 12, 16, 0},
+                                    {8, 16, 3, 8, 16, 1}};
     /* Per setting (tiles_all order): 4 where the pass uses F(4x4) on a large map. */
     static const int fwd4[NTILES] = {0, 1, 0, 0}, dx4[NTILES] = {0, 1, 1, 1},
                      dw4[NTILES] = {0, 1, 0, 1};
@@ -328,7 +329,7 @@ static void test_wino_mixed_bits(void) {
             CHECK(bt_wino_backward_data(dx[i], dy, w, &d) == BT_OK, "%s", bt_error());
             CHECK(bt_wino_backward_weights(dw[i], dy, x, &d) == BT_OK, "%s", bt_error());
         }
-        const int big = s->H >= 8 && s->W >= 8;
+        const int big = s->H >= 8 && s->W >= 8, big_dw = s->H >= 4 && s->W >= 4;
         /* tiles_all[0] is F(2x2) everywhere, tiles_all[1] F(4x4) everywhere (on big maps). */
         for (int i = 2; i < NTILES; i++) {
             CHECK(memcmp(y[i], y[big && fwd4[i]], no * 4) == 0,
@@ -337,16 +338,21 @@ static void test_wino_mixed_bits(void) {
             CHECK(memcmp(dx[i], dx[big && dx4[i]], ni * 4) == 0,
                   "shape %zu: the input gradient of setting %s is not F(%d)'s", t,
                   tile_names[i], big && dx4[i] ? 4 : 2);
-            CHECK(memcmp(dw[i], dw[big && dw4[i]], nw * 4) == 0,
+            CHECK(memcmp(dw[i], dw[big_dw && dw4[i]], nw * 4) == 0,
                   "shape %zu: the weight gradient of setting %s is not F(%d)'s", t,
-                  tile_names[i], big && dw4[i] ? 4 : 2);
+                  tile_names[i], big_dw && dw4[i] ? 4 : 2);
         }
-        CHECK(!big || (memcmp(y[1], y[0], no * 4) != 0 && memcmp(dx[1], dx[0], ni * 4) != 0 &&
-                       memcmp(dw[1], dw[0], nw * 4) != 0),
-              "shape %zu: F(4x4) gave F(2x2)'s bits in some pass (did it run?)", t);
-        CHECK(big || (memcmp(y[1], y[0], no * 4) == 0 && memcmp(dx[1], dx[0], ni * 4) == 0 &&
-                      memcmp(dw[1], dw[0], nw * 4) == 0),
-              "shape %zu (%dx%d): F(4x4) ran on a map below 8x8", t, s->H, s->W);
+        CHECK(!big || (memcmp(y[1], y[0], no * 4) != 0 && memcmp(dx[1], dx[0], ni * 4) != 0),
+              "shape %zu: F(4x4) gave F(2x2)'s bits in the forward or input gradient (did it "
+              "run?)", t);
+        CHECK(!big_dw || memcmp(dw[1], dw[0], nw * 4) != 0,
+              "shape %zu: F(4x4) gave F(2x2)'s bits in the weight gradient (did it run?)", t);
+        CHECK(big || (memcmp(y[1], y[0], no * 4) == 0 && memcmp(dx[1], dx[0], ni * 4) == 0),
+              "shape %zu (%dx%d): F(4x4) ran on a map below 8x8 in the forward or input "
+              "gradient", t, s->H, s->W);
+        CHECK(big_dw || memcmp(dw[1], dw[0], nw * 4) == 0,
+              "shape %zu (%dx%d): F(4x4) ran on a map below 4x4 in the weight gradient", t, s->H,
+              s->W);
         /* bt_conv2d_*_ws given each setting while the process setting is another: that
          * setting's bits. */
         for (int i = 0; i < NTILES; i++) {

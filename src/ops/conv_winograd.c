@@ -8,7 +8,8 @@
  * with U the transformed weights, V the transformed input tiles and T the number of tiles;
  * the output transform then folds each M tile (4x4) back into 2x2 outputs.
  *
- * F(4x4, 3x3) (6x6 input tiles, 36 products per 16 outputs, on maps of 8x8 and more) runs
+ * F(4x4, 3x3) (6x6 input tiles, 36 products per 16 outputs, on maps of 8x8 and more; 4x4 and
+ * more for the weight gradient) runs
  * through the same driver with 36 planes: by default for the input and weight gradients, and
  * for the forward too when opted into (BT_CONV_WINOGRAD=4). Its points are 0, 1, -1, 1/2, -2
  * (weight_tile4), whose transforms round 2.4 to 3.4 times less than the symmetric 0, +-1, +-2
@@ -929,9 +930,13 @@ static int tile_for_dx(const bt_conv2d_desc *d, int tile) {
     return tile_for(d, tile == BT_WINO_F2_DX4 || tile == BT_WINO_F2_DX4_DW4 ? BT_WINO_F4 : tile);
 }
 
-/* The weight gradient's: F(4x4) under BT_WINO_F4 and BT_WINO_F2_DX4_DW4. */
+/* The weight gradient's: F(4x4) under BT_WINO_F4 and BT_WINO_F2_DX4_DW4, on maps of 4 x 4 and
+ * more. Its U is not packed per chunk (it is the product's output, dU, one per thread), and on
+ * the 4 x 4 maps of ResNet-18/CIFAR's last stage (N 256, 512 x 512 channels) it ran in 34-35 ms
+ * against F(2x2)'s 44-45 (bench_conv 2 256 6, Intel family 6 model 167), where the forward
+ * and the input gradient gained nothing from F(4x4) (35-39 ms against 35-36). */
 static int tile_for_dw(const bt_conv2d_desc *d, int tile) {
-    return tile_for(d, tile == BT_WINO_F2_DX4_DW4 ? BT_WINO_F4 : tile);
+    return (tile == BT_WINO_F2_DX4_DW4 || tile == BT_WINO_F4) && d->H >= 4 && d->W >= 4 ? 4 : 2;
 }
 
 int bt_wino_backward_weights(float *dw, const float *dout, const float *in,

@@ -20,7 +20,7 @@ int bt_wino_enabled(void);
 void bt_wino_set_enabled(int on);
 
 /* The output tiles of the three passes (forward, input gradient, weight gradient), on maps
- * of 8x8 and more (F(2x2) below), set by bt_wino_set_tile:
+ * of 8x8 and more (the weight gradient: 4x4 and more; F(2x2) below), set by bt_wino_set_tile:
  *   BT_WINO_F2_DX4_DW4 (the default): F(2x2, 3x3) forward, F(4x4, 3x3) input and weight
  *     gradients;
  *   BT_WINO_F2_DX4: F(2x2, 3x3) forward and weight gradient, F(4x4, 3x3) input gradient
