@@ -103,11 +103,19 @@ static void test_crc32c(void) {
 
 static char g_file[1024]; /* the event file written by test_roundtrip, for test_corrupt */
 
+static double wall_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static void test_roundtrip(void) {
     if (tu_skip_without("tensorboard")) return;
     char dir[600];
     snprintf(dir, sizeof dir, "%s/logs/run1", tu_tmpdir()); /* parents do not exist yet */
-    double t0 = (double)time(NULL);
+    /* the writer's clock (CLOCK_REALTIME): time() reads the coarse clock, a tick behind, so
+     * an event written 1 ms into a new second could fall past time()'s t1 + 1 */
+    double t0 = wall_now_s();
     bt_tb *tb = NULL;
     CHECK(bt_tb_open(&tb, dir) == 0, "open: %s", bt_error());
     if (!tb) return;
@@ -144,7 +152,7 @@ static void test_roundtrip(void) {
     hm_fill(m);
     CHECK(bt_tb_heatmap(tb, "corr", 40, m, HM_R, HM_C, -1.0f, 1.0f, HM_CELL) == 0, "%s", bt_error());
     CHECK(bt_tb_flush(tb) == 0, "%s", bt_error());
-    double t1 = (double)time(NULL);
+    double t1 = wall_now_s();
     /* Read while the writer is still open: flush alone must make the events visible. */
     char dq[700];
     snprintf(dq, sizeof dq, "'%s'", dir);
