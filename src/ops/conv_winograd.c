@@ -933,8 +933,9 @@ static int tile_for_dx(const bt_conv2d_desc *d, int tile) {
 /* The weight gradient's: F(4x4) under BT_WINO_F4 and BT_WINO_F2_DX4_DW4, on maps of 4 x 4 and
  * more. Its U is not packed per chunk (it is the product's output, dU, one per thread), and on
  * the 4 x 4 maps of ResNet-18/CIFAR's last stage (N 256, 512 x 512 channels) it ran in 34-35 ms
- * against F(2x2)'s 44-45 (bench_conv 2 256 6, Intel family 6 model 167), where the forward
- * and the input gradient gained nothing from F(4x4) (35-39 ms against 35-36). */
+ * against F(2x2)'s 44-45 (bench_conv 2 256 6, Intel family 6 model 167), where the input
+ * gradient gained nothing from F(4x4) (33-41 ms with 32 to 256 tiles per chunk, against
+ * 35-36; the forward keeps F(2x2) on every map for its rounding, winograd_internal.h). */
 static int tile_for_dw(const bt_conv2d_desc *d, int tile) {
     return (tile == BT_WINO_F2_DX4_DW4 || tile == BT_WINO_F4) && d->H >= 4 && d->W >= 4 ? 4 : 2;
 }
