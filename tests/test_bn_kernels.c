@@ -8,7 +8,9 @@
  *  - batch norm + ReLU (the four _relu loops, and the whole fused op, local, eval and
  *    synchronised over two simulated ranks) and add + ReLU bit-identical to the unfused ops
  *    one after the other, on every path, and across paths;
- *  - the overwriting dx loops (the first writer's) bit-identical to += on zeros.
+ *  - the overwriting dx loops (the first writer's) bit-identical to += on zeros;
+ *  - BatchNorm1d (HW 1), which walks blocks of channels row by row, bit-identical to the
+ *    per-channel loops (bt_bn_set_rows_1d), in every mode.
  * tests/run.sh runs the program once per path (BARLOW_ISA); each run compares all paths. */
 #include "barlow/comm.h"
 #include "barlow/cpu.h"
@@ -388,6 +390,68 @@ static void test_fused_bit_identical(void) {
     if (!compared) printf("  only the portable path on this CPU: fused vs unfused on it alone\n");
 }
 
+/* HW == 1: batchnorm.c's row-by-row blocks against the per-channel loops, bit for bit: forward
+ * (training with and without running statistics, eval; with and without the ReLU, gamma and
+ * beta), and the local backward (training and eval, with and without the ReLU, += and =),
+ * with channel counts that leave partial blocks and wide-magnitude data. */
+static void test_rows_1d_bit_identical(void) {
+    static const int shapes[][2] = {{2, 1}, {5, 3}, {33, 64}, {7, 67}, {256, 130}, {3, 200}};
+    tu_rng rng = {77};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const int N = shapes[t][0], C = shapes[t][1];
+        const size_t n = (size_t)N * C;
+        float *x = tu_xcalloc(n, 4), *dy = tu_xcalloc(n, 4), *g = tu_xcalloc(C, 4);
+        float *b = tu_xcalloc(C, 4), *rm0 = tu_xcalloc(C, 4), *rv0 = tu_xcalloc(C, 4);
+        fill_wide(x, n, &rng);
+        fill_wide(dy, n, &rng);
+        for (int c = 0; c < C; c++) {
+            g[c] = (float)tu_normal(&rng), b[c] = (float)tu_normal(&rng);
+            rm0[c] = (float)tu_normal(&rng), rv0[c] = 0.5f + (float)(tu_next(&rng) % 100) / 50;
+        }
+        for (int mode = 0; mode < 16; mode++) {
+            const int relu = mode & 1, training = (mode >> 1) & 1, affine = (mode >> 2) & 1;
+            const int running = (mode >> 3) & 1 || !training; /* eval needs them */
+            float *y[2], *mean[2], *rstd[2], *rm[2], *rv[2], *dx[2][2], *dg[2], *db[2];
+            for (int k = 0; k < 2; k++) { /* k = 0: per-channel loops, 1: rows */
+                y[k] = tu_xcalloc(n, 4), mean[k] = tu_xcalloc(C, 4), rstd[k] = tu_xcalloc(C, 4);
+                rm[k] = tu_xcalloc(C, 4), rv[k] = tu_xcalloc(C, 4);
+                memcpy(rm[k], rm0, C * 4), memcpy(rv[k], rv0, C * 4);
+                dg[k] = tu_xcalloc(C, 4), db[k] = tu_xcalloc(C, 4);
+                bt_bn_set_rows_1d(k);
+                const float *gg = affine ? g : NULL, *bb = affine ? b : NULL;
+                float *rmk = running ? rm[k] : NULL, *rvk = running ? rv[k] : NULL;
+                int rc = relu ? bt_batchnorm_relu_forward(y[k], mean[k], rstd[k], x, gg, bb, rmk,
+                                                          rvk, N, C, 1, training, 0.1f, 1e-5f)
+                              : bt_batchnorm_forward(y[k], mean[k], rstd[k], x, gg, bb, rmk, rvk,
+                                                     N, C, 1, training, 0.1f, 1e-5f);
+                CHECK(rc == BT_OK, "forward: %s", bt_error());
+                for (int set = 0; set < 2; set++) {
+                    dx[k][set] = tu_xcalloc(n, 4);
+                    if (!set) fill_wide(dx[k][set], n, &(tu_rng){5}); /* += onto this */
+                    bt_bn_backward_local(dx[k][set], affine ? dg[k] : NULL, affine ? db[k] : NULL,
+                                         dy, relu ? y[k] : NULL, x, gg, mean[k], rstd[k], N, C,
+                                         1, training, set);
+                }
+            }
+            bt_bn_set_rows_1d(1);
+            CHECK(!memcmp(y[0], y[1], n * 4) && !memcmp(mean[0], mean[1], C * 4) &&
+                      !memcmp(rstd[0], rstd[1], C * 4) && !memcmp(rm[0], rm[1], C * 4) &&
+                      !memcmp(rv[0], rv[1], C * 4),
+                  "N %d C %d relu %d training %d affine %d running %d: forward differs", N, C,
+                  relu, training, affine, running);
+            CHECK(!memcmp(dx[0][0], dx[1][0], n * 4) && !memcmp(dx[0][1], dx[1][1], n * 4) &&
+                      !memcmp(dg[0], dg[1], C * 4) && !memcmp(db[0], db[1], C * 4),
+                  "N %d C %d relu %d training %d affine %d: backward differs", N, C, relu,
+                  training, affine);
+            for (int k = 0; k < 2; k++) {
+                free(y[k]), free(mean[k]), free(rstd[k]), free(rm[k]), free(rv[k]);
+                free(dx[k][0]), free(dx[k][1]), free(dg[k]), free(db[k]);
+            }
+        }
+        free(x), free(dy), free(g), free(b), free(rm0), free(rv0);
+    }
+}
+
 int main(void) {
     TEST_RUN(test_against_reference);
     TEST_RUN(test_paths_bit_identical);
@@ -395,5 +459,6 @@ int main(void) {
     TEST_RUN(test_relu_loops_vs_plain);
     TEST_RUN(test_set_loops_vs_add);
     TEST_RUN(test_fused_bit_identical);
+    TEST_RUN(test_rows_1d_bit_identical);
     return tu_finish();
 }

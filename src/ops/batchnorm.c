@@ -10,6 +10,160 @@
 #include "norm_pool_check.h"
 #include <math.h>
 
+/* ---- HW == 1 (BatchNorm1d: the projector's and the loss's (N, C) matrices) ----------------
+ * The per-channel loops walk a channel's N values C floats apart, one element per row: a
+ * cache line per element and scalar code (BN + ReLU on (256, 2048) took 15 ms a call, 13
+ * times the time per element of a 4x4 map). Here each thread takes blocks of BN1D_CB channels
+ * and walks the rows in order, the block's values contiguous, with one accumulator per
+ * channel: the sums run over n in the same order as the per-channel loops' (which put every
+ * term of a one-element row into lane 0), and lanes_total's tree then adds +0.0 lanes to it,
+ * which `+ 0.0` reproduces (it turns a -0 sum into +0; once is enough). Every other expression
+ * is the per-channel loops' (batchnorm_kernels.c), so the results are the same bits;
+ * test_ops_norm compares the two. */
+#define BN1D_CB 64
+static int bn1d_on = 1;
+void bt_bn_set_rows_1d(int on) { bn1d_on = on != 0; }
+
+static void bn1d_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                         const float *beta, float *running_mean, float *running_var, int N,
+                         int C, int training, float momentum, float eps, int relu) {
+    const double cnt = (double)N;
+    const int nb = (C + BN1D_CB - 1) / BN1D_CB;
+#pragma omp parallel for schedule(static) num_threads(bt_threads())
+    for (int blk = 0; blk < nb; blk++) {
+        const int c0 = blk * BN1D_CB, nc = C - c0 < BN1D_CB ? C - c0 : BN1D_CB;
+        double m[BN1D_CB], r[BN1D_CB], q[BN1D_CB];
+        float mhi[BN1D_CB], mlo[BN1D_CB], a[BN1D_CB], b[BN1D_CB];
+        if (training) {
+            for (int j = 0; j < nc; j++) m[j] = 0.0, q[j] = 0.0;
+            for (int n = 0; n < N; n++) {
+                const float *xr = x + (size_t)n * C + c0;
+                for (int j = 0; j < nc; j++) m[j] += xr[j];
+            }
+            for (int j = 0; j < nc; j++) m[j] = (m[j] + 0.0) / cnt;
+            for (int n = 0; n < N; n++) {
+                const float *xr = x + (size_t)n * C + c0;
+                for (int j = 0; j < nc; j++) {
+                    const double d = xr[j] - m[j];
+                    q[j] += d * d;
+                }
+            }
+            for (int j = 0; j < nc; j++) {
+                const int c = c0 + j;
+                q[j] += 0.0;
+                r[j] = 1.0 / sqrt(q[j] / cnt + eps);
+                if (running_mean) {
+                    running_mean[c] =
+                        (float)((1.0 - momentum) * running_mean[c] + momentum * m[j]);
+                    running_var[c] = (float)((1.0 - momentum) * running_var[c] +
+                                             momentum * (q[j] / (cnt - 1)));
+                }
+            }
+        } else {
+            for (int j = 0; j < nc; j++) {
+                m[j] = running_mean[c0 + j];
+                r[j] = 1.0 / sqrt((double)running_var[c0 + j] + eps);
+            }
+        }
+        for (int j = 0; j < nc; j++) { /* bn_channel_normalize's */
+            const int c = c0 + j;
+            mean[c] = (float)m[j];
+            rstd[c] = (float)r[j];
+            mhi[j] = (float)m[j], mlo[j] = (float)(m[j] - mhi[j]);
+            a[j] = (float)(r[j] * (gamma ? gamma[c] : 1.0f)), b[j] = beta ? beta[c] : 0.0f;
+        }
+        for (int n = 0; n < N; n++) {
+            const float *xr = x + (size_t)n * C + c0;
+            float *yr = y + (size_t)n * C + c0;
+            if (relu)
+                for (int j = 0; j < nc; j++) {
+                    const float v = ((xr[j] - mhi[j]) - mlo[j]) * a[j] + b[j];
+                    yr[j] = v <= 0 ? 0.0f : v;
+                }
+            else
+                for (int j = 0; j < nc; j++) yr[j] = ((xr[j] - mhi[j]) - mlo[j]) * a[j] + b[j];
+        }
+    }
+}
+
+/* One block's backward (relu, training, set: constants at every call, so each copy is
+ * compiled without the tests in its loops). The ReLU's mask as the per-channel loops apply
+ * it (bnk_maskd, bnk_sel): g = +0 where y <= 0, else dy, as bits, so that the loops stay
+ * vector loops. */
+static inline __attribute__((always_inline)) void
+bn1d_backward_block(float *dx, float *dgamma, float *dbeta, const float *dy, const float *relu_y,
+                    const float *x, const float *gamma, const float *mean, const float *rstd,
+                    int N, int C, int c0, int nc, const int relu, const int training,
+                    const int set) {
+    const double cnt = (double)N;
+    double a1[BN1D_CB], a2[BN1D_CB];
+    float m[BN1D_CB], r[BN1D_CB], k[BN1D_CB], mdy[BN1D_CB], mdyx[BN1D_CB];
+    for (int j = 0; j < nc; j++) {
+        m[j] = mean[c0 + j], r[j] = rstd[c0 + j];
+        a1[j] = 0.0, a2[j] = 0.0;
+    }
+    for (int n = 0; n < N; n++) {
+        const size_t o = (size_t)n * C + c0;
+        const float *xr = x + o, *dr = dy + o, *yr = relu ? relu_y + o : dr;
+        for (int j = 0; j < nc; j++) {
+            const double d = dr[j];
+            const double g = relu ? bnk_maskd(yr[j], d) : d;
+            a1[j] += g;
+            a2[j] += g * ((xr[j] - m[j]) * r[j]);
+        }
+    }
+    for (int j = 0; j < nc; j++) {
+        const int c = c0 + j;
+        const double sdy = a1[j] + 0.0, sdyx = a2[j] + 0.0;
+        if (dgamma) dgamma[c] += (float)sdyx;
+        if (dbeta) dbeta[c] += (float)sdy;
+        k[j] = (gamma ? gamma[c] : 1.0f) * r[j];
+        mdy[j] = (float)(sdy / cnt), mdyx[j] = (float)(sdyx / cnt);
+    }
+    for (int n = 0; n < N; n++) {
+        const size_t o = (size_t)n * C + c0;
+        const float *xr = x + o, *dr = dy + o, *yr = relu ? relu_y + o : dr;
+        float *out = dx + o;
+        for (int j = 0; j < nc; j++) {
+            float v;
+            if (!training) { /* k_dx_eval's k * dy, or k * +0 where masked */
+                const float fd = k[j] * dr[j], f0 = k[j] * 0.0f;
+                v = relu ? bnk_sel(yr[j], fd, f0) : fd;
+            } else { /* k_dx's, with g - mdy as dy - mdy or +0 - mdy */
+                const float td = dr[j] - mdy[j], t0 = 0.0f - mdy[j];
+                const float t = relu ? bnk_sel(yr[j], td, t0) : td;
+                v = k[j] * (t - (xr[j] - m[j]) * r[j] * mdyx[j]);
+            }
+            out[j] = set ? 0.0f + v : out[j] + v;
+        }
+    }
+}
+
+static void bn1d_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                          const float *relu_y, const float *x, const float *gamma,
+                          const float *mean, const float *rstd, int N, int C, int training,
+                          int dx_set) {
+    const int nb = (C + BN1D_CB - 1) / BN1D_CB;
+    const int relu = relu_y != NULL, mode = relu * 4 + (training != 0) * 2 + (dx_set != 0);
+#pragma omp parallel for schedule(static) num_threads(bt_threads())
+    for (int blk = 0; blk < nb; blk++) {
+        const int c0 = blk * BN1D_CB, nc = C - c0 < BN1D_CB ? C - c0 : BN1D_CB;
+#define BN1D_B(R, T, S)                                                                          \
+    bn1d_backward_block(dx, dgamma, dbeta, dy, relu_y, x, gamma, mean, rstd, N, C, c0, nc, R, T, S)
+        switch (mode) {
+        case 0: BN1D_B(0, 0, 0); break;
+        case 1: BN1D_B(0, 0, 1); break;
+        case 2: BN1D_B(0, 1, 0); break;
+        case 3: BN1D_B(0, 1, 1); break;
+        case 4: BN1D_B(1, 0, 0); break;
+        case 5: BN1D_B(1, 0, 1); break;
+        case 6: BN1D_B(1, 1, 0); break;
+        default: BN1D_B(1, 1, 1); break;
+        }
+#undef BN1D_B
+    }
+}
+
 /* x, y (N,C,HW); gamma, beta, mean, rstd, running_mean, running_var (C). relu: y = max(0, BN). */
 static int bn_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
                       const float *beta, float *running_mean, float *running_var, int N, int C,
@@ -18,6 +172,11 @@ static int bn_forward(float *y, float *mean, float *rstd, const float *x, const 
     if (err) return err;
     const size_t cs = (size_t)C * HW; /* distance between samples */
     const double cnt = (double)N * HW;
+    if (HW == 1 && bn1d_on) {
+        bn1d_forward(y, mean, rstd, x, gamma, beta, running_mean, running_var, N, C, training,
+                     momentum, eps, relu);
+        return BT_OK;
+    }
     const bt_bn_kernels *bk = bt_bn_kernels_current();
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
@@ -48,6 +207,11 @@ void bt_bn_backward_local(float *dx, float *dgamma, float *dbeta, const float *d
                           const float *relu_y, const float *x, const float *gamma,
                           const float *mean, const float *rstd, int N, int C, int HW,
                           int training, int dx_set) {
+    if (HW == 1 && bn1d_on) {
+        bn1d_backward(dx, dgamma, dbeta, dy, relu_y, x, gamma, mean, rstd, N, C, training,
+                      dx_set);
+        return;
+    }
     const double cnt = (double)N * HW;
     const bt_bn_kernels *bk = bt_bn_kernels_current();
 #pragma omp parallel for schedule(static) num_threads(bt_threads())

@@ -4,7 +4,38 @@
 #ifndef BARLOW_OPS_BATCHNORM_INTERNAL_H
 #define BARLOW_OPS_BATCHNORM_INTERNAL_H
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
+/* The ReLU's mask of the fused batch norm + ReLU, applied where `relu` (a constant at every
+ * call, so each copy compiles without the test): bt_relu_forward's `v <= 0 ? 0 : v` on the
+ * output and bt_relu_backward_inplace's `y <= 0 ? 0 : dy` on the gradient. The latter as
+ * bits, d's where !(y <= 0) and +0's (all zero) elsewhere, the same number: written as `?:`
+ * gcc keeps grad_sums' 16 unrolled lanes scalar, with a branch per element. And never on the
+ * float as loaded: gcc then makes the load of dy a masked load, which waits for y's (the
+ * (256, 256, 8x8) layer's grad_sums ran at half the plain one's speed). grad_sums masks dy
+ * converted to double (BNK_MASKD, the same double); dx and dx_eval select between the
+ * expression computed on dy and on +0 (BNK_SEL), which gives the same float as on the
+ * masked dy. */
+static inline __attribute__((always_inline)) double bnk_maskd(float y, double d) {
+    uint64_t b;
+    memcpy(&b, &d, sizeof b);
+    b &= -(uint64_t)!(y <= 0);
+    double g;
+    memcpy(&g, &b, sizeof g);
+    return g;
+}
+/* !(y <= 0) ? u : v, as bits */
+static inline __attribute__((always_inline)) float bnk_sel(float y, float u, float v) {
+    uint32_t a, b;
+    memcpy(&a, &u, sizeof a);
+    memcpy(&b, &v, sizeof b);
+    const uint32_t m = -(uint32_t)!(y <= 0);
+    a = (a & m) | (b & ~m);
+    float g;
+    memcpy(&g, &a, sizeof g);
+    return g;
+}
 /* The per-channel loops, one copy per instruction-set path (batchnorm_kernels.c). Each works
  * on one channel: rows n = 0..N-1 of HW floats at x + n * cs. Every copy gives bit-identical
  * results (the order of the double sums is fixed by the source, not the vector width). */
@@ -116,5 +147,10 @@ void bt_bn_backward_local(float *dx, float *dgamma, float *dbeta, const float *d
                           const float *relu_y, const float *x, const float *gamma,
                           const float *mean, const float *rstd, int N, int C, int HW,
                           int training, int dx_set);
+
+/* HW == 1 (BatchNorm1d): on (the default), the local forward and backward walk blocks of
+ * channels row by row instead of one channel at a time, with the same bits (batchnorm.c);
+ * off: the per-channel loops, for tests that compare the two. */
+void bt_bn_set_rows_1d(int on);
 
 #endif

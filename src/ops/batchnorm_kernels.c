@@ -54,35 +54,7 @@ static inline __attribute__((always_inline)) double k_sqdev(const float *x, size
     return lanes_total(acc);
 }
 
-/* The ReLU's mask of the fused batch norm + ReLU, applied where `relu` (a constant at every
- * call, so each copy compiles without the test): bt_relu_forward's `v <= 0 ? 0 : v` on the
- * output and bt_relu_backward_inplace's `y <= 0 ? 0 : dy` on the gradient. The latter as
- * bits, d's where !(y <= 0) and +0's (all zero) elsewhere, the same number: written as `?:`
- * gcc keeps grad_sums' 16 unrolled lanes scalar, with a branch per element. And never on the
- * float as loaded: gcc then makes the load of dy a masked load, which waits for y's (the
- * (256, 256, 8x8) layer's grad_sums ran at half the plain one's speed). grad_sums masks dy
- * converted to double (BNK_MASKD, the same double); dx and dx_eval select between the
- * expression computed on dy and on +0 (BNK_SEL), which gives the same float as on the
- * masked dy. */
-static inline __attribute__((always_inline)) double bnk_maskd(float y, double d) {
-    uint64_t b;
-    memcpy(&b, &d, sizeof b);
-    b &= -(uint64_t)!(y <= 0);
-    double g;
-    memcpy(&g, &b, sizeof g);
-    return g;
-}
-/* !(y <= 0) ? u : v, as bits */
-static inline __attribute__((always_inline)) float bnk_sel(float y, float u, float v) {
-    uint32_t a, b;
-    memcpy(&a, &u, sizeof a);
-    memcpy(&b, &v, sizeof b);
-    const uint32_t m = -(uint32_t)!(y <= 0);
-    a = (a & m) | (b & ~m);
-    float g;
-    memcpy(&g, &a, sizeof g);
-    return g;
-}
+/* bnk_maskd and bnk_sel, the ReLU's mask as bits: batchnorm_internal.h. */
 #define BNK_RELU(relu, v) ((relu) && (v) <= 0 ? 0.0f : (v))
 #define BNK_MASKD(relu, y, d) ((relu) ? bnk_maskd((y), (d)) : (d))
 /* f(g) for g = the masked dy, as f(dy) or f(+0) (both computed: the loads stay plain) */
