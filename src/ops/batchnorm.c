@@ -10,7 +10,7 @@
 #include "norm_pool_check.h"
 #include <math.h>
 
-/* ---- HW == 1 (BatchNorm1d: the projector's and the loss's (N, C) matrices) ----------------
+/* ---- HW == 1 (BatchNorm1d: the projector's (N, C) matrices) --------------------------------
  * The per-channel loops walk a channel's N values C floats apart, one element per row: a
  * cache line per element and scalar code (BN + ReLU on (256, 2048) took 15 ms a call, 13
  * times the time per element of a 4x4 map). Here each thread takes blocks of BN1D_CB channels
@@ -19,7 +19,8 @@
  * term of a one-element row into lane 0), and lanes_total's tree then adds +0.0 lanes to it,
  * which `+ 0.0` reproduces (it turns a -0 sum into +0; once is enough). Every other expression
  * is the per-channel loops' (batchnorm_kernels.c), so the results are the same bits;
- * test_ops_norm compares the two. */
+ * test_bn_kernels compares the two. The synchronised form (batchnorm_sync.c) keeps the
+ * per-channel loops. */
 #define BN1D_CB 64
 static int bn1d_on = 1;
 void bt_bn_set_rows_1d(int on) { bn1d_on = on != 0; }
