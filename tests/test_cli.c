@@ -42,42 +42,42 @@ static void suggestions(void) {
           "option suggestion: %s", out);
 }
 
-/* BT_CONV_WINOGRAD takes 0, 2, 4, 24 or 244; anything else is one line naming the variable and exit
- * 2, before any work. */
-static void winograd_env(void) {
-    static const char *bad[] = {"3", "1", "", "F4", "42", "2444"};
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        setenv("BT_CONV_WINOGRAD", bad[i], 1);
+/* An environment variable the program reads at start: each bad value is refused in one line
+ * naming the variable and containing `says`, with exit 2, before any work; each good value is
+ * taken. */
+static void env_values(const char *var, const char *const *bad, size_t nbad,
+                       const char *const *good, size_t ngood, const char *says) {
+    char named[128];
+    snprintf(named, sizeof named, "%s=", var);
+    for (size_t i = 0; i < nbad; i++) {
+        setenv(var, bad[i], 1);
         int rc = run("--version");
-        CHECK(rc == 2 && strstr(out, "BT_CONV_WINOGRAD=") && strstr(out, "244") &&
+        CHECK(rc == 2 && strstr(out, named) && strstr(out, says) &&
                   strchr(out, '\n') == out + strlen(out) - 1,
-              "BT_CONV_WINOGRAD='%s': exit %d, '%s'", bad[i], rc, out);
+              "%s='%s': exit %d, '%s'", var, bad[i], rc, out);
     }
-    static const char *good[] = {"0", "2", "4", "24", "244"};
-    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
-        setenv("BT_CONV_WINOGRAD", good[i], 1);
-        CHECK(run("--version") == 0, "BT_CONV_WINOGRAD=%s refused: %s", good[i], out);
+    for (size_t i = 0; i < ngood; i++) {
+        setenv(var, good[i], 1);
+        CHECK(run("--version") == 0, "%s=%s refused: %s", var, good[i], out);
     }
-    unsetenv("BT_CONV_WINOGRAD");
+    unsetenv(var);
 }
 
-/* BARLOW_GEMM_KC (tests and tuning) takes a multiple of 8 from 8 to 2048; anything else is one
- * line naming the variable and exit 2, before any work. */
+/* BT_CONV_WINOGRAD takes 0, 2, 4, 24 or 244. */
+static void winograd_env(void) {
+    static const char *const bad[] = {"3", "1", "", "F4", "42", "2444"};
+    static const char *const good[] = {"0", "2", "4", "24", "244"};
+    env_values("BT_CONV_WINOGRAD", bad, sizeof bad / sizeof *bad, good,
+               sizeof good / sizeof *good, "244");
+}
+
+/* BARLOW_GEMM_KC (tests and tuning) takes a multiple of 8 from 8 to 2048 (empty: unset). */
 static void gemm_kc_env(void) {
-    static const char *bad[] = {"0", "7", "250", "2056", "-8", "256x", "x", "99999999999999999999"};
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        setenv("BARLOW_GEMM_KC", bad[i], 1);
-        int rc = run("--version");
-        CHECK(rc == 2 && strstr(out, "BARLOW_GEMM_KC=") && strstr(out, "multiple of 8") &&
-                  strchr(out, '\n') == out + strlen(out) - 1,
-              "BARLOW_GEMM_KC='%s': exit %d, '%s'", bad[i], rc, out);
-    }
-    static const char *good[] = {"8", "256", "2048", ""};
-    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
-        setenv("BARLOW_GEMM_KC", good[i], 1);
-        CHECK(run("--version") == 0, "BARLOW_GEMM_KC=%s refused: %s", good[i], out);
-    }
-    unsetenv("BARLOW_GEMM_KC");
+    static const char *const bad[] = {"0", "7", "250", "2056", "-8", "256x", "x",
+                                      "99999999999999999999"};
+    static const char *const good[] = {"8", "256", "2048", ""};
+    env_values("BARLOW_GEMM_KC", bad, sizeof bad / sizeof *bad, good, sizeof good / sizeof *good,
+               "multiple of 8");
 }
 
 static void augment_preview_png(void) {
