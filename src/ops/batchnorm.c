@@ -49,17 +49,9 @@ static void bn1d_forward(float *y, float *mean, float *rstd, const float *x, con
                     q[j] += d * d;
                 }
             }
-            for (int j = 0; j < nc; j++) {
-                const int c = c0 + j;
-                q[j] += 0.0;
-                r[j] = 1.0 / sqrt(q[j] / cnt + eps);
-                if (running_mean) {
-                    running_mean[c] =
-                        (float)((1.0 - momentum) * running_mean[c] + momentum * m[j]);
-                    running_var[c] = (float)((1.0 - momentum) * running_var[c] +
-                                             momentum * (q[j] / (cnt - 1)));
-                }
-            }
+            for (int j = 0; j < nc; j++)
+                r[j] = bn_train_rstd(m[j], q[j] + 0.0, cnt, eps, momentum, running_mean,
+                                     running_var, c0 + j);
         } else {
             for (int j = 0; j < nc; j++) {
                 m[j] = running_mean[c0 + j];
@@ -70,19 +62,15 @@ static void bn1d_forward(float *y, float *mean, float *rstd, const float *x, con
             const int c = c0 + j;
             mean[c] = (float)m[j];
             rstd[c] = (float)r[j];
-            mhi[j] = (float)m[j], mlo[j] = (float)(m[j] - mhi[j]);
-            a[j] = (float)(r[j] * (gamma ? gamma[c] : 1.0f)), b[j] = beta ? beta[c] : 0.0f;
+            bn_coeffs(m[j], r[j], gamma, beta, c, &mhi[j], &mlo[j], &a[j], &b[j]);
         }
         for (int n = 0; n < N; n++) {
             const float *xr = x + (size_t)n * C + c0;
             float *yr = y + (size_t)n * C + c0;
-            if (relu)
-                for (int j = 0; j < nc; j++) {
-                    const float v = ((xr[j] - mhi[j]) - mlo[j]) * a[j] + b[j];
-                    yr[j] = v <= 0 ? 0.0f : v;
-                }
-            else
-                for (int j = 0; j < nc; j++) yr[j] = ((xr[j] - mhi[j]) - mlo[j]) * a[j] + b[j];
+            for (int j = 0; j < nc; j++) {
+                const float v = ((xr[j] - mhi[j]) - mlo[j]) * a[j] + b[j];
+                yr[j] = BNK_RELU(relu, v);
+            }
         }
     }
 }
@@ -107,8 +95,7 @@ bn1d_backward_block(float *dx, float *dgamma, float *dbeta, const float *dy, con
         const size_t o = (size_t)n * C + c0;
         const float *xr = x + o, *dr = dy + o, *yr = relu ? relu_y + o : dr;
         for (int j = 0; j < nc; j++) {
-            const double d = dr[j];
-            const double g = relu ? bnk_maskd(yr[j], d) : d;
+            const double g = BNK_MASKD(relu, yr[j], (double)dr[j]);
             a1[j] += g;
             a2[j] += g * ((xr[j] - m[j]) * r[j]);
         }
@@ -126,16 +113,12 @@ bn1d_backward_block(float *dx, float *dgamma, float *dbeta, const float *dy, con
         const float *xr = x + o, *dr = dy + o, *yr = relu ? relu_y + o : dr;
         float *out = dx + o;
         for (int j = 0; j < nc; j++) {
-            float v;
             if (!training) { /* k_dx_eval's k * dy, or k * +0 where masked */
-                const float fd = k[j] * dr[j], f0 = k[j] * 0.0f;
-                v = relu ? bnk_sel(yr[j], fd, f0) : fd;
+                BNK_STORE(set, out[j], BNK_SEL(relu, yr[j], k[j] * dr[j], k[j] * 0.0f));
             } else { /* k_dx's, with g - mdy as dy - mdy or +0 - mdy */
-                const float td = dr[j] - mdy[j], t0 = 0.0f - mdy[j];
-                const float t = relu ? bnk_sel(yr[j], td, t0) : td;
-                v = k[j] * (t - (xr[j] - m[j]) * r[j] * mdyx[j]);
+                const float t = BNK_SEL(relu, yr[j], dr[j] - mdy[j], 0.0f - mdy[j]);
+                BNK_STORE(set, out[j], k[j] * (t - (xr[j] - m[j]) * r[j] * mdyx[j]));
             }
-            out[j] = set ? 0.0f + v : out[j] + v;
         }
     }
 }
@@ -187,12 +170,7 @@ static int bn_forward(float *y, float *mean, float *rstd, const float *x, const 
             m = bk->sum(xc0, cs, N, HW) / cnt;
             /* two passes: sum((x-m)^2) does not cancel like sum(x^2) - n*m^2 */
             const double q = bk->sqdev(xc0, cs, N, HW, m);
-            r = 1.0 / sqrt(q / cnt + eps);
-            if (running_mean) {
-                running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
-                running_var[c] =
-                    (float)((1.0 - momentum) * running_var[c] + momentum * (q / (cnt - 1)));
-            }
+            r = bn_train_rstd(m, q, cnt, eps, momentum, running_mean, running_var, c);
         } else {
             m = running_mean[c];
             r = 1.0 / sqrt((double)running_var[c] + eps);

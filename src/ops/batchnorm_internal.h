@@ -3,6 +3,7 @@
  * same numbers. */
 #ifndef BARLOW_OPS_BATCHNORM_INTERNAL_H
 #define BARLOW_OPS_BATCHNORM_INTERNAL_H
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -36,6 +37,36 @@ static inline __attribute__((always_inline)) float bnk_sel(float y, float u, flo
     memcpy(&g, &a, sizeof g);
     return g;
 }
+#define BNK_RELU(relu, v) ((relu) && (v) <= 0 ? 0.0f : (v))
+#define BNK_MASKD(relu, y, d) ((relu) ? bnk_maskd((y), (d)) : (d))
+/* f(g) for g = the masked dy, as f(dy) or f(+0) (both computed: the loads stay plain) */
+#define BNK_SEL(relu, y, fd, f0) ((relu) ? bnk_sel((y), (fd), (f0)) : (fd))
+/* dx += v, or where `set` (a constant at every call, as relu) dx = 0 + v: the value `+=`
+ * leaves in a dx zeroed beforehand, bit for bit, without reading dx (a plain store of v would
+ * keep a v of -0, which 0 + v makes +0; e.g. a channel whose dy is all 0 under a negative
+ * gamma). The add of +0 cannot be folded away without -fno-signed-zeros. */
+#define BNK_STORE(set, o, v) ((o) = (set) ? 0.0f + (v) : (o) + (v))
+
+/* Channel c's training statistics from its mean m and q = sum((x - m)^2) over cnt values:
+ * returns r = 1/sqrt(var + eps) and moves running_mean/var (NULL: not tracked) towards m and
+ * the unbiased variance. */
+static inline double bn_train_rstd(double m, double q, double cnt, float eps, float momentum,
+                                   float *running_mean, float *running_var, int c) {
+    if (running_mean) {
+        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m);
+        running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * (q / (cnt - 1)));
+    }
+    return 1.0 / sqrt(q / cnt + eps);
+}
+
+/* The normalisation's floats for channel c: y = ((x - mhi) - mlo) * a + b (see
+ * bn_channel_normalize). */
+static inline void bn_coeffs(double m, double r, const float *gamma, const float *beta, int c,
+                             float *mhi, float *mlo, float *a, float *b) {
+    *mhi = (float)m, *mlo = (float)(m - *mhi);
+    *a = (float)(r * (gamma ? gamma[c] : 1.0f)), *b = beta ? beta[c] : 0.0f;
+}
+
 /* The per-channel loops, one copy per instruction-set path (batchnorm_kernels.c). Each works
  * on one channel: rows n = 0..N-1 of HW floats at x + n * cs. Every copy gives bit-identical
  * results (the order of the double sums is fixed by the source, not the vector width). */
@@ -97,8 +128,8 @@ static inline void bn_channel_normalize(const bt_bn_kernels *bk, float *y, float
     const size_t cs = (size_t)C * HW;
     mean[c] = (float)m;
     rstd[c] = (float)r;
-    const float mhi = (float)m, mlo = (float)(m - mhi);
-    const float a = (float)(r * (gamma ? gamma[c] : 1.0f)), b = beta ? beta[c] : 0.0f;
+    float mhi, mlo, a, b;
+    bn_coeffs(m, r, gamma, beta, c, &mhi, &mlo, &a, &b);
     (relu ? bk->norm_relu : bk->norm)(y + (size_t)c * HW, x + (size_t)c * HW, cs, N, HW, mhi,
                                       mlo, a, b);
 }

@@ -54,11 +54,8 @@ static inline __attribute__((always_inline)) double k_sqdev(const float *x, size
     return lanes_total(acc);
 }
 
-/* bnk_maskd and bnk_sel, the ReLU's mask as bits: batchnorm_internal.h. */
-#define BNK_RELU(relu, v) ((relu) && (v) <= 0 ? 0.0f : (v))
-#define BNK_MASKD(relu, y, d) ((relu) ? bnk_maskd((y), (d)) : (d))
-/* f(g) for g = the masked dy, as f(dy) or f(+0) (both computed: the loads stay plain) */
-#define BNK_SEL(relu, y, fd, f0) ((relu) ? bnk_sel((y), (fd), (f0)) : (fd))
+/* bnk_maskd, bnk_sel and the BNK_ macros (the ReLU's mask, the set/+= store):
+ * batchnorm_internal.h. */
 
 static inline __attribute__((always_inline)) void k_norm(float *y, const float *x, size_t cs,
                                                          int N, int HW, float mhi, float mlo,
@@ -100,11 +97,6 @@ static inline __attribute__((always_inline)) void k_grad_sums(double *sdy_out, d
     *sdyx_out = lanes_total(a2);
 }
 
-/* dx += v, or where `set` (a constant at every call, as relu) dx = 0 + v: the value `+=`
- * leaves in a dx zeroed beforehand, bit for bit, without reading dx (a plain store of v would
- * keep a v of -0, which 0 + v makes +0; e.g. a channel whose dy is all 0 under a negative
- * gamma). The add of +0 cannot be folded away without -fno-signed-zeros. */
-#define BNK_STORE(set, o, v) ((o) = (set) ? 0.0f + (v) : (o) + (v))
 
 static inline __attribute__((always_inline)) void k_dx(float *dx, const float *dy, const float *y,
                                                        const float *x, size_t cs, int N, int HW,

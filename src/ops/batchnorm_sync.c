@@ -58,11 +58,8 @@ static int forward_sync(bt_arena *ws, float *y, float *mean, float *rstd, const 
     if ((rc = comm->allreduce_f64(comm, q, (size_t)C))) return rc;
 #pragma omp parallel for schedule(static) num_threads(bt_threads())
     for (int c = 0; c < C; c++) {
-        double r = 1.0 / sqrt(q[c] / cnt + eps);
-        if (running_mean) {
-            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * m[c]);
-            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * (q[c] / (cnt - 1)));
-        }
+        const double r =
+            bn_train_rstd(m[c], q[c], cnt, eps, momentum, running_mean, running_var, c);
         bn_channel_normalize(bk, y, mean, rstd, x, gamma, beta, m[c], r, c, N, C, HW, relu);
     }
     return BT_OK;
