@@ -288,15 +288,18 @@ static void to_channels_last(float *X, const float *src, int C, int Cp, int H, i
     }
 }
 
-/* F(4x4, 3x3): v[xi][l] = (B^T d B)[xi] for 8 channels, d[rs] + l channel l of the 6x6
- * tile's pixel rs, with B^T as at weight_tile4: one row of B^T applied to (a0 .. a5) is, with
- * s = a3 - a1 and t = a4 - a2,
+/* F(4x4, 3x3): (B^T d B)[xi] for VN channels at once as vectors (VT: v8f or v16f), stored
+ * straight into the 36 planes (vt + xi * vp + c), d[rs] + c channel c of the 6x6 tile's pixel
+ * rs, with B^T as at weight_tile4: one row of B^T applied to (a0 .. a5) is, with s = a3 - a1
+ * and t = a4 - a2,
  *   2 (a0 - a2) + 2 t + 3 s,  2 (s + t) + 3 (a2 + a3),  2 (t - s) + 3 (a3 - a2),  2 s + t,
- *   2 t - s,  2 (a5 - a3) - 2 s + 3 t.
- * The lane loop is innermost: one AVX vector per row. */
-#define WINO_BT6(o, os, a0, a1, a2, a3, a4, a5)                                                  \
+ *   2 t - s,  2 (a5 - a3) - 2 s + 3 t,
+ * down the columns (into t) and then along the rows. Each element goes through the same
+ * operations whatever VN (and as the earlier scalar form did), so the bits do not depend on
+ * the vector width. */
+#define WINO_BT6(T, o, os, a0, a1, a2, a3, a4, a5)                                               \
     do {                                                                                         \
-        const float s_ = (a3) - (a1), t_ = (a4) - (a2);                                          \
+        const T s_ = (a3) - (a1), t_ = (a4) - (a2);                                              \
         (o)[0 * (os)] = 2 * ((a0) - (a2)) + 2 * t_ + 3 * s_;                                     \
         (o)[1 * (os)] = 2 * (s_ + t_) + 3 * ((a2) + (a3));                                       \
         (o)[2 * (os)] = 2 * (t_ - s_) + 3 * ((a3) - (a2));                                       \
@@ -304,22 +307,21 @@ static void to_channels_last(float *X, const float *src, int C, int Cp, int H, i
         (o)[4 * (os)] = 2 * t_ - s_;                                                             \
         (o)[5 * (os)] = 2 * ((a5) - (a3)) - 2 * s_ + 3 * t_;                                     \
     } while (0)
-static void input_tile8_f4(float v[36][8], const float *const d[36]) {
-    float t[36][8]; /* B^T d */
-    for (int s = 0; s < 6; s++) {
-        const float *d0 = d[s], *d1 = d[6 + s], *d2 = d[12 + s], *d3 = d[18 + s];
-        const float *d4 = d[24 + s], *d5 = d[30 + s];
-        for (int l = 0; l < 8; l++)
-            WINO_BT6(&t[s][l], 6 * 8, d0[l], d1[l], d2[l], d3[l], d4[l], d5[l]);
+#define WINO_INPUT_TILE4(NAME, VT)                                                               \
+    static inline void NAME(float *vt, size_t vp, const float *const d[36], int c) {             \
+        VT t[36]; /* B^T d: t[6 i + s] is row i of column s */                                   \
+        for (int s = 0; s < 6; s++) {                                                            \
+            VT a[6];                                                                             \
+            for (int i = 0; i < 6; i++) memcpy(&a[i], d[6 * i + s] + c, sizeof a[i]);            \
+            WINO_BT6(VT, &t[s], 6, a[0], a[1], a[2], a[3], a[4], a[5]);                          \
+        }                                                                                        \
+        for (int r = 0; r < 6; r++) {                                                            \
+            const VT *u = &t[6 * r];                                                             \
+            VT v[6];                                                                             \
+            WINO_BT6(VT, v, 1, u[0], u[1], u[2], u[3], u[4], u[5]);                              \
+            for (int k = 0; k < 6; k++) memcpy(vt + (6 * r + k) * vp + c, &v[k], sizeof v[k]);   \
+        }                                                                                        \
     }
-    for (int r = 0; r < 6; r++) {
-        const float *t0 = t[6 * r], *t1 = t[6 * r + 1], *t2 = t[6 * r + 2], *t3 = t[6 * r + 3];
-        const float *t4 = t[6 * r + 4], *t5 = t[6 * r + 5];
-        for (int l = 0; l < 8; l++)
-            WINO_BT6(&v[6 * r][l], 8, t0[l], t1[l], t2[l], t3[l], t4[l], t5[l]);
-    }
-}
-#undef WINO_BT6
 
 /* 16 floats as one vector (an AVX-512 register; two or four on the other paths). */
 typedef float v16f __attribute__((vector_size(64)));
@@ -348,13 +350,16 @@ typedef float v16f __attribute__((vector_size(64)));
     }
 WINO_INPUT_TILE(input_tile_v8, v8f)
 WINO_INPUT_TILE(input_tile_v16, v16f)
+WINO_INPUT_TILE4(input_tile4_v8, v8f)
+WINO_INPUT_TILE4(input_tile4_v16, v16f)
+#undef WINO_BT6
 
 /* V (np planes (T, Cp), stride vp) for the chunk's tiles in (image, th, tw) order, from X
  * holding rows [ya, yb) of each image channels-last. */
 static inline void input_transform_m(float *V, size_t vp, const float *X, const wino_plan *pl,
                                      int nb, int th0, int th1, int ya, int yb, const int m) {
     const int H = pl->H, W = pl->W, TW = pl->TW, Cp = pl->Cp, rows = yb - ya;
-    const int a = m + 2, np = a * a;
+    const int a = m + 2;
     size_t t = 0;
     for (int i = 0; i < nb; i++)
         for (int th = th0; th < th1; th++)
@@ -375,20 +380,17 @@ static inline void input_transform_m(float *V, size_t vp, const float *X, const 
                     for (; c < Cp; c += 8) input_tile_v8(vt, vp, p, c);
                     continue;
                 }
-                for (int c = 0; c < Cp; c += 8) {
-                    const float *d[36];
-                    float v[36][8];
-                    for (int rs = 0; rs < np; rs++) d[rs] = p[rs] + c;
-                    input_tile8_f4(v, d);
-                    for (int xi = 0; xi < np; xi++) memcpy(vt + xi * vp + c, v[xi], sizeof v[xi]);
-                }
+                int c = 0;
+                if (pl->wide)
+                    for (; c + 16 <= Cp; c += 16) input_tile4_v16(vt, vp, p, c);
+                for (; c < Cp; c += 8) input_tile4_v8(vt, vp, p, c);
             }
 }
 
 /* ---- output transform: Y = A^T m A, A^T = [1 1 1 0; 0 1 -1 -1] --------------------------- */
 
 /* y[q][l] (2x2 row-major per lane) from 8 channels of a 4x4 tile: m[xi] + l. */
-static void output_tile8(float y[16][8], const float *const m[36]) {
+static void output_tile8(float y[16][8], const float *const m[16]) {
     for (int l = 0; l < 8; l++) {
         float s[4], d[4]; /* A^T down each column: top (s) and bottom (d) output rows */
         for (int j = 0; j < 4; j++) {
@@ -400,30 +402,28 @@ static void output_tile8(float y[16][8], const float *const m[36]) {
     }
 }
 
-/* F(4x4, 3x3): y[q][l] (4x4 row-major per lane) from 8 channels of a 6x6 tile m[xi] + l,
- * A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1] (weight_tile4),
- * applied down the columns (into t) and then along the rows, by the same expressions. */
-#define WINO_AT6(o, os, a0, a1, a2, a3, a4, a5)                                                  \
+/* F(4x4, 3x3): y[q] (the 4x4 outputs row-major, 8 channels each) from the 6x6 tile whose
+ * plane xi holds 8 channels at mt + xi * mp, A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0;
+ * 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1] (weight_tile4), applied down the columns (into t) and then
+ * along the rows, by the same expressions (so the same bits as an element-by-element form). */
+#define WINO_AT6(T, o, os, a0, a1, a2, a3, a4, a5)                                               \
     do {                                                                                         \
-        const float p12_ = (a1) + (a2), d12_ = (a1) - (a2);                                      \
+        const T p12_ = (a1) + (a2), d12_ = (a1) - (a2);                                          \
         (o)[0 * (os)] = (a0) + p12_ + ((a3) + (a4));                                             \
         (o)[1 * (os)] = d12_ + (0.5f * (a3) - 2 * (a4));                                         \
         (o)[2 * (os)] = p12_ + (0.25f * (a3) + 4 * (a4));                                        \
         (o)[3 * (os)] = d12_ + (0.125f * (a3) - 8 * (a4)) + (a5);                                \
     } while (0)
-static void output_tile8_f4(float y[16][8], const float *const m[36]) {
-    float t[24][8]; /* A^T m: 4 rows of 6 */
+static inline void output_tile4_v8(v8f y[16], const float *mt, size_t mp) {
+    v8f t[24]; /* A^T m: t[6 i + s] is row i of column s */
     for (int s = 0; s < 6; s++) {
-        const float *m0 = m[s], *m1 = m[6 + s], *m2 = m[12 + s], *m3 = m[18 + s];
-        const float *m4 = m[24 + s], *m5 = m[30 + s];
-        for (int l = 0; l < 8; l++)
-            WINO_AT6(&t[s][l], 6 * 8, m0[l], m1[l], m2[l], m3[l], m4[l], m5[l]);
+        v8f a[6];
+        for (int i = 0; i < 6; i++) memcpy(&a[i], mt + (6 * i + s) * mp, sizeof a[i]);
+        WINO_AT6(v8f, &t[s], 6, a[0], a[1], a[2], a[3], a[4], a[5]);
     }
     for (int r = 0; r < 4; r++) {
-        const float *t0 = t[6 * r], *t1 = t[6 * r + 1], *t2 = t[6 * r + 2], *t3 = t[6 * r + 3];
-        const float *t4 = t[6 * r + 4], *t5 = t[6 * r + 5];
-        for (int l = 0; l < 8; l++)
-            WINO_AT6(&y[4 * r][l], 8, t0[l], t1[l], t2[l], t3[l], t4[l], t5[l]);
+        const v8f *u = &t[6 * r];
+        WINO_AT6(v8f, &y[4 * r], 1, u[0], u[1], u[2], u[3], u[4], u[5]);
     }
 }
 #undef WINO_AT6
@@ -434,7 +434,7 @@ static void output_tile8_f4(float y[16][8], const float *const m[36]) {
  * then written out as whole row segments, so the stores to dst are unit-stride. */
 static inline void output_transform_m(const float *M, size_t mp, const wino_plan *pl, int img0,
                                       int nb, int th0, int th1, int jfirst, const int m) {
-    const int H = pl->H, W = pl->W, TW = pl->TW, Ko = pl->Ko, Kp = pl->Kp, np = (m + 2) * (m + 2);
+    const int H = pl->H, W = pl->W, TW = pl->TW, Ko = pl->Ko, Kp = pl->Kp;
     const size_t HW = (size_t)H * W;
     size_t t = 0; /* first tile of the current tile row */
     for (int i = 0; i < nb; i++) {
@@ -447,13 +447,17 @@ static inline void output_transform_m(const float *M, size_t mp, const wino_plan
                 for (int k0 = 0; k0 < Kp; k0 += 8) {
                     float y[8][4][4 * WINO_TB]; /* (channel, output row, column) */
                     for (int j = 0; j < nj; j++) {
-                        const float *mt = M + (t + j0 + j) * Kp + k0, *mx[36];
+                        const float *mt = M + (t + j0 + j) * Kp + k0;
                         float q[16][8]; /* (output pixel of the m x m tile, channel) */
-                        for (int xi = 0; xi < np; xi++) mx[xi] = mt + xi * mp;
-                        if (m == 4)
-                            output_tile8_f4(q, mx);
-                        else
+                        if (m == 4) {
+                            v8f qv[16];
+                            output_tile4_v8(qv, mt, mp);
+                            memcpy(q, qv, sizeof q);
+                        } else {
+                            const float *mx[16];
+                            for (int xi = 0; xi < 16; xi++) mx[xi] = mt + xi * mp;
                             output_tile8(q, mx);
+                        }
                         for (int l = 0; l < 8; l++)
                             for (int a = 0; a < m; a++)
                                 for (int b = 0; b < m; b++) y[l][a][m * j + b] = q[m * a + b][l];
@@ -546,6 +550,63 @@ static inline void output_transform_2(const float *M, size_t mp, const wino_plan
         output_transform_m(M, mp, pl, img0, nb, th0, th1, 4 * quads, 2);
 }
 
+/* F(4x4) output transform of 2 tiles side by side (8 output columns of 4 rows), 8 channels:
+ * both tiles' 4x4 outputs (output_tile4_v8), then for each output row the 8 x 8 (column,
+ * channel) block transposed in registers into rows of 8 pixels per channel, stored whole (as
+ * output_quad8 does for F(2x2)). Same arithmetic per element as output_transform_m. */
+static inline void output_pair8_f4(const wino_plan *pl, const float *M, size_t mp, size_t t,
+                                   float *img, int k0, int y0, int ny, int x0) {
+    const int Kp = pl->Kp, W = pl->W;
+    const size_t HW = (size_t)pl->H * W;
+    const int nl = pl->Ko - k0 < 8 ? pl->Ko - k0 : 8;
+    v8f q[2][16];
+    output_tile4_v8(q[0], M + t * Kp + k0, mp);
+    output_tile4_v8(q[1], M + (t + 1) * Kp + k0, mp);
+    for (int a = 0; a < ny; a++) {
+        v8f r[8]; /* output row y0 + a: column 4j + b in r[4j + b] (8 channels) */
+        for (int j = 0; j < 2; j++)
+            for (int b = 0; b < 4; b++) r[4 * j + b] = q[j][4 * a + b];
+        transpose8(r);
+        for (int l = 0; l < nl; l++) {
+            float *o = img + (size_t)(k0 + l) * HW + (size_t)(y0 + a) * W + x0;
+            v8f v = r[l], cur;
+            if (pl->acc) {
+                memcpy(&cur, o, sizeof cur);
+                v = cur + v;
+            } else {
+                const float bk = pl->bias ? pl->bias[k0 + l] : 0.0f;
+                v = v + bk;
+            }
+            memcpy(o, &v, sizeof v);
+        }
+    }
+}
+
+/* F(4x4) output transform: 2 tiles at a time where their 8 columns lie inside the map
+ * (output_pair8_f4), output_transform_m for the rest of a tile row. */
+static inline void output_transform_4(const float *M, size_t mp, const wino_plan *pl, int img0,
+                                      int nb, int th0, int th1) {
+    const int H = pl->H, W = pl->W, TW = pl->TW, Ko = pl->Ko, Kp = pl->Kp;
+    const size_t HW = (size_t)H * W;
+    const int pairs = W / 8; /* pairs of tiles whose 8 columns are all inside */
+    if (!pairs) {
+        output_transform_m(M, mp, pl, img0, nb, th0, th1, 0, 4);
+        return;
+    }
+    size_t t = 0;
+    for (int i = 0; i < nb; i++) {
+        float *img = pl->dst + (size_t)(img0 + i) * Ko * HW;
+        for (int th = th0; th < th1; th++, t += TW) {
+            const int y0 = 4 * th, ny = H - y0 < 4 ? H - y0 : 4;
+            for (int q = 0; q < pairs; q++)
+                for (int k0 = 0; k0 < Kp; k0 += 8)
+                    output_pair8_f4(pl, M, mp, t + 2 * q, img, k0, y0, ny, 8 * q);
+        }
+    }
+    if (2 * pairs < TW) /* the remaining tiles of each row */
+        output_transform_m(M, mp, pl, img0, nb, th0, th1, 2 * pairs, 4);
+}
+
 /* The two transforms specialised for each tile size (the loops over a tile's pixels then have
  * constant bounds and unroll: the generic versions were 1.8x slower on F(2x2)). */
 static void input_transform(float *V, size_t vp, const float *X, const wino_plan *pl, int nb,
@@ -559,7 +620,7 @@ static void input_transform(float *V, size_t vp, const float *X, const wino_plan
 static void output_transform(const float *M, size_t mp, const wino_plan *pl, int img0, int nb,
                              int th0, int th1) {
     if (pl->m == 4)
-        output_transform_m(M, mp, pl, img0, nb, th0, th1, 0, 4);
+        output_transform_4(M, mp, pl, img0, nb, th0, th1);
     else
         output_transform_2(M, mp, pl, img0, nb, th0, th1);
 }
@@ -731,15 +792,15 @@ static int wino_run(bt_arena *ws, float *dst, const float *src, const float *w,
 WINO_GRAD_TILE(grad_tile_v8, v8f)
 WINO_GRAD_TILE(grad_tile_v16, v16f)
 
-/* F(4x4, 3x3): dt[xi * dp + k + l] = (A dy A^T)[xi] for the 8 channels k .. k + 7 (stored
- * straight into the 36 planes, as grad_tile_v8 into its 16), p[4a + b] + k + l channel k + l
- * of the tile's output pixel (a, b), with A^T as at WINO_AT6: A applied to (y0 .. y3) is
+/* F(4x4, 3x3): dt[xi * dp + k] = (A dy A^T)[xi] for VN channels at once as vectors (VT: v8f
+ * or v16f; stored straight into the 36 planes, as grad_tile_v8 into its 16), p[4a + b] + k
+ * channel k of the tile's output pixel (a, b), with A^T as at WINO_AT6: A applied to (y0 .. y3) is
  *   y0,  (y0 + y2) + (y1 + y3),  (y0 + y2) - (y1 + y3),  (y0 + y2 / 4) + (y1 + y3 / 4) / 2,
  *   (y0 + 4 y2) - 2 (y1 + 4 y3),  y3
  * (every factor a power of two), down the columns and then along the rows. */
-#define WINO_A6(o, os, y0, y1, y2, y3)                                                           \
+#define WINO_A6(T, o, os, y0, y1, y2, y3)                                                        \
     do {                                                                                         \
-        const float p_ = (y0) + (y2), q_ = (y1) + (y3);                                          \
+        const T p_ = (y0) + (y2), q_ = (y1) + (y3);                                              \
         (o)[0 * (os)] = (y0);                                                                    \
         (o)[1 * (os)] = p_ + q_;                                                                 \
         (o)[2 * (os)] = p_ - q_;                                                                 \
@@ -747,18 +808,23 @@ WINO_GRAD_TILE(grad_tile_v16, v16f)
         (o)[4 * (os)] = ((y0) + 4 * (y2)) - 2 * ((y1) + 4 * (y3));                               \
         (o)[5 * (os)] = (y3);                                                                    \
     } while (0)
-static void grad_tile8_f4(float *dt, size_t dp, const float *const p[16], int k) {
-    float t[24][8]; /* A dy: 6 rows of 4 */
-    for (int s = 0; s < 4; s++) {
-        const float *y0 = p[s] + k, *y1 = p[4 + s] + k, *y2 = p[8 + s] + k, *y3 = p[12 + s] + k;
-        for (int l = 0; l < 8; l++) WINO_A6(&t[s][l], 4 * 8, y0[l], y1[l], y2[l], y3[l]);
+#define WINO_GRAD_TILE4(NAME, VT)                                                                \
+    static inline void NAME(float *dt, size_t dp, const float *const p[16], int k) {             \
+        VT t[24]; /* A dy: t[4 i + s] is row i of column s */                                    \
+        for (int s = 0; s < 4; s++) {                                                            \
+            VT y[4];                                                                             \
+            for (int i = 0; i < 4; i++) memcpy(&y[i], p[4 * i + s] + k, sizeof y[i]);            \
+            WINO_A6(VT, &t[s], 4, y[0], y[1], y[2], y[3]);                                       \
+        }                                                                                        \
+        for (int r = 0; r < 6; r++) { /* row r of the 6x6 straight into planes 6r .. 6r + 5 */   \
+            const VT *u = &t[4 * r];                                                             \
+            VT o[6];                                                                             \
+            WINO_A6(VT, o, 1, u[0], u[1], u[2], u[3]);                                           \
+            for (int q = 0; q < 6; q++) memcpy(dt + (6 * r + q) * dp + k, &o[q], sizeof o[q]);   \
+        }                                                                                        \
     }
-    for (int r = 0; r < 6; r++) { /* row r of the 6x6 straight into planes 6r .. 6r + 5 */
-        const float *t0 = t[4 * r], *t1 = t[4 * r + 1], *t2 = t[4 * r + 2], *t3 = t[4 * r + 3];
-        float *o = dt + (size_t)6 * r * dp + k;
-        for (int l = 0; l < 8; l++) WINO_A6(o + l, dp, t0[l], t1[l], t2[l], t3[l]);
-    }
-}
+WINO_GRAD_TILE4(grad_tile4_v8, v8f)
+WINO_GRAD_TILE4(grad_tile4_v16, v16f)
 #undef WINO_A6
 
 /* D (np planes (T, Kp), stride dp) for the chunk's tiles in (image, th, tw) order, from Y
@@ -781,7 +847,10 @@ static inline void grad_transform_m(float *D, size_t dp, const float *Y, const w
                     }
                 float *dt = D + t * Kp;
                 if (m == 4) {
-                    for (int k = 0; k < Kp; k += 8) grad_tile8_f4(dt, dp, p, k);
+                    int k = 0;
+                    if (pl->wide)
+                        for (; k + 16 <= Kp; k += 16) grad_tile4_v16(dt, dp, p, k);
+                    for (; k < Kp; k += 8) grad_tile4_v8(dt, dp, p, k);
                     continue;
                 }
                 int k = 0;
