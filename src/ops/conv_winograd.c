@@ -946,41 +946,66 @@ static void fold_weight_grad(float *dw, const float *dU, size_t up, size_t per, 
 }
 
 /* The same for F(4x4): dw += G^T u G, u the 6x6 sum (36 planes), G as at weight_tile4, in
- * double and rounded once; 8 input channels at a time (the lane loops vectorise), the
- * divisions by 6, 15 and 30 as products with the doubles nearest their reciprocals. */
+ * double and rounded once; 8 input channels at a time, compiled per path as the chunks are,
+ * the divisions by 6, 15 and 30 as products with the doubles nearest their reciprocals. */
 #define WINO_GT6(o, os, v0, v1, v2, v3, v4, v5)                                                  \
     do {                                                                                         \
-        const double s_ = ((v1) - (v2)) * (1.0 / 6), p_ = ((v1) + (v2)) * (1.0 / 6);             \
+        const v8d s_ = ((v1) - (v2)) * (1.0 / 6), p_ = ((v1) + (v2)) * (1.0 / 6);                \
         (o)[0 * (os)] = 0.5 * (v0) + s_ - (16.0 / 15) * (v3) + (1.0 / 30) * (v4);                \
         (o)[1 * (os)] = p_ - (8.0 / 15) * (v3) - (1.0 / 15) * (v4);                              \
         (o)[2 * (os)] = s_ - (4.0 / 15) * (v3) + (2.0 / 15) * (v4) + 0.5 * (v5);                 \
     } while (0)
-static void fold_weight_grad4(float *dw, const float *dU, size_t up, size_t per, int parts,
-                              int K, int C, int Cp, int nt) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int k = 0; k < K; k++)
-        for (int c0 = 0; c0 < C; c0 += 8) {
-            const size_t at = (size_t)k * Cp + c0;
-            const int nl = C - c0 < 8 ? C - c0 : 8;
-            double u[36][8], t[18][8], g[9][8];
-            for (int xi = 0; xi < 36; xi++) {
-                for (int l = 0; l < 8; l++) u[xi][l] = dU[xi * up + at + l];
-                for (int p = 1; p < parts; p++)
-                    for (int l = 0; l < 8; l++) u[xi][l] += dU[p * per + xi * up + at + l];
-            }
-            for (int j = 0; j < 6; j++) /* G^T u, column j: t[6a + j] */
-                for (int l = 0; l < 8; l++)
-                    WINO_GT6(&t[j][l], 6 * 8, u[j][l], u[6 + j][l], u[12 + j][l], u[18 + j][l],
-                             u[24 + j][l], u[30 + j][l]);
-            for (int a = 0; a < 3; a++) /* (G^T u) G, row a */
-                for (int l = 0; l < 8; l++)
-                    WINO_GT6(&g[3 * a][l], 8, t[6 * a][l], t[6 * a + 1][l], t[6 * a + 2][l],
-                             t[6 * a + 3][l], t[6 * a + 4][l], t[6 * a + 5][l]);
-            for (int l = 0; l < nl; l++) {
-                float *o = dw + 9 * ((size_t)k * C + c0 + l);
-                for (int e = 0; e < 9; e++) o[e] = (float)(o[e] + g[e][l]);
+typedef double v8d __attribute__((vector_size(64)));
+/* Output channel k's row of dw, 8 input channels at a time as vectors (v8d; the arithmetic of
+ * each element as in a lane-by-lane loop, so the same bits on every path). */
+static inline void fold4_k(float *dw, const float *dU, size_t up, size_t per, int parts, int k,
+                           int C, int Cp) {
+    for (int c0 = 0; c0 < C; c0 += 8) {
+        const size_t at = (size_t)k * Cp + c0; /* 8 lanes: the planes are Cp wide */
+        const int nl = C - c0 < 8 ? C - c0 : 8;
+        v8d u[36], t[18], g[9];
+        for (int xi = 0; xi < 36; xi++) {
+            v8f f;
+            memcpy(&f, dU + xi * up + at, sizeof f);
+            u[xi] = __builtin_convertvector(f, v8d);
+            for (int p = 1; p < parts; p++) {
+                memcpy(&f, dU + p * per + xi * up + at, sizeof f);
+                u[xi] += __builtin_convertvector(f, v8d);
             }
         }
+        for (int j = 0; j < 6; j++) /* G^T u, column j: t[6a + j] */
+            WINO_GT6(&t[j], 6, u[j], u[6 + j], u[12 + j], u[18 + j], u[24 + j], u[30 + j]);
+        for (int a = 0; a < 3; a++) /* (G^T u) G, row a */
+            WINO_GT6(&g[3 * a], 1, t[6 * a], t[6 * a + 1], t[6 * a + 2], t[6 * a + 3],
+                     t[6 * a + 4], t[6 * a + 5]);
+        for (int l = 0; l < nl; l++) {
+            float *o = dw + 9 * ((size_t)k * C + c0 + l);
+            for (int e = 0; e < 9; e++) o[e] = (float)(o[e] + g[e][l]);
+        }
+    }
+}
+typedef void (*fold4_fn)(float *dw, const float *dU, size_t up, size_t per, int parts, int k,
+                         int C, int Cp);
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target(WINO_AVX2), flatten)) static void
+fold4_k_avx2(float *dw, const float *dU, size_t up, size_t per, int parts, int k, int C, int Cp) {
+    fold4_k(dw, dU, up, per, parts, k, C, Cp);
+}
+__attribute__((target(WINO_AVX512), flatten)) static void
+fold4_k_avx512(float *dw, const float *dU, size_t up, size_t per, int parts, int k, int C,
+               int Cp) {
+    fold4_k(dw, dU, up, per, parts, k, C, Cp);
+}
+#endif
+static void fold_weight_grad4(float *dw, const float *dU, size_t up, size_t per, int parts,
+                              int K, int C, int Cp, int nt) {
+    fold4_fn f = fold4_k;
+#if defined(__x86_64__) || defined(__i386__)
+    if (bt_isa_current() == BT_ISA_AVX512) f = fold4_k_avx512;
+    if (bt_isa_current() == BT_ISA_AVX2) f = fold4_k_avx2;
+#endif
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int k = 0; k < K; k++) f(dw, dU, up, per, parts, k, C, Cp);
 }
 #undef WINO_GT6
 
