@@ -12,7 +12,7 @@
  * more for the weight gradient) runs
  * through the same driver with 36 planes: by default for the input and weight gradients, and
  * for the forward too when opted into (BT_CONV_WINOGRAD=4). Its points are 0, 1, -1, 1/2, -2
- * (weight_tile4), whose transforms round 2.4 to 3.4 times less than the symmetric 0, +-1, +-2
+ * (weight_tile4_8), whose transforms round 2.4 to 3.4 times less than the symmetric 0, +-1, +-2
  * in test_winograd; still about 3 times F(2x2)'s error.
  *
  * The weight gradient (F(2x2) or F(4x4), the same transforms transposed) is at the end of the
@@ -127,24 +127,30 @@ static size_t plane_stride(size_t n) { return ((n + 15) & ~(size_t)15) + 16; }
 
 /* ---- weight transform: U = G g G^T, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1] ------------ */
 
-/* u[xi * stride] (4x4 row-major) from one 3x3 kernel g (row-major), rotated by 180 degrees
- * if flip. */
-static void weight_tile(float *u, size_t stride, const float *g, int flip) {
-    float k[9], t[4][3];
-    for (int i = 0; i < 9; i++) k[i] = g[flip ? 8 - i : i];
+/* 8 floats (doubles) as one vector (GCC/clang vector extensions: each path's copy of the chunk
+ * code compiles them to its own instructions). */
+typedef float v8f __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
+
+/* u[xi * up] (4x4 row-major) from the 3x3 kernels g + 9 l (row-major) of 8 consecutive input
+ * channels l, rotated by 180 degrees if flip; lane l of each vector is channel l, so the
+ * planes are written 8 channels at a time. Each element goes through the operations of a
+ * one-kernel form. */
+static void weight_tile8(float *u, size_t up, const float *g, int flip) {
+    v8f k[9], t[4][3];
+    for (int i = 0; i < 9; i++)
+        for (int l = 0; l < 8; l++) k[i][l] = g[9 * l + (flip ? 8 - i : i)];
     for (int j = 0; j < 3; j++) { /* t = G g, column j */
-        float a = k[j], b = k[3 + j], c = k[6 + j];
+        const v8f a = k[j], b = k[3 + j], c = k[6 + j];
         t[0][j] = a;
         t[1][j] = 0.5f * (a + b + c);
         t[2][j] = 0.5f * (a - b + c);
         t[3][j] = c;
     }
     for (int i = 0; i < 4; i++) { /* u = t G^T, row i */
-        float a = t[i][0], b = t[i][1], c = t[i][2];
-        u[(4 * i + 0) * stride] = a;
-        u[(4 * i + 1) * stride] = 0.5f * (a + b + c);
-        u[(4 * i + 2) * stride] = 0.5f * (a - b + c);
-        u[(4 * i + 3) * stride] = c;
+        const v8f a = t[i][0], b = t[i][1], c = t[i][2];
+        const v8f r[4] = {a, 0.5f * (a + b + c), 0.5f * (a - b + c), c};
+        for (int j = 0; j < 4; j++) memcpy(u + (4 * i + j) * up, &r[j], sizeof r[j]);
     }
 }
 
@@ -160,25 +166,34 @@ static void weight_tile(float *u, size_t stride, const float *g, int flip) {
  *   A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1]
  * u[xi * stride] (6x6 row-major) = G g G^T from one 3x3 kernel g, rotated by 180 degrees if
  * flip, computed in double and rounded once (sixths and fifteenths are not exact in float). */
-static void g_col4(double r[6], double a, double b, double c) {
-    r[0] = a / 2, r[1] = (a + b + c) / 6, r[2] = (b - a - c) / 6;
-    r[3] = -(16 * a + 8 * b + 4 * c) / 15, r[4] = (a - 2 * b + 4 * c) / 30, r[5] = c / 2;
-}
+#define G_COL4(r, a, b, c)                                                                       \
+    do {                                                                                         \
+        (r)[0] = (a) / 2, (r)[1] = ((a) + (b) + (c)) / 6, (r)[2] = ((b) - (a) - (c)) / 6;        \
+        (r)[3] = -(16 * (a) + 8 * (b) + 4 * (c)) / 15, (r)[4] = ((a) - 2 * (b) + 4 * (c)) / 30;  \
+        (r)[5] = (c) / 2;                                                                        \
+    } while (0)
 
-static void weight_tile4(float *u, size_t stride, const float *g, int flip) {
-    double k[9], t[6][3];
-    for (int i = 0; i < 9; i++) k[i] = g[flip ? 8 - i : i];
+/* The same for 8 consecutive input channels as weight_tile8, in vectors of 8 doubles. */
+static void weight_tile4_8(float *u, size_t up, const float *g, int flip) {
+    v8d k[9], t[6][3];
+    for (int i = 0; i < 9; i++)
+        for (int l = 0; l < 8; l++) k[i][l] = g[9 * l + (flip ? 8 - i : i)];
     for (int j = 0; j < 3; j++) { /* t = G g, column j */
-        double r[6];
-        g_col4(r, k[j], k[3 + j], k[6 + j]);
+        v8d r[6];
+        G_COL4(r, k[j], k[3 + j], k[6 + j]);
         for (int i = 0; i < 6; i++) t[i][j] = r[i];
     }
     for (int i = 0; i < 6; i++) { /* u = t G^T, row i */
-        double r[6];
-        g_col4(r, t[i][0], t[i][1], t[i][2]);
-        for (int j = 0; j < 6; j++) u[(6 * i + j) * stride] = (float)r[j];
+        v8d r[6];
+        G_COL4(r, t[i][0], t[i][1], t[i][2]);
+        for (int j = 0; j < 6; j++) {
+            const v8f f = __builtin_convertvector(r[j], v8f);
+            memcpy(u + (6 * i + j) * up, &f, sizeof f);
+        }
     }
 }
+
+#undef G_COL4
 
 /* U (np planes of stride up, each (K8, C8), the channel counts rounded up to 8) from
  * w (K, C, 3, 3), kernels rotated by 180 degrees if flip, zero in the padding. U keeps w's
@@ -194,8 +209,18 @@ static void weight_transform(float *U, size_t up, const float *w, int K, int C, 
             for (int xi = 0; xi < np; xi++) memset(row + xi * up, 0, sizeof(float) * C8);
             continue;
         }
-        for (int c = 0; c < C; c++)
-            (m == 4 ? weight_tile4 : weight_tile)(row + c, up, w + 9 * ((size_t)k * C + c), flip);
+        /* 8 input channels at a time; the last group's missing channels read as zero kernels */
+        for (int c = 0; c < C8; c += 8) {
+            float g[72];
+            const float *src = w + 9 * ((size_t)k * C + c);
+            if (c + 8 > C) {
+                memset(g, 0, sizeof g);
+                memcpy(g, src, sizeof(float) * 9 * (C - c));
+                src = g;
+            }
+            (m == 4 ? weight_tile4_8 : weight_tile8)(row + c, up, src, flip);
+        }
+        /* +0 in the padding, as before (a zero kernel's F(4x4) transform has -0s) */
         for (int xi = 0; xi < np; xi++) memset(row + xi * up + C, 0, sizeof(float) * (C8 - C));
     }
 }
@@ -237,9 +262,6 @@ static void chunk_range(const wino_plan *pl, int q, int *img0, int *nb, int *th0
 
 /* ---- input transform: V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] ------- */
 
-/* 8 floats as one vector (GCC/clang vector extensions: each path's copy of the chunk code
- * compiles them to its own shuffles). */
-typedef float v8f __attribute__((vector_size(32)));
 
 /* r[l] lane j -> r[j] lane l: 2 x 2 blocks (unpack), then 4 x 4 (pairs), then the halves. */
 static inline void transpose8(v8f r[8]) {
@@ -290,7 +312,7 @@ static void to_channels_last(float *X, const float *src, int C, int Cp, int H, i
 
 /* F(4x4, 3x3): (B^T d B)[xi] for VN channels at once as vectors (VT: v8f or v16f), stored
  * straight into the 36 planes (vt + xi * vp + c), d[rs] + c channel c of the 6x6 tile's pixel
- * rs, with B^T as at weight_tile4: one row of B^T applied to (a0 .. a5) is, with s = a3 - a1
+ * rs, with B^T as at weight_tile4_8: one row of B^T applied to (a0 .. a5) is, with s = a3 - a1
  * and t = a4 - a2,
  *   2 (a0 - a2) + 2 t + 3 s,  2 (s + t) + 3 (a2 + a3),  2 (t - s) + 3 (a3 - a2),  2 s + t,
  *   2 t - s,  2 (a5 - a3) - 2 s + 3 t,
@@ -404,7 +426,7 @@ static void output_tile8(float y[16][8], const float *const m[16]) {
 
 /* F(4x4, 3x3): y[q] (the 4x4 outputs row-major, 8 channels each) from the 6x6 tile whose
  * plane xi holds 8 channels at mt + xi * mp, A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0;
- * 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1] (weight_tile4), applied down the columns (into t) and then
+ * 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1] (weight_tile4_8), applied down the columns (into t) and then
  * along the rows, by the same expressions (so the same bits as an element-by-element form). */
 #define WINO_AT6(T, o, os, a0, a1, a2, a3, a4, a5)                                               \
     do {                                                                                         \
@@ -760,7 +782,7 @@ static int wino_run(bt_arena *ws, float *dst, const float *src, const float *w,
  * With M = U .* V and Y = A^T M A, the gradient reaching M is A dY A^T, and summed over the
  * tiles and the batch, dU[xi] (Kp, Cp) = D[xi]^T V[xi], with D the transformed output
  * gradient: 16 GEMMs again (F(4x4): 36), now with the tiles as the inner dimension. F(4x4) uses
- * the forward's B^T, A^T and G (weight_tile4), so its identity is exact in real arithmetic as
+ * the forward's B^T, A^T and G (weight_tile4_8), so its identity is exact in real arithmetic as
  * well; its rounding stays within the PyTorch parity tolerances (winograd_internal.h). Each thread
  * sums its own chunks into its own dU (a fixed, contiguous share of the chunks, so the sums, and
  * the result, are the same on every run with the same thread count); the fold adds the threads' dU
@@ -945,7 +967,7 @@ static void fold_weight_grad(float *dw, const float *dU, size_t up, size_t per, 
         }
 }
 
-/* The same for F(4x4): dw += G^T u G, u the 6x6 sum (36 planes), G as at weight_tile4, in
+/* The same for F(4x4): dw += G^T u G, u the 6x6 sum (36 planes), G as at weight_tile4_8, in
  * double and rounded once; 8 input channels at a time, compiled per path as the chunks are,
  * the divisions by 6, 15 and 30 as products with the doubles nearest their reciprocals. */
 #define WINO_GT6(o, os, v0, v1, v2, v3, v4, v5)                                                  \
@@ -955,7 +977,6 @@ static void fold_weight_grad(float *dw, const float *dU, size_t up, size_t per, 
         (o)[1 * (os)] = p_ - (8.0 / 15) * (v3) - (1.0 / 15) * (v4);                              \
         (o)[2 * (os)] = s_ - (4.0 / 15) * (v3) + (2.0 / 15) * (v4) + 0.5 * (v5);                 \
     } while (0)
-typedef double v8d __attribute__((vector_size(64)));
 /* Output channel k's row of dw, 8 input channels at a time as vectors (v8d; the arithmetic of
  * each element as in a lane-by-lane loop, so the same bits on every path). */
 static inline void fold4_k(float *dw, const float *dU, size_t up, size_t per, int parts, int k,
