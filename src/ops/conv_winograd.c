@@ -502,6 +502,20 @@ static inline void output_transform_m(const float *M, size_t mp, const wino_plan
     }
 }
 
+/* One channel's run of 8 outputs at o: o += *vp (pl->acc), else o = *vp + channel k's bias. */
+static inline void store_run8(const wino_plan *pl, float *o, const v8f *vp, int k) {
+    v8f v = *vp;
+    if (pl->acc) {
+        v8f cur;
+        memcpy(&cur, o, sizeof cur);
+        v = cur + v;
+    } else {
+        const float bk = pl->bias ? pl->bias[k] : 0.0f;
+        v = v + bk;
+    }
+    memcpy(o, &v, sizeof v);
+}
+
 /* F(2x2) output transform of 4 tiles side by side (8 output columns of 2 rows), 8 channels:
  * for each of the two output rows, each tile's two pixels from its 12 planes that row needs
  * (as in output_tile8), then the 8 x 8 (column, channel) block transposed in registers into
@@ -534,42 +548,9 @@ static inline void output_quad8(const wino_plan *pl, const float *M, size_t mp, 
             /* The same columns of the next tile row, reached after this row's other quads and
              * channels: fetched now, so its read-modify-write does not wait on memory. */
             __builtin_prefetch(o + 2 * (size_t)W, 1, 3);
-            v8f v = r[l], cur;
-            if (pl->acc) {
-                memcpy(&cur, o, sizeof cur);
-                v = cur + v;
-            } else {
-                const float bk = pl->bias ? pl->bias[k0 + l] : 0.0f;
-                v = v + bk;
-            }
-            memcpy(o, &v, sizeof v);
+            store_run8(pl, o, &r[l], k0 + l);
         }
     }
-}
-
-/* F(2x2) output transform: 4 tiles at a time where the 8 columns lie inside the map
- * (output_quad8), output_transform_m for the rest of a tile row. */
-static inline void output_transform_2(const float *M, size_t mp, const wino_plan *pl, int img0,
-                                      int nb, int th0, int th1) {
-    const int H = pl->H, W = pl->W, TW = pl->TW, Ko = pl->Ko, Kp = pl->Kp;
-    const size_t HW = (size_t)H * W;
-    const int quads = W / 8; /* groups of 4 tiles whose 8 columns are all inside */
-    if (!quads) {
-        output_transform_m(M, mp, pl, img0, nb, th0, th1, 0, 2);
-        return;
-    }
-    size_t t = 0;
-    for (int i = 0; i < nb; i++) {
-        float *img = pl->dst + (size_t)(img0 + i) * Ko * HW;
-        for (int th = th0; th < th1; th++, t += TW) {
-            const int y0 = 2 * th, ny = H - y0 < 2 ? H - y0 : 2;
-            for (int q = 0; q < quads; q++)
-                for (int k0 = 0; k0 < Kp; k0 += 8)
-                    output_quad8(pl, M, mp, t + 4 * q, img, k0, y0, ny, 8 * q);
-        }
-    }
-    if (4 * quads < TW) /* the remaining tiles of each row */
-        output_transform_m(M, mp, pl, img0, nb, th0, th1, 4 * quads, 2);
 }
 
 /* F(4x4) output transform of 2 tiles side by side (8 output columns of 4 rows), 8 channels:
@@ -590,43 +571,36 @@ static inline void output_pair8_f4(const wino_plan *pl, const float *M, size_t m
             for (int b = 0; b < 4; b++) r[4 * j + b] = q[j][4 * a + b];
         transpose8(r);
         for (int l = 0; l < nl; l++) {
-            float *o = img + (size_t)(k0 + l) * HW + (size_t)(y0 + a) * W + x0;
-            v8f v = r[l], cur;
-            if (pl->acc) {
-                memcpy(&cur, o, sizeof cur);
-                v = cur + v;
-            } else {
-                const float bk = pl->bias ? pl->bias[k0 + l] : 0.0f;
-                v = v + bk;
-            }
-            memcpy(o, &v, sizeof v);
+            store_run8(pl, img + (size_t)(k0 + l) * HW + (size_t)(y0 + a) * W + x0, &r[l],
+                       k0 + l);
         }
     }
 }
 
-/* F(4x4) output transform: 2 tiles at a time where their 8 columns lie inside the map
- * (output_pair8_f4), output_transform_m for the rest of a tile row. */
-static inline void output_transform_4(const float *M, size_t mp, const wino_plan *pl, int img0,
-                                      int nb, int th0, int th1) {
-    const int H = pl->H, W = pl->W, TW = pl->TW, Ko = pl->Ko, Kp = pl->Kp;
+/* The output transform by blocks of 8 output columns (8 / m tiles: output_quad8 for F(2x2),
+ * output_pair8_f4 for F(4x4)) where they lie inside the map, output_transform_m for the rest
+ * of each tile row. */
+static inline void output_transform_blocks(const float *M, size_t mp, const wino_plan *pl,
+                                           int img0, int nb, int th0, int th1, const int m) {
+    const int H = pl->H, W = pl->W, TW = pl->TW, Ko = pl->Ko, Kp = pl->Kp, per = 8 / m;
     const size_t HW = (size_t)H * W;
-    const int pairs = W / 8; /* pairs of tiles whose 8 columns are all inside */
-    if (!pairs) {
-        output_transform_m(M, mp, pl, img0, nb, th0, th1, 0, 4);
-        return;
-    }
+    const int blocks = W / 8; /* blocks of tiles whose 8 columns are all inside */
     size_t t = 0;
-    for (int i = 0; i < nb; i++) {
+    for (int i = 0; blocks && i < nb; i++) {
         float *img = pl->dst + (size_t)(img0 + i) * Ko * HW;
         for (int th = th0; th < th1; th++, t += TW) {
-            const int y0 = 4 * th, ny = H - y0 < 4 ? H - y0 : 4;
-            for (int q = 0; q < pairs; q++)
-                for (int k0 = 0; k0 < Kp; k0 += 8)
-                    output_pair8_f4(pl, M, mp, t + 2 * q, img, k0, y0, ny, 8 * q);
+            const int y0 = m * th, ny = H - y0 < m ? H - y0 : m;
+            for (int q = 0; q < blocks; q++)
+                for (int k0 = 0; k0 < Kp; k0 += 8) {
+                    if (m == 4)
+                        output_pair8_f4(pl, M, mp, t + per * q, img, k0, y0, ny, 8 * q);
+                    else
+                        output_quad8(pl, M, mp, t + per * q, img, k0, y0, ny, 8 * q);
+                }
         }
     }
-    if (2 * pairs < TW) /* the remaining tiles of each row */
-        output_transform_m(M, mp, pl, img0, nb, th0, th1, 2 * pairs, 4);
+    if (per * blocks < TW) /* the remaining tiles of each row */
+        output_transform_m(M, mp, pl, img0, nb, th0, th1, per * blocks, m);
 }
 
 /* The two transforms specialised for each tile size (the loops over a tile's pixels then have
@@ -642,9 +616,9 @@ static void input_transform(float *V, size_t vp, const float *X, const wino_plan
 static void output_transform(const float *M, size_t mp, const wino_plan *pl, int img0, int nb,
                              int th0, int th1) {
     if (pl->m == 4)
-        output_transform_4(M, mp, pl, img0, nb, th0, th1);
+        output_transform_blocks(M, mp, pl, img0, nb, th0, th1, 4);
     else
-        output_transform_2(M, mp, pl, img0, nb, th0, th1);
+        output_transform_blocks(M, mp, pl, img0, nb, th0, th1, 2);
 }
 
 /* One chunk, start to finish, on this thread's buffers: V (16 planes (Tmax, Cp)) and XM,
