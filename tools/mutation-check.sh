@@ -29,6 +29,9 @@ MUTATIONS=(
   "wino-f4-wgrad|src/ops/conv_winograd.c|s/\(\(y0\) \+ 4 \* \(y2\)\) - 2 \*/((y0) + 4 * (y2)) + 2 */|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity test_parity_model:resnet18_cifar_gram"
   "wino-f4-fold|src/ops/conv_winograd.c|s/p_ - \(8\.0 \/ 15\)/p_ + (8.0 \/ 15)/|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity"
   "wino-dw-tile|src/ops/conv_winograd.c|s/\(tile == BT_WINO_F2_DX4_DW4 \x7c\x7c tile == BT_WINO_F4\) &&/(tile == BT_WINO_F4) \&\&/|test_winograd:test_wino_mixed_bits test_trajectory:test_trajectory_bit_identical"
+  "wino-f4-outpair|src/ops/conv_winograd.c|s/r\[4 \* j \+ b\] = q\[j\]\[4 \* a \+ b\];/r[4 * j + b] = q[j][4 * a + (b ^ 1)];/|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity"
+  "wino-wtile8|src/ops/conv_winograd.c|s/t\[2\]\[j\] = 0\.5f \* \(a - b \+ c\);/t[2][j] = 0.5f * (a + b + c);/|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity"
+  "wino-f4-fold-parts|src/ops/conv_winograd.c|s/u\[xi\] \+= __builtin_convertvector/u[xi] -= __builtin_convertvector/|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity"
   "model-first-writer|src/nn/model.c|s/m->grad_birth\[root\] == i &&/m->grad_birth[root] >= 0 \&\&/|test_trajectory:test_trajectory_bit_identical"
 )
 want=("$@")
