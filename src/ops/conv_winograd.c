@@ -164,8 +164,9 @@ static void weight_tile8(float *u, size_t up, const float *g, int flip) {
  *   G   = [1/2 0 0; 1/6 1/6 1/6; -1/6 1/6 -1/6; -16/15 -8/15 -4/15; 1/30 -1/15 2/15;
  *          0 0 1/2]
  *   A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1]
- * u[xi * stride] (6x6 row-major) = G g G^T from one 3x3 kernel g, rotated by 180 degrees if
- * flip, computed in double and rounded once (sixths and fifteenths are not exact in float). */
+ * u[xi * stride] (6x6 row-major) = G g G^T from a 3x3 kernel g, rotated by 180 degrees if
+ * flip, computed in double and rounded once (sixths and fifteenths are not exact in float);
+ * weight_tile4_8 does 8 kernels at once. */
 #define G_COL4(r, a, b, c)                                                                       \
     do {                                                                                         \
         (r)[0] = (a) / 2, (r)[1] = ((a) + (b) + (c)) / 6, (r)[2] = ((b) - (a) - (c)) / 6;        \
@@ -261,7 +262,6 @@ static void chunk_range(const wino_plan *pl, int q, int *img0, int *nb, int *th0
 }
 
 /* ---- input transform: V = B^T d B, B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1] ------- */
-
 
 /* r[l] lane j -> r[j] lane l: 2 x 2 blocks (unpack), then 4 x 4 (pairs), then the halves. */
 static inline void transpose8(v8f r[8]) {
