@@ -13,7 +13,7 @@ set -u
 cd "$(dirname "$0")/.."
 # name | file | perl substitution | program:case pairs that must fail (each run alone, TU_ONLY)
 MUTATIONS=(
-  "bn-dx|src/ops/batchnorm_kernels.c|s/k \* \(t - \(xr\[i\] - m\)/k * (t + (xr[i] - m)/|test_parity_model:resnet18_cifar_gram test_ops_norm:test_torch_parity"
+  "bn-dx|src/ops/batchnorm_internal.h|s/0\.0f - \(mdy\)\) - \(\(xv\) - \(m\)\)/0.0f - (mdy)) + ((xv) - (m))/|test_parity_model:resnet18_cifar_gram test_ops_norm:test_torch_parity"
   "bnrelu-mask|src/ops/batchnorm_internal.h|s/!\(y <= 0\)/!(y < 0)/|test_bn_kernels:test_fused_bit_identical test_bn_kernels:test_relu_loops_vs_plain test_backend_ops:test_batchnorm test_ops_norm:test_torch_parity test_trajectory:test_trajectory_bit_identical"
   "addrelu-mask|src/ops/elementwise.c|s/const float g = y\[i\] <= 0 \? 0\.0f : d\[i\];/const float g = d[i];/|test_bn_kernels:test_fused_bit_identical test_backend_ops:test_elementwise test_ops_norm:test_opt_elementwise test_trajectory:test_trajectory_bit_identical"
   "conv-dx|src/ops/conv2d.c|s/(bt_sgemm\(BT_TRANS, BT_NOTRANS, CRS, GP, K,) 1\.0f/\1 -1.0f/g|test_conv_linear:test_torch_parity"

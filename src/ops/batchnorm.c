@@ -55,15 +55,11 @@ static void bn1d_forward(float *y, float *mean, float *rstd, const float *x, con
         } else {
             for (int j = 0; j < nc; j++) {
                 m[j] = running_mean[c0 + j];
-                r[j] = 1.0 / sqrt((double)running_var[c0 + j] + eps);
+                r[j] = bn_eval_rstd(running_var, eps, c0 + j);
             }
         }
-        for (int j = 0; j < nc; j++) { /* bn_channel_normalize's */
-            const int c = c0 + j;
-            mean[c] = (float)m[j];
-            rstd[c] = (float)r[j];
-            bn_coeffs(m[j], r[j], gamma, beta, c, &mhi[j], &mlo[j], &a[j], &b[j]);
-        }
+        for (int j = 0; j < nc; j++) /* bn_channel_normalize's */
+            bn_coeffs(m[j], r[j], gamma, beta, c0 + j, mean, rstd, &mhi[j], &mlo[j], &a[j], &b[j]);
         for (int n = 0; n < N; n++) {
             const float *xr = x + (size_t)n * C + c0;
             float *yr = y + (size_t)n * C + c0;
@@ -94,11 +90,8 @@ bn1d_backward_block(float *dx, float *dgamma, float *dbeta, const float *dy, con
     for (int n = 0; n < N; n++) {
         const size_t o = (size_t)n * C + c0;
         const float *xr = x + o, *dr = dy + o, *yr = relu ? relu_y + o : dr;
-        for (int j = 0; j < nc; j++) {
-            const double g = BNK_MASKD(relu, yr[j], (double)dr[j]);
-            a1[j] += g;
-            a2[j] += g * ((xr[j] - m[j]) * r[j]);
-        }
+        for (int j = 0; j < nc; j++)
+            BNK_GRAD_TERMS(relu, yr[j], dr[j], xr[j], m[j], r[j], a1[j], a2[j]);
     }
     for (int j = 0; j < nc; j++) {
         const int c = c0 + j;
@@ -113,12 +106,11 @@ bn1d_backward_block(float *dx, float *dgamma, float *dbeta, const float *dy, con
         const float *xr = x + o, *dr = dy + o, *yr = relu ? relu_y + o : dr;
         float *out = dx + o;
         for (int j = 0; j < nc; j++) {
-            if (!training) { /* k_dx_eval's k * dy, or k * +0 where masked */
-                BNK_STORE(set, out[j], BNK_SEL(relu, yr[j], k[j] * dr[j], k[j] * 0.0f));
-            } else { /* k_dx's, with g - mdy as dy - mdy or +0 - mdy */
-                const float t = BNK_SEL(relu, yr[j], dr[j] - mdy[j], 0.0f - mdy[j]);
-                BNK_STORE(set, out[j], k[j] * (t - (xr[j] - m[j]) * r[j] * mdyx[j]));
-            }
+            if (!training)
+                BNK_STORE(set, out[j], BNK_DX_EVAL(relu, yr[j], dr[j], k[j]));
+            else
+                BNK_STORE(set, out[j],
+                          BNK_DX(relu, yr[j], dr[j], xr[j], m[j], r[j], k[j], mdy[j], mdyx[j]));
         }
     }
 }
@@ -173,7 +165,7 @@ static int bn_forward(float *y, float *mean, float *rstd, const float *x, const 
             r = bn_train_rstd(m, q, cnt, eps, momentum, running_mean, running_var, c);
         } else {
             m = running_mean[c];
-            r = 1.0 / sqrt((double)running_var[c] + eps);
+            r = bn_eval_rstd(running_var, eps, c);
         }
         bn_channel_normalize(bk, y, mean, rstd, x, gamma, beta, m, r, c, N, C, HW, relu);
     }

@@ -47,6 +47,21 @@ static inline __attribute__((always_inline)) float bnk_sel(float y, float u, flo
  * gamma). The add of +0 cannot be folded away without -fno-signed-zeros. */
 #define BNK_STORE(set, o, v) ((o) = (set) ? 0.0f + (v) : (o) + (v))
 
+/* One element of the three backward loops, shared by the per-channel loops
+ * (batchnorm_kernels.c) and the BatchNorm1d blocks (batchnorm.c) so that both compute the same
+ * bits. The sums: a1 += g, a2 += g * xhat, g the masked dy in double, xhat = (x - m) * r. */
+#define BNK_GRAD_TERMS(relu, yv, dv, xv, m, r, a1, a2)                                           \
+    do {                                                                                         \
+        const double g_ = BNK_MASKD(relu, (yv), (double)(dv));                                   \
+        (a1) += g_;                                                                              \
+        (a2) += g_ * (((xv) - (m)) * (r));                                                       \
+    } while (0)
+/* Training: k * ((g - mdy) - xhat * mdyx), with g - mdy as dy - mdy or +0 - mdy. */
+#define BNK_DX(relu, yv, dv, xv, m, r, k, mdy, mdyx)                                             \
+    ((k) * (BNK_SEL(relu, (yv), (dv) - (mdy), 0.0f - (mdy)) - ((xv) - (m)) * (r) * (mdyx)))
+/* Eval (constant statistics): k * g, as k * dy or k * +0. */
+#define BNK_DX_EVAL(relu, yv, dv, k) BNK_SEL(relu, (yv), (k) * (dv), (k) * 0.0f)
+
 /* Channel c's training statistics from its mean m and q = sum((x - m)^2) over cnt values:
  * returns r = 1/sqrt(var + eps) and moves running_mean/var (NULL: not tracked) towards m and
  * the unbiased variance. */
@@ -59,10 +74,19 @@ static inline double bn_train_rstd(double m, double q, double cnt, float eps, fl
     return 1.0 / sqrt(q / cnt + eps);
 }
 
-/* The normalisation's floats for channel c: y = ((x - mhi) - mlo) * a + b (see
- * bn_channel_normalize). */
+/* Eval mode's r = 1/sqrt(running_var + eps) of channel c. */
+static inline double bn_eval_rstd(const float *running_var, float eps, int c) {
+    return 1.0 / sqrt((double)running_var[c] + eps);
+}
+
+/* Channel c's forward epilogue before the normalisation loop: stores mean[c] and rstd[c]
+ * (what the backward reads) from its statistics m and r, and gives the floats of
+ * y = ((x - mhi) - mlo) * a + b (see bn_channel_normalize). */
 static inline void bn_coeffs(double m, double r, const float *gamma, const float *beta, int c,
-                             float *mhi, float *mlo, float *a, float *b) {
+                             float *mean, float *rstd, float *mhi, float *mlo, float *a,
+                             float *b) {
+    mean[c] = (float)m;
+    rstd[c] = (float)r;
     *mhi = (float)m, *mlo = (float)(m - *mhi);
     *a = (float)(r * (gamma ? gamma[c] : 1.0f)), *b = beta ? beta[c] : 0.0f;
 }
@@ -126,10 +150,8 @@ static inline void bn_channel_normalize(const bt_bn_kernels *bk, float *y, float
                                         const float *gamma, const float *beta, double m,
                                         double r, int c, int N, int C, int HW, int relu) {
     const size_t cs = (size_t)C * HW;
-    mean[c] = (float)m;
-    rstd[c] = (float)r;
     float mhi, mlo, a, b;
-    bn_coeffs(m, r, gamma, beta, c, &mhi, &mlo, &a, &b);
+    bn_coeffs(m, r, gamma, beta, c, mean, rstd, &mhi, &mlo, &a, &b);
     (relu ? bk->norm_relu : bk->norm)(y + (size_t)c * HW, x + (size_t)c * HW, cs, N, HW, mhi,
                                       mlo, a, b);
 }

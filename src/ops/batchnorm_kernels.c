@@ -103,17 +103,11 @@ static inline __attribute__((always_inline)) void k_grad_sums(double *sdy_out, d
             BNK_PF(xr + ahead + i);
             BNK_PF(dr + ahead + i);
             if (relu) BNK_PF(yr + ahead + i);
-            for (int j = 0; j < BNK_LANES; j++) {
-                const double g = BNK_MASKD(relu, yr[i + j], (double)dr[i + j]);
-                a1[j] += g;
-                a2[j] += g * ((xr[i + j] - m) * rs);
-            }
+            for (int j = 0; j < BNK_LANES; j++)
+                BNK_GRAD_TERMS(relu, yr[i + j], dr[i + j], xr[i + j], m, rs, a1[j], a2[j]);
         }
-        for (int j = 0; i + j < HW; j++) {
-            const double g = BNK_MASKD(relu, yr[i + j], (double)dr[i + j]);
-            a1[j] += g;
-            a2[j] += g * ((xr[i + j] - m) * rs);
-        }
+        for (int j = 0; i + j < HW; j++)
+            BNK_GRAD_TERMS(relu, yr[i + j], dr[i + j], xr[i + j], m, rs, a1[j], a2[j]);
     }
     *sdy_out = lanes_total(a1);
     *sdyx_out = lanes_total(a2);
@@ -132,11 +126,8 @@ static inline __attribute__((always_inline)) void k_dx(float *dx, const float *d
         const float *xr = x + (size_t)n * cs, *dr = dy + (size_t)n * cs;
         const float *yr = relu ? y + (size_t)n * cs : dr;
         float *o = dx + (size_t)n * cs;
-        for (int i = 0; i < HW; i++) {
-            /* (g - mdy) of g = dy, or of g = +0 */
-            const float t = BNK_SEL(relu, yr[i], dr[i] - mdy, 0.0f - mdy);
-            BNK_STORE(set, o[i], k * (t - (xr[i] - m) * rs * mdyx));
-        }
+        for (int i = 0; i < HW; i++)
+            BNK_STORE(set, o[i], BNK_DX(relu, yr[i], dr[i], xr[i], m, rs, k, mdy, mdyx));
     }
 }
 
@@ -149,7 +140,7 @@ static inline __attribute__((always_inline)) void k_dx_eval(float *dx, const flo
         const float *yr = relu ? y + (size_t)n * cs : dr;
         float *o = dx + (size_t)n * cs;
         for (int i = 0; i < HW; i++) {
-            BNK_STORE(set, o[i], BNK_SEL(relu, yr[i], k * dr[i], k * 0.0f));
+            BNK_STORE(set, o[i], BNK_DX_EVAL(relu, yr[i], dr[i], k));
         }
     }
 }
