@@ -13,6 +13,11 @@
 # channels_last (PEER_CL=1, the default; 0 for NCHW): the fastest peer in every bench_step
 # run so far. Each round prints both medians of the timed steps, the load before each, and
 # the ratio peer/barlow; the last line is the median ratio over the rounds (and by CPU time).
+# EMULATE=avx2 stands in for an AVX2-only machine on an AVX-512 one: barlow runs with
+# BARLOW_ISA=avx2 and the peer with ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2 and
+# MKL_ENABLE_INSTRUCTIONS=AVX2 (PyTorch's own kernels, oneDNN's and MKL's then stop at AVX2;
+# the header line prints the capability the peer reports). It is not a real AVX2-only CPU
+# (caches, clocks and the number of vector units are the AVX-512 machine's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=5
@@ -37,6 +42,11 @@ if [ -z "$py" ]; then
 fi
 [ -x "$py" ] || { echo "ratio-rounds.sh: no Python at $py (PEER_PYTHON)" >&2; exit 2; }
 cl=${PEER_CL:-1}
+case ${EMULATE:-} in
+'') ;;
+avx2) export BARLOW_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ;;
+*) echo "ratio-rounds.sh: EMULATE must be avx2 or unset, not '$EMULATE'" >&2; exit 2 ;;
+esac
 make -s build/bench/bench_step >/dev/null
 common=(--arch "${o[arch]}" --projector "${o[projector]}" --batch "${o[batch]}" --size "${o[size]}"
         --threads "${o[threads]}" --warmup "${o[warmup]}" --iters "${o[iters]}")
@@ -44,7 +54,8 @@ clopt=()
 [ "$cl" = 1 ] && clopt=(--channels-last)
 echo "== $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- src include bench 2>/dev/null || echo '+changes')"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(grep -m1 'vendor_id' /proc/cpuinfo | cut -d: -f2 | tr -d ' ') family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ') model $(grep -m1 '^model' /proc/cpuinfo | cut -d: -f2 | tr -d ' '); $(nproc) cores"
-echo "step: ${common[*]}; peer: $py$([ "$cl" = 1 ] && echo ' channels_last')"
+cap=$("$py" -c 'import torch; print(torch.backends.cpu.get_cpu_capability())' 2>/dev/null || echo unknown)
+echo "step: ${common[*]}; peer: $py$([ "$cl" = 1 ] && echo ' channels_last'), PyTorch CPU capability $cap${EMULATE:+; EMULATE=$EMULATE}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for r in $(seq 1 "$rounds"); do
