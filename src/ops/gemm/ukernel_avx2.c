@@ -152,14 +152,24 @@ static void pack_t_avx2(float *dst, int width, const float *src, size_t ld, int 
     }
 }
 
+/* Whole rows at a time, the row PACK_PF ahead prefetched, as pack_n_avx512 (there, why). */
+#define PACK_PF 8
+_Static_assert(MR <= 16 && NR <= 16, "pack_n's lane masks cover 16 columns");
 static void pack_n_avx2(float *dst, int width, const float *src, size_t ld, int nrows, int kc) {
-    for (int r0 = 0; r0 < width; r0 += 8) {
+    __m256i lm[2], sm[2]; /* width is MR or NR: at most 16 */
+    int nch = 0;
+    for (int r0 = 0; r0 < width && nch < 2; r0 += 8, nch++) {
         const int lanes = width - r0 < 8 ? width - r0 : 8;
         const int rows = nrows - r0 < 0 ? 0 : nrows - r0 < 8 ? nrows - r0 : 8;
-        const __m256i lm = first_lanes(rows), sm = first_lanes(lanes);
-        for (int k = 0; k < kc; k++)
-            _mm256_maskstore_ps(dst + (size_t)k * width + r0, sm,
-                                _mm256_maskload_ps(src + (size_t)k * ld + r0, lm));
+        lm[nch] = first_lanes(rows), sm[nch] = first_lanes(lanes);
+    }
+    for (int k = 0; k < kc; k++) {
+        const float *s = src + (size_t)k * ld;
+        float *d = dst + (size_t)k * width;
+        if (k + PACK_PF < kc)
+            for (int r0 = 0; r0 < nrows; r0 += 16) __builtin_prefetch(s + (size_t)PACK_PF * ld + r0);
+        for (int c = 0; c < nch; c++)
+            _mm256_maskstore_ps(d + 8 * c, sm[c], _mm256_maskload_ps(s + 8 * c, lm[c]));
     }
 }
 
