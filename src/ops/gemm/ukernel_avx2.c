@@ -152,7 +152,7 @@ static void pack_t_avx2(float *dst, int width, const float *src, size_t ld, int 
     }
 }
 
-/* Whole rows at a time, the row PACK_PF ahead prefetched, as pack_n_avx512 (there, why). */
+/* Whole rows at a time, the row PACK_PF ahead prefetched: see pack_n_avx512 for why. */
 #define PACK_PF 8
 _Static_assert(MR <= 16 && NR <= 16, "pack_n's lane masks cover 16 columns");
 static void pack_n_avx2(float *dst, int width, const float *src, size_t ld, int nrows, int kc) {
