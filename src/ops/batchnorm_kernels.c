@@ -33,6 +33,12 @@ static inline __attribute__((always_inline)) int bnk_pf_rows(int HW) {
     return d < 1 ? 1 : d > 64 ? 64 : d;
 }
 #define BNK_PF(p) __builtin_prefetch((p), 0, 3)
+/* How far ahead of row n (of N, cs floats apart) the prefetches point: pd rows, or the row
+ * itself near the end (a prefetch of data already read, harmless). */
+static inline __attribute__((always_inline)) size_t bnk_pf_ahead(int n, int N, int pd,
+                                                                 size_t cs) {
+    return n + pd < N ? (size_t)pd * cs : 0;
+}
 
 static inline __attribute__((always_inline)) double k_sum(const float *x, size_t cs, int N,
                                                           int HW) {
@@ -40,10 +46,10 @@ static inline __attribute__((always_inline)) double k_sum(const float *x, size_t
     const int pd = bnk_pf_rows(HW);
     for (int n = 0; n < N; n++) {
         const float *r = x + (size_t)n * cs;
-        const float *pf = n + pd < N ? r + (size_t)pd * cs : r;
+        const size_t ahead = bnk_pf_ahead(n, N, pd, cs);
         int i = 0;
         for (; i + BNK_LANES <= HW; i += BNK_LANES) {
-            BNK_PF(pf + i);
+            BNK_PF(r + ahead + i);
             for (int j = 0; j < BNK_LANES; j++) acc[j] += r[i + j];
         }
         for (int j = 0; i + j < HW; j++) acc[j] += r[i + j];
@@ -97,7 +103,7 @@ static inline __attribute__((always_inline)) void k_grad_sums(double *sdy_out, d
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * cs, *dr = dy + (size_t)n * cs;
         const float *yr = relu ? y + (size_t)n * cs : dr;
-        const size_t ahead = n + pd < N ? (size_t)pd * cs : 0;
+        const size_t ahead = bnk_pf_ahead(n, N, pd, cs);
         int i = 0;
         for (; i + BNK_LANES <= HW; i += BNK_LANES) {
             BNK_PF(xr + ahead + i);

@@ -136,10 +136,15 @@ typedef double v8d __attribute__((vector_size(64)));
  * channels l, rotated by 180 degrees if flip; lane l of each vector is channel l, so the
  * planes are written 8 channels at a time. Each element goes through the operations of a
  * one-kernel form. */
-static void weight_tile8(float *u, size_t up, const float *g, int flip) {
-    v8f k[9], t[4][3];
+/* k[i] lane l = tap i of kernel g + 9 l (tap 8 - i if flip): the 8 kernels as vectors. */
+static inline void kernels8(v8f k[9], const float *g, int flip) {
     for (int i = 0; i < 9; i++)
         for (int l = 0; l < 8; l++) k[i][l] = g[9 * l + (flip ? 8 - i : i)];
+}
+
+static void weight_tile8(float *u, size_t up, const float *g, int flip) {
+    v8f k[9], t[4][3];
+    kernels8(k, g, flip);
     for (int j = 0; j < 3; j++) { /* t = G g, column j */
         const v8f a = k[j], b = k[3 + j], c = k[6 + j];
         t[0][j] = a;
@@ -164,7 +169,7 @@ static void weight_tile8(float *u, size_t up, const float *g, int flip) {
  *   G   = [1/2 0 0; 1/6 1/6 1/6; -1/6 1/6 -1/6; -16/15 -8/15 -4/15; 1/30 -1/15 2/15;
  *          0 0 1/2]
  *   A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1]
- * u[xi * stride] (6x6 row-major) = G g G^T from a 3x3 kernel g, rotated by 180 degrees if
+ * u[xi * up] (6x6 row-major) = G g G^T from a 3x3 kernel g, rotated by 180 degrees if
  * flip, computed in double and rounded once (sixths and fifteenths are not exact in float);
  * weight_tile4_8 does 8 kernels at once. */
 #define G_COL4(r, a, b, c)                                                                       \
@@ -176,9 +181,10 @@ static void weight_tile8(float *u, size_t up, const float *g, int flip) {
 
 /* The same for 8 consecutive input channels as weight_tile8, in vectors of 8 doubles. */
 static void weight_tile4_8(float *u, size_t up, const float *g, int flip) {
+    v8f kf[9];
     v8d k[9], t[6][3];
-    for (int i = 0; i < 9; i++)
-        for (int l = 0; l < 8; l++) k[i][l] = g[9 * l + (flip ? 8 - i : i)];
+    kernels8(kf, g, flip);
+    for (int i = 0; i < 9; i++) k[i] = __builtin_convertvector(kf[i], v8d); /* exact */
     for (int j = 0; j < 3; j++) { /* t = G g, column j */
         v8d r[6];
         G_COL4(r, k[j], k[3 + j], k[6 + j]);
