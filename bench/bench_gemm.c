@@ -12,7 +12,9 @@
  * (our paths, then each OpenBLAS core) is repeated --rounds times and each cell keeps its
  * best, so a burst of load from a neighbour does not land on one column only.
  * Usage: bench_gemm [--threads N] [--reps R] [--rounds N] [--blocking MC,KC,NC] [--no-openblas]
- *        [--shapes 1024|all]. BARLOW_ISA restricts our side to one path. */
+ *        [--shapes 1024|all] [--precision fp32|bf16]. BARLOW_ISA restricts our side to one
+ *        path; --precision bf16 rounds our operands to bf16 (bt_gemm_set_precision), against
+ *        OpenBLAS's float products. */
 #include "barlow/cpu.h"
 #include "barlow/error.h"
 #include "barlow/gemm.h"
@@ -112,11 +114,19 @@ int main(int argc, char **argv) {
                 return 2;
             }
             bt_gemm_set_blocking(mc, kc, nc);
+        } else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+            const char *v = argv[++i]; /* our side only; OpenBLAS stays float */
+            if (strcmp(v, "fp32") && strcmp(v, "bf16")) {
+                fprintf(stderr, "bench_gemm: --precision fp32|bf16, not '%s'\n", v);
+                return 2;
+            }
+            bt_gemm_set_precision(strcmp(v, "bf16") ? BT_PREC_FP32 : BT_PREC_BF16);
         } else if (!strcmp(argv[i], "--a-in-place") && i + 1 < argc) {
             bt_gemm_set_a_in_place(atoi(argv[++i])); /* 1 on, 0 off, -1 the default rule */
         } else {
             fprintf(stderr, "usage: bench_gemm [--threads N] [--reps R] [--rounds N] "
-                            "[--blocking MC,KC,NC] [--a-in-place 1|0|-1] [--no-openblas] "
+                            "[--blocking MC,KC,NC] [--a-in-place 1|0|-1] [--precision fp32|bf16] "
+                            "[--no-openblas] "
                             "[--shapes 1024|all]\n");
             return 2;
         }

@@ -21,6 +21,7 @@
 #include "barlow/cpu.h"
 #include "barlow/backend.h"
 #include "barlow/error.h"
+#include "barlow/gemm.h"
 #include "barlow/loss.h"
 #include "barlow/model.h"
 #include "barlow/optim.h"
@@ -47,6 +48,8 @@ typedef struct {
     const char *arch, *projector;
     int batch, size, threads, warmup, iters, no_torch, torch_only, scaling;
     const char *torch2; /* a current PyTorch's python ("none": Debian's 1.13 alone) */
+    int bf16;           /* --precision bf16: our convolutions and linear layers in bf16, and the
+                           current PyTorch's bf16 autocast among the peers */
 } opts;
 
 static double now(void) {
@@ -172,8 +175,17 @@ typedef struct {
 
 static int run_ours(const opts *o, step_result *r, const flop_count *f) {
     bt_model *m = NULL;
-    int rc = bt_model_new(&m, o->arch, o->projector);
+    bt_backend *be = NULL;
+    bt_backend_cfg bc;
+    bt_backend_cfg_default(&bc);
+    bc.precision = o->bf16 ? BT_PREC_BF16 : BT_PREC_FP32;
+    int rc = bt_backend_cpu_new(&be, &bc);
     if (rc != BT_OK) return rc;
+    if ((rc = bt_model_new_on(&m, be, o->arch, o->projector)) != BT_OK) {
+        bt_backend_free(be);
+        return rc;
+    }
+    m->own_be = 1; /* freed with the model */
     bt_model_init(m, 1);
     if ((rc = check_counts(m, f)) != BT_OK || (rc = bt_model_prepare(m, o->batch, o->size, o->size)) != BT_OK) {
         bt_model_free(m);
@@ -271,6 +283,7 @@ typedef struct {
     char name[64];
     const char *python;
     int channels_last;
+    int bf16; /* torch.autocast("cpu", dtype=torch.bfloat16) around the forward */
     step_result r;
     int ok;
 } peer;
@@ -283,9 +296,10 @@ static int run_torch(const opts *o, peer *pe) {
     char cmd[1024], line[8192];
     snprintf(cmd, sizeof cmd,
              "%s %s --arch '%s' --projector '%s' --batch %d --size %d --threads %d --warmup %d "
-             "--iters %d --steps-per-epoch %d --epochs %d%s",
+             "--iters %d --steps-per-epoch %d --epochs %d%s%s",
              pe->python, script, o->arch, o->projector, o->batch, o->size, o->threads, o->warmup,
-             o->iters, STEPS_PER_EPOCH, EPOCHS, pe->channels_last ? " --channels-last" : "");
+             o->iters, STEPS_PER_EPOCH, EPOCHS, pe->channels_last ? " --channels-last" : "",
+             pe->bf16 ? " --autocast-bf16" : "");
     fprintf(stderr, "  running: %s\n", cmd);
     FILE *p = popen(cmd, "r");
     if (!p) return bt_fail(BT_EIO, "popen failed: %s", cmd);
@@ -306,8 +320,8 @@ static int run_torch(const opts *o, peer *pe) {
                 char ver[16];
                 snprintf(ver, sizeof ver, "%s", v->valuestring);
                 ver[strcspn(ver, "+")] = 0; /* "2.15.0+cu132" -> "2.15.0" */
-                snprintf(pe->name, sizeof pe->name, "torch %s%s", ver,
-                         pe->channels_last ? " CL" : "");
+                snprintf(pe->name, sizeof pe->name, "torch %s%s%s", ver,
+                         pe->channels_last ? " CL" : "", pe->bf16 ? " bf16" : "");
             }
             got = 1;
         }
@@ -323,7 +337,7 @@ static int run_torch(const opts *o, peer *pe) {
 static void usage(void) {
     fprintf(stderr, "usage: bench_step [--arch A] [--projector P] [--batch N] [--size S] "
                     "[--threads T] [--warmup W] [--iters I] [--no-torch | --torch-only] "
-                    "[--scaling] [--torch2 PYTHON|none]\n");
+                    "[--scaling] [--torch2 PYTHON|none] [--precision fp32|bf16]\n");
     exit(2);
 }
 
@@ -336,7 +350,7 @@ static int int_arg(const char *s, int lo) {
 
 int main(int argc, char **argv) {
     opts o = {"resnet18-cifar", "2048-2048-2048", 256, 32, 2, 1, 3, 0, 0, 0,
-              "/opt/torch2/bin/python3"};
+              "/opt/torch2/bin/python3", 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-torch")) o.no_torch = 1;
@@ -351,6 +365,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) o.warmup = int_arg(v, 0), i++;
         else if (!strcmp(a, "--iters")) o.iters = int_arg(v, 1), i++;
         else if (!strcmp(a, "--torch2")) o.torch2 = v, i++;
+        else if (!strcmp(a, "--precision") && (!strcmp(v, "fp32") || !strcmp(v, "bf16")))
+            o.bf16 = !strcmp(v, "bf16"), i++;
         else usage();
     }
     if ((o.no_torch && o.torch_only) || (o.scaling && (o.torch_only || o.threads < 2))) usage();
@@ -363,6 +379,10 @@ int main(int argc, char **argv) {
             return 1;
         }
         printf("kernels: path %s\n", bt_isa_name(bt_isa_current()));
+        if (o.bf16)
+            printf("precision: bf16 products in the convolutions and linear layers (%s)\n",
+                   bt_gemm_bf16_native() ? "AVX512_BF16 kernel"
+                                         : "no AVX512_BF16 here: the plain C kernel, slow");
     }
     { /* as the barlow program: BT_CONV_WINOGRAD=0 im2col only, 2, 4 or 24 (the default) */
         const char *e = getenv("BT_CONV_WINOGRAD");
@@ -429,7 +449,7 @@ int main(int argc, char **argv) {
         gemm = sgemm_gflops();
         printf("sgemm  : OpenBLAS 1024^3 %.1f GFLOP/s on %d thread(s)\n", gemm, o.threads);
     }
-    peer peers[3];
+    peer peers[5];
     int npeers = 0, best = -1, leanest = -1;
     if (!o.no_torch) {
         const char *deb = getenv("BARLOW_PYTHON") ? getenv("BARLOW_PYTHON") : "/usr/bin/python3";
@@ -437,6 +457,10 @@ int main(int argc, char **argv) {
         if (strcmp(o.torch2, "none") && access(o.torch2, X_OK) == 0) {
             peers[npeers++] = (peer){"torch 2", o.torch2, 0, .ok = 0};
             peers[npeers++] = (peer){"torch 2 CL", o.torch2, 1, .ok = 0};
+            if (o.bf16) { /* against its own bf16 too */
+                peers[npeers++] = (peer){"torch 2 bf16", o.torch2, 0, .bf16 = 1, .ok = 0};
+                peers[npeers++] = (peer){"torch 2 CL bf16", o.torch2, 1, .bf16 = 1, .ok = 0};
+            }
         } else if (strcmp(o.torch2, "none")) {
             printf("note: no current PyTorch at %s (install: python3 -m venv /opt/torch2 && "
                    "/opt/torch2/bin/pip install torch torchvision); Debian's alone is the peer\n",

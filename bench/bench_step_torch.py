@@ -9,8 +9,12 @@ inputs, for bench/bench_step.c. Prints one JSON line:
                       --threads 2 --warmup 1 --iters 3
 
 Run with Debian's /usr/bin/python3 (python3-torch 1.13) or a newer PyTorch's interpreter (the
-benchmarks' /opt/torch2/bin/python3); --channels-last puts the model and inputs in NHWC.
+benchmarks' /opt/torch2/bin/python3); --channels-last puts the model and inputs in NHWC;
+--autocast-bf16 runs the forward under torch.autocast("cpu", dtype=torch.bfloat16) (PyTorch's
+mixed precision on the CPU: its convolutions and matrix products in bf16, the backward
+following the forward's types), the peer of barlow's --precision bf16.
 """
+import contextlib
 import argparse
 import json
 import os
@@ -39,6 +43,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=1000)
     ap.add_argument("--channels-last", action="store_true",
                     help="model and inputs in torch.channels_last (NHWC) memory format")
+    ap.add_argument("--autocast-bf16", action="store_true",
+                    help="forward under torch.autocast('cpu', dtype=torch.bfloat16)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -62,7 +68,10 @@ def main():
         t, c = time.perf_counter(), time.process_time()
         adjust_learning_rate(optimizer, step0 + k, a.steps_per_epoch, a.epochs, a.batch)
         optimizer.zero_grad()
-        out = model.forward(y1, y2)
+        amp = (torch.autocast("cpu", dtype=torch.bfloat16) if a.autocast_bf16
+               else contextlib.nullcontext())
+        with amp:
+            out = model.forward(y1, y2)
         out.backward()
         optimizer.step()
         dt, dc = time.perf_counter() - t, time.process_time() - c

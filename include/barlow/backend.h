@@ -73,9 +73,15 @@ typedef struct {
                       size (the default); 8 to 2048, a multiple of 8, forces it (tests and
                       tuning: it sets the depth of the partial sums, so the last bits of the
                       results move with it; tests/test_trajectory.c keys its fixtures on it) */
+    int precision; /* the convolutions' and linear layers' products, forward and backward:
+                      BT_PREC_FP32 (0, the default) or BT_PREC_BF16 (1): operands rounded to
+                      bfloat16, sums in float (include/barlow/gemm.h); everything else (batch
+                      norm, the loss and its cross-correlation, LARS, the weights) stays
+                      float. bf16 is fast only where bt_gemm_bf16_native() holds */
 } bt_backend_cfg;
 
-/* Defaults: all cores, the process's Winograd setting (-1), KC from the cache (0). */
+/* Defaults: all cores, the process's Winograd setting (-1), KC from the cache (0), float32
+ * products. */
 void bt_backend_cfg_default(bt_backend_cfg *c);
 
 typedef struct bt_backend_ops {

@@ -18,6 +18,7 @@ typedef struct {
     int family, model; /* for the record only: dispatch never looks at them */
     int avx2_fma;     /* AVX2 and FMA3, with the OS saving ymm state */
     int avx512;       /* AVX-512 F, BW, DQ and VL, with the OS saving zmm and opmask state */
+    int avx512_bf16;  /* and AVX512_BF16 (VDPBF16PS, VCVTNEPS2BF16): the bf16 GEMM's kernel */
     size_t l1d, l2, l3; /* data cache sizes in bytes (per core for L1/L2); fallbacks if unknown */
     int caches_detected; /* 0 when the sizes above are fallbacks */
 } bt_cpu_info;

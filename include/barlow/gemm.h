@@ -52,6 +52,21 @@ void bt_sgemm_batch_pb(int count, bt_trans ta, int M, int N, int K, float alpha,
  * gemm_kc): the GEMM's partial sums run over KC terms, so it is part of what decides the bits. */
 int bt_sgemm_kc(void);
 
+/* The precision of the products' operands, process-wide (like the path: change it between
+ * products, never while one runs; a B packed by bt_sgemm_pack_b must be multiplied under the
+ * precision it was packed under).
+ *   BT_PREC_FP32 (the default): the floats as given.
+ *   BT_PREC_BF16: every element of op(A) and op(B) rounded to bfloat16 (nearest, ties to even;
+ *     subnormals to zero) before it is multiplied; the products, exact in float, are summed in
+ *     float. PyTorch's bf16 autocast rounds the same operands, but also rounds C to bf16; this
+ *     keeps C in float. Fast on the avx512 path of a CPU with AVX512_BF16 (VDPBF16PS: two
+ *     products per lane per instruction); elsewhere a plain C kernel computes it, slowly
+ *     (bt_gemm_bf16_native() says which). */
+typedef enum { BT_PREC_FP32 = 0, BT_PREC_BF16 = 1 } bt_precision;
+void bt_gemm_set_precision(bt_precision p);
+bt_precision bt_gemm_precision(void);
+int bt_gemm_bf16_native(void);
+
 /* Upper triangle (and diagonal) of C (N, N) = alpha A A^T + beta C, A (N, K) row-major
  * (cblas_ssyrk(RowMajor, Upper, NoTrans)). Entries below the diagonal may be overwritten
  * with their mirror image's value or left alone: callers that need them copy the upper

@@ -8,6 +8,7 @@ void bt_backend_cfg_default(bt_backend_cfg *c) {
     c->threads = 0;
     c->winograd = -1;
     c->gemm_kc = 0;
+    c->precision = 0; /* BT_PREC_FP32 */
 }
 
 static const struct {

@@ -6,6 +6,7 @@
  * process's default arena. */
 #include "barlow/backend.h"
 #include "barlow/error.h"
+#include "barlow/gemm.h"
 #include "barlow/scratch.h"
 #include <omp.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 typedef struct {
     bt_arena arena;
     int winograd;
+    int precision; /* the convolutions' and linear layers' products: BT_PREC_FP32 or _BF16 */
 } cpu_state;
 
 static bt_arena *arena_of(bt_backend *be) { return &((cpu_state *)be->impl)->arena; }
@@ -88,17 +90,31 @@ static void cpu_plan_free(bt_backend *be, bt_plan *plan) {
 
 /* ---- ops ---- */
 
+/* The backend's precision for the products of one convolution or linear layer (forward or
+ * backward), float again after it: the GEMM's precision is process-wide, and everything else
+ * (the loss's cross-correlation, kNN, evaluation) multiplies in float. */
+static void prec_begin(bt_backend *be) {
+    bt_gemm_set_precision((bt_precision)((cpu_state *)be->impl)->precision);
+}
+static void prec_end(void) { bt_gemm_set_precision(BT_PREC_FP32); }
+
 static int cpu_conv2d_forward(bt_backend *be, const bt_plan *pl, float *out, const float *in,
                               const float *w, const float *b, const bt_conv2d_desc *d) {
     (void)pl;
-    return bt_conv2d_forward_ws(arena_of(be), wino_of(be), out, in, w, b, d);
+    prec_begin(be);
+    const int rc = bt_conv2d_forward_ws(arena_of(be), wino_of(be), out, in, w, b, d);
+    prec_end();
+    return rc;
 }
 static int cpu_conv2d_backward(bt_backend *be, const bt_plan *pl, float *dinp, float *dw,
                                float *db, const float *dout, const float *in, const float *w,
                                const bt_conv2d_desc *d, int dinp_set) {
     (void)pl;
-    return bt_conv2d_backward_ws(arena_of(be), wino_of(be), dinp, dw, db, dout, in, w, d,
-                                 dinp_set);
+    prec_begin(be);
+    const int rc = bt_conv2d_backward_ws(arena_of(be), wino_of(be), dinp, dw, db, dout, in, w,
+                                         d, dinp_set);
+    prec_end();
+    return rc;
 }
 static int cpu_bn_forward(bt_backend *be, const bt_plan *pl, float *y, float *mean, float *rstd,
                           const float *x, const float *gamma, const float *beta, float *rm,
@@ -186,15 +202,19 @@ static int cpu_avgpool_backward(bt_backend *be, float *dx, const float *dy, int 
 }
 static int cpu_linear_forward(bt_backend *be, const bt_plan *pl, float *y, const float *x,
                               const float *w, const float *b, int N, int In, int O) {
-    (void)be, (void)pl;
+    (void)pl;
+    prec_begin(be);
     bt_linear_forward(y, x, w, b, N, In, O);
+    prec_end();
     return BT_OK;
 }
 static int cpu_linear_backward(bt_backend *be, const bt_plan *pl, float *dx, float *dw,
                                float *db, const float *dy, const float *x, const float *w,
                                int N, int In, int O) {
-    (void)be, (void)pl;
+    (void)pl;
+    prec_begin(be);
     bt_linear_backward(dx, dw, db, dy, x, w, N, In, O);
+    prec_end();
     return BT_OK;
 }
 static int cpu_xent_forward(bt_backend *be, float *loss, float *probs, const float *logits,
@@ -343,6 +363,9 @@ static int check_cfg(const bt_backend_cfg *c) {
     if (c->gemm_kc != 0 && (c->gemm_kc < 8 || c->gemm_kc > 2048 || c->gemm_kc % 8))
         return bt_fail(BT_EINVAL, "backend cpu: gemm_kc must be 0 (from the L1 size) or a "
                        "multiple of 8 from 8 to 2048 (got %d)", c->gemm_kc);
+    if (c->precision != BT_PREC_FP32 && c->precision != BT_PREC_BF16)
+        return bt_fail(BT_EINVAL, "backend cpu: precision must be BT_PREC_FP32 (0) or "
+                       "BT_PREC_BF16 (1) (got %d)", c->precision);
     for (int i = 0; i < WINO_NVALS; i++)
         if (c->winograd == wino_vals[i]) return BT_OK;
     if (c->winograd == -1) return BT_OK;
@@ -402,6 +425,7 @@ int bt_backend_cpu_new(bt_backend **out, const bt_backend_cfg *cfg) {
     st->winograd = be->cfg.winograd != -1 ? be->cfg.winograd
                    : bt_wino_enabled()    ? bt_wino_tile()
                                           : 0;
+    st->precision = be->cfg.precision;
     *out = be;
     return BT_OK;
 }

@@ -73,16 +73,22 @@ static void detect(void) {
     const uint64_t xcr0 = osxsave ? xgetbv0() : 0;
     const int os_ymm = (xcr0 & 0x6) == 0x6;    /* SSE and AVX state */
     const int os_zmm = (xcr0 & 0xe6) == 0xe6;  /* plus opmask, ZMM_Hi256, Hi16_ZMM */
-    unsigned ebx7 = 0;
+    unsigned ebx7 = 0, eax7_1 = 0;
     if (maxleaf >= 7) {
         cpuid(7, 0, r);
         ebx7 = r[1];
+        const unsigned sub = r[0]; /* the highest subleaf */
+        if (sub >= 1) {
+            cpuid(7, 1, r);
+            eax7_1 = r[0];
+        }
     }
     const int avx2 = (ebx7 >> 5) & 1;
     const int f = (ebx7 >> 16) & 1, dq = (ebx7 >> 17) & 1, bw = (ebx7 >> 30) & 1,
               vl = (ebx7 >> 31) & 1;
     ci->avx2_fma = avx && avx2 && fma && os_ymm;
     ci->avx512 = ci->avx2_fma && f && dq && bw && vl && os_zmm;
+    ci->avx512_bf16 = ci->avx512 && ((eax7_1 >> 5) & 1);
     cpuid(0x80000000u, 0, r);
     const unsigned maxext = r[0];
     int amd_topo = 0;

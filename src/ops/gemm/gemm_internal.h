@@ -12,6 +12,7 @@
 #define BARLOW_GEMM_INTERNAL_H
 #include "barlow/cpu.h"
 #include <stddef.h>
+#include <stdint.h>
 
 typedef void (*bt_ukr_fn)(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
                           float alpha, float beta, int m, int n);
@@ -33,6 +34,36 @@ typedef bt_pack_fn bt_pack_n_fn;
  * same arithmetic as the packed kernel, element by element. */
 typedef void (*bt_ukr_ua_fn)(int kc, const float *a, ptrdiff_t lda, const float *b, float *c,
                              ptrdiff_t ldc, float alpha, float beta, int m, int n);
+
+/* ---- bf16 products (bt_gemm_set_precision(BT_PREC_BF16), include/barlow/gemm.h) ----
+ * A panel is packed as for float (MR or NR lanes, kc rows), then converted in place to pairs:
+ * word p * width + r (p < (kc + 1) / 2) holds bf16(panel[2p][r]) in its low half and
+ * bf16(panel[2p + 1][r]) in its high half (0 where 2p + 1 == kc). The words take the first
+ * half of the panel's space, so panels sit where float ones do. bf16(x) is x rounded to
+ * nearest even in its top 16 bits, subnormals to signed zero, NaN kept quiet: what
+ * VCVTNEPS2BF16 does. */
+uint16_t bt_bf16_bits(float x);
+typedef void (*bt_cvt_bf16_fn)(float *panel, int width, int kc);
+void bt_cvt_bf16_ref(float *panel, int width, int kc);
+/* The micro-kernel on converted panels: C[i][j] = alpha * sum_p (a_lo b_lo + a_hi b_hi) +
+ * beta * C[i][j], the bf16 products (exact in float) summed in float, with the float
+ * kernels' store. */
+typedef void (*bt_ukr_bf16_fn)(int kc, const uint32_t *a, const uint32_t *b, float *c,
+                               ptrdiff_t ldc, float alpha, float beta, int m, int n);
+/* The plain C one for any mr x nr (the paths without a bf16 kernel, and the tests). */
+void bt_ukr_ref_bf16_any(int mr, int nr, int kc, const uint32_t *a, const uint32_t *b, float *c,
+                         ptrdiff_t ldc, float alpha, float beta, int m, int n);
+/* 1: bf16 products take bt_ukr_ref_bf16_any and bt_cvt_bf16_ref on every path (the tests'
+ * way to reach the layout of a path whose CPU has no bf16 kernel); 0 restores the rule. Not
+ * for use while a GEMM runs. */
+void bt_gemm_force_bf16_emulated(int on);
+/* The AVX512_BF16 kernel and conversion (ukernel_avx512_bf16.c), for the avx512 path's 14 x 32
+ * tile; they may only run where bt_cpu()->avx512_bf16 holds. */
+extern const bt_ukr_bf16_fn bt_ukr_avx512_bf16;
+extern const bt_cvt_bf16_fn bt_cvt_avx512_bf16;
+/* The avx512 path's packs straight into converted panels (the same words as its float pack
+ * followed by the conversion): bt_pack_fn's arguments, dst holding words. */
+extern const bt_pack_fn bt_pack_t_avx512_bf16, bt_pack_n_avx512_bf16;
 
 typedef struct {
     const char *name;

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Below this many multiply-adds a parallel region costs more than it saves (a few us at
  * ~100 GFLOP/s). */
@@ -31,6 +32,16 @@
 static bt_gemm_blocking bt_gemm_override;
 static int bt_gemm_unpacked_only;
 static int bt_gemm_a_in_place = -1; /* -1: the rule in gemm_block */
+static bt_precision bt_gemm_prec = BT_PREC_FP32;
+static int bt_gemm_bf16_emulated; /* tests: the plain C bf16 kernel on every path */
+
+void bt_gemm_force_bf16_emulated(int on) { bt_gemm_bf16_emulated = on != 0; }
+
+void bt_gemm_set_precision(bt_precision p) { bt_gemm_prec = p == BT_PREC_BF16 ? p : BT_PREC_FP32; }
+bt_precision bt_gemm_precision(void) { return bt_gemm_prec; }
+int bt_gemm_bf16_native(void) {
+    return bt_isa_current() == BT_ISA_AVX512 && bt_cpu()->avx512_bf16 && bt_ukr_avx512_bf16;
+}
 
 void bt_gemm_set_a_in_place(int mode) { bt_gemm_a_in_place = mode; }
 
@@ -116,7 +127,25 @@ typedef struct {
     float *C;
     const float *Bp; /* op(B) prepacked (bt_sgemm_pack_b's layout), or NULL */
     size_t npad;     /* N rounded up to NR: floats per k row of Bp */
+    int bf16;        /* operands rounded to bf16: converted panels (gemm_internal.h) */
+    bt_ukr_bf16_fn kb;   /* the bf16 kernel; NULL: bt_ukr_ref_bf16_any */
+    bt_cvt_bf16_fn cvt;  /* the panel conversion */
+    bt_pack_fn pack_t16, pack_n16; /* packs straight into converted panels; NULL: pack, cvt */
 } gemm_ctx;
+
+/* The precision in force for a product made now on the current path (after g->blk is set).
+ * bf16 panels take half the bytes per k, so KC doubles (unless forced): the B panel fills the
+ * same L1 and the A block the same L2 (1024^3 on one thread, AVX512_BF16 on Zen 5: 320
+ * GFLOP/s at KC 384, 380 at 768). */
+static void ctx_precision(gemm_ctx *g) {
+    g->bf16 = bt_gemm_prec == BT_PREC_BF16;
+    if (g->bf16 && !bt_gemm_override.kc) g->blk.kc *= 2;
+    const int native = g->bf16 && bt_gemm_bf16_native() && !bt_gemm_bf16_emulated;
+    g->kb = native ? bt_ukr_avx512_bf16 : NULL;
+    g->cvt = native ? bt_cvt_avx512_bf16 : bt_cvt_bf16_ref;
+    g->pack_t16 = native ? bt_pack_t_avx512_bf16 : NULL;
+    g->pack_n16 = native ? bt_pack_n_avx512_bf16 : NULL;
+}
 
 /* Rows [i0, i0+mc), columns [p0, p0+kc) of op(A) into MR-tall panels, zero-padded. */
 static void pack_a(float *dst, const gemm_ctx *g, int i0, int mc, int p0, int kc) {
@@ -125,6 +154,14 @@ static void pack_a(float *dst, const gemm_ctx *g, int i0, int mc, int p0, int kc
     const size_t lda = (size_t)g->lda;
     for (int ip = 0; ip < mc; ip += MR, dst += (size_t)MR * kc) {
         const int mr = mc - ip < MR ? mc - ip : MR;
+        if (g->bf16 && !g->ta && g->pack_t16) {
+            g->pack_t16(dst, MR, A + (size_t)(i0 + ip) * lda + p0, lda, mr, kc);
+            continue;
+        }
+        if (g->bf16 && g->ta && g->pack_n16) {
+            g->pack_n16(dst, MR, A + (size_t)p0 * lda + i0 + ip, lda, mr, kc);
+            continue;
+        }
         if (!g->ta && g->u->pack_t) {
             g->u->pack_t(dst, MR, A + (size_t)(i0 + ip) * lda + p0, lda, mr, kc);
         } else if (!g->ta) {
@@ -144,6 +181,7 @@ static void pack_a(float *dst, const gemm_ctx *g, int i0, int mc, int p0, int kc
                 for (int r = mr; r < MR; r++) d[r] = 0.0f;
             }
         }
+        if (g->bf16) g->cvt(dst, MR, kc);
     }
 }
 
@@ -154,6 +192,14 @@ static void pack_b(float *dst, const gemm_ctx *g, int j0, int nc, int p0, int kc
     const size_t ldb = (size_t)g->ldb;
     for (int jj = 0; jj < nc; jj += NR, dst += (size_t)NR * kc) {
         const int nr = nc - jj < NR ? nc - jj : NR;
+        if (g->bf16 && g->tb && g->pack_t16) {
+            g->pack_t16(dst, NR, B + (size_t)(j0 + jj) * ldb + p0, ldb, nr, kc);
+            continue;
+        }
+        if (g->bf16 && !g->tb && g->pack_n16) {
+            g->pack_n16(dst, NR, B + (size_t)p0 * ldb + j0 + jj, ldb, nr, kc);
+            continue;
+        }
         if (g->tb && g->u->pack_t) {
             g->u->pack_t(dst, NR, B + (size_t)(j0 + jj) * ldb + p0, ldb, nr, kc);
         } else if (!g->tb && g->u->pack_n) {
@@ -173,16 +219,32 @@ static void pack_b(float *dst, const gemm_ctx *g, int j0, int nc, int p0, int kc
             for (int c = nr; c < NR; c++)
                 for (int k = 0; k < kc; k++) dst[(size_t)k * NR + c] = 0.0f;
         }
+        if (g->bf16) g->cvt(dst, NR, kc);
     }
 }
 
 /* The product without packing memory (the packing buffers could not be allocated): slow, but
  * correct, so that an out-of-memory moment degrades speed rather than results. */
-/* op(B)(k, j) from a prepacked B (bt_sgemm_pack_b's layout). */
+/* op(B)(k, j) from a prepacked B (bt_sgemm_pack_b's layout; bf16: its converted words). */
 static float packed_b_at(const gemm_ctx *g, int k, int j) {
     const int KC = g->blk.kc, NR = g->u->nr, pc = k - k % KC;
     const size_t kc = (size_t)(g->K - pc < KC ? g->K - pc : KC);
-    return g->Bp[(size_t)pc * g->npad + (size_t)(j - j % NR) * kc + (size_t)(k - pc) * NR + j % NR];
+    const float *panel = g->Bp + (size_t)pc * g->npad + (size_t)(j - j % NR) * kc;
+    if (!g->bf16) return panel[(size_t)(k - pc) * NR + j % NR];
+    uint32_t w;
+    memcpy(&w, panel + (size_t)((k - pc) / 2) * NR + j % NR, sizeof w);
+    w = (k - pc) % 2 ? w & 0xffff0000u : w << 16;
+    float f;
+    memcpy(&f, &w, sizeof f);
+    return f;
+}
+
+/* x as bf16 (bt_bf16_bits), back in a float. */
+static float bf16_round(float x) {
+    const uint32_t w = (uint32_t)bt_bf16_bits(x) << 16;
+    float f;
+    memcpy(&f, &w, sizeof f);
+    return f;
 }
 
 static void gemm_unpacked(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
@@ -194,7 +256,7 @@ static void gemm_unpacked(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
                 const float b = g->Bp   ? packed_b_at(g, k, j)
                                 : g->tb ? g->B[(size_t)j * g->ldb + k]
                                         : g->B[(size_t)k * g->ldb + j];
-                acc += a * b;
+                acc += g->bf16 ? bf16_round(a) * (g->Bp ? b : bf16_round(b)) : a * b;
             }
             float *c = g->C + (size_t)i * g->ldc + j;
             *c = g->alpha * acc + (g->beta == 0.0f ? 0.0f : g->beta * *c);
@@ -228,7 +290,8 @@ static void gemm_block(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
      * (bench_gemm --a-in-place 1 / -1, same minutes). */
     const bt_ukr_ua_fn ua = g->ta ? g->u->fn_uat : g->u->fn_ua;
     const int aliased = !g->ta && ((size_t)g->lda * sizeof(float)) % 4096 == 0;
-    const int in_place = ua && (bt_gemm_a_in_place == 1 ||
+    /* bf16 products always pack A: the conversion happens in the packing. */
+    const int in_place = ua && !g->bf16 && (bt_gemm_a_in_place == 1 ||
                                 (bt_gemm_a_in_place == -1 && N <= 512 && !aliased));
     for (int jc = j0; jc < j1; jc += NC) {
         const int nc = j1 - jc < NC ? j1 - jc : NC;
@@ -264,8 +327,18 @@ static void gemm_block(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
                     float *cc = g->C + (size_t)ic * g->ldc + jc + jr;
                     for (int ir = 0; ir < mc; ir += MR) {
                         const int m = mc - ir < MR ? mc - ir : MR;
-                        ukr(kc, apack + (size_t)ir * kc, bp, cc + (size_t)ir * g->ldc, g->ldc,
-                            g->alpha, beta, m, n);
+                        const float *ap = apack + (size_t)ir * kc;
+                        float *ct = cc + (size_t)ir * g->ldc;
+                        if (!g->bf16)
+                            ukr(kc, ap, bp, ct, g->ldc, g->alpha, beta, m, n);
+                        else if (g->kb)
+                            g->kb(kc, (const uint32_t *)(const void *)ap,
+                                  (const uint32_t *)(const void *)bp, ct, g->ldc, g->alpha, beta,
+                                  m, n);
+                        else
+                            bt_ukr_ref_bf16_any(MR, NR, kc, (const uint32_t *)(const void *)ap,
+                                                (const uint32_t *)(const void *)bp, ct, g->ldc,
+                                                g->alpha, beta, m, n);
                     }
                 }
             }
@@ -316,6 +389,7 @@ static void sgemm_run(bt_trans ta, bt_trans tb, int M, int N, int K, float alpha
                   .tb = tb != BT_NOTRANS, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
                   .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C, .Bp = Bp};
     g.blk = bt_gemm_blocking_for(bt_isa_current());
+    ctx_precision(&g);
     const int MR = g.u->mr, NR = g.u->nr;
     g.npad = (size_t)(N + NR - 1) / NR * NR;
     if ((size_t)M * N * K < BT_GEMM_PAR_MIN) nt = 1;
@@ -427,6 +501,7 @@ void bt_sgemm_pack_b(float *Bp, bt_trans tb, int N, int K, const float *B, int l
     gemm_ctx g = {.u = bt_gemm_ukernel(bt_isa_current()), .tb = tb != BT_NOTRANS, .N = N, .K = K,
                   .B = B, .ldb = ldb};
     g.blk = bt_gemm_blocking_for(bt_isa_current());
+    ctx_precision(&g);
     const size_t npad = (size_t)(N + g.u->nr - 1) / g.u->nr * g.u->nr;
     if (N == 0) return;
     for (int pc = 0; pc < K; pc += g.blk.kc) {
