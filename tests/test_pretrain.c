@@ -541,8 +541,98 @@ static void test_isa_record(void) {
     CHECK(rc == 2 && strstr(errtext, "sse9"), "bad --isa: status %d: %s", rc, errtext);
 }
 
+/* The last "loss" of a stats.txt (NAN if none). */
+static double last_loss(const char *dir) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/stats.txt", dir);
+    size_t n;
+    char *s = tu_slurp(path, &n);
+    double v = NAN;
+    for (char *p = s ? strstr(s, "\"loss\":") : NULL; p; p = strstr(p + 1, "\"loss\":"))
+        v = strtod(p + 7, NULL);
+    free(s);
+    return v;
+}
+
+/* --precision: a bad value and bf16 where the CPU or path has no AVX512_BF16 are refused in one
+ * line; where it has: a bf16 run records the precision (header, configuration, stats lines),
+ * resumes bit for bit, differs from the fp32 run (the products were rounded) by little, and a
+ * resume in fp32 says so in one line. */
+static void test_precision(void) {
+    if (!setup()) {
+        CHECK(0, "setup failed");
+        return;
+    }
+    int rc = run("", SMALL " --max-steps 1 --precision fp16 --checkpoint-dir '%s'", tu_tmp_path("X1"));
+    int nl = 0;
+    for (const char *p = errtext; *p; p++) nl += *p == '\n';
+    CHECK(rc == 2 && strstr(errtext, "precision") && strstr(errtext, "fp16") && nl == 1,
+          "bad --precision: status %d, %d lines: %s", rc, nl, errtext);
+    /* the refusal, on a path without the bf16 kernel (avx2 when the CPU has it) */
+    const int has = bt_cpu()->avx512_bf16 && bt_isa_supported(BT_ISA_AVX512);
+    const char *nopath = bt_isa_supported(BT_ISA_AVX2) ? "BARLOW_ISA=avx2 " : "BARLOW_ISA=generic ";
+    rc = run(nopath, SMALL " --max-steps 1 --precision bf16 --checkpoint-dir '%s'", tu_tmp_path("X2"));
+    nl = 0;
+    for (const char *p = errtext; *p; p++) nl += *p == '\n';
+    CHECK(rc == 2 && strstr(errtext, "--precision bf16 needs AVX512_BF16") && nl == 1,
+          "bf16 without the kernel (%s): status %d, %d lines: %s", nopath, rc, nl, errtext);
+    CHECK(access(tu_tmp_path("X2"), F_OK) != 0, "the refused bf16 run created its checkpoint dir");
+    if (!has) {
+        printf("  SKIPPED the bf16 runs: this CPU has no AVX512_BF16\n");
+        tu_skip("no AVX512_BF16");
+        return;
+    }
+    const char *P = tu_tmp_path("PP"), *Q = tu_tmp_path("PQ"), *R = tu_tmp_path("PR");
+    const char *on = "BARLOW_ISA=avx512 ";
+    char out[1200], path[1200];
+    snprintf(out, sizeof out, "%s/stdout.txt", tu_tmpdir());
+    rc = run(on, SMALL " --max-steps 3 --precision bf16 --checkpoint-dir '%s'", P);
+    CHECK(rc == 0, "bf16 run: status %d: %s", rc, errtext);
+    size_t n;
+    char *s = tu_slurp(out, &n);
+    CHECK(s && strstr(s, "products bf16 (AVX512_BF16)"), "no precision in the run header");
+    free(s);
+    bt_st_file *f;
+    CHECK(bt_st_open(&f, ckpt(P)) == BT_OK, "%s", bt_error());
+    if (f) {
+        const char *cfg = bt_st_meta(f, "config");
+        CHECK(cfg && strstr(cfg, "\"precision\":\"bf16\""), "config lacks the precision: %s",
+              cfg ? cfg : "(none)");
+        bt_st_close(f);
+    }
+    snprintf(path, sizeof path, "%s/stats.txt", P);
+    s = tu_slurp(path, &n);
+    int lines = 0;
+    for (char *p = s ? strstr(s, "\"precision\":\"bf16\"") : NULL; p;
+         p = strstr(p + 1, "\"precision\":\"bf16\""))
+        lines++;
+    CHECK(lines == 3, "%d stats lines with the precision, expected 3", lines);
+    free(s);
+    rc = run(on, SMALL " --max-steps 3 --checkpoint-dir '%s'", Q); /* fp32, same seed */
+    CHECK(rc == 0, "fp32 run: status %d: %s", rc, errtext);
+    CHECK(!same_tensors(ckpt(P), ckpt(Q), 0), "bf16 and fp32 runs give the same weights");
+    const double lp = last_loss(P), lq = last_loss(Q);
+    CHECK(fabs(lp - lq) <= 0.02 * fabs(lq), "loss after 3 steps: bf16 %.6g, fp32 %.6g (more "
+          "than 2%% apart)", lp, lq);
+    printf("  loss after 3 steps: bf16 %.6g, fp32 %.6g\n", lp, lq);
+    /* exact resume in bf16 */
+    rc = run(on, SMALL " --max-steps 2 --precision bf16 --checkpoint-dir '%s'", R);
+    CHECK(rc == 0, "bf16 run R1: status %d: %s", rc, errtext);
+    rc = run(on, SMALL " --max-steps 3 --precision bf16 --checkpoint-dir '%s'", R);
+    CHECK(rc == 0, "bf16 run R2: status %d: %s", rc, errtext);
+    CHECK(same_tensors(ckpt(P), ckpt(R), 1), "bf16 resume is not bit-identical");
+    /* resume in fp32: allowed, said */
+    rc = run(on, SMALL " --max-steps 4 --checkpoint-dir '%s'", P);
+    CHECK(rc == 0, "fp32 resume of a bf16 run: status %d: %s", rc, errtext);
+    s = tu_slurp(out, &n);
+    CHECK(s && strstr(s, "note: resuming with --precision fp32; the checkpoint was made with bf16"),
+          "no note on the precision change: %s", s ? s : "");
+    free(s);
+}
+
 int main(void) {
     TEST_RUN(test_isa_record);
+    TEST_RUN(test_precision);
     TEST_RUN(test_resume_exact);
     TEST_RUN(test_stats);
     TEST_RUN(test_sigterm);

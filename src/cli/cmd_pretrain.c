@@ -45,7 +45,7 @@ typedef struct {
     const char *init_from, *isa;
     double lrw, lrb, wd, lambd, eta;
     long seed, max_steps, train_limit, save_every;
-    const char *projector, *ckdir, *arch, *preset, *loss_form;
+    const char *projector, *ckdir, *arch, *preset, *loss_form, *precision;
     bt_arg_list aug;
 } pt_opts;
 
@@ -159,6 +159,7 @@ static cJSON *make_config(const pt_opts *o, const char *data, int threads) {
     cJSON_AddNumberToObject(c, "save-every-steps", (double)o->save_every);
     cJSON_AddStringToObject(c, "loss-form", o->loss_form);
     cJSON_AddNumberToObject(c, "knn-every", o->knn_every);
+    cJSON_AddStringToObject(c, "precision", o->precision);
     return c;
 }
 
@@ -192,9 +193,16 @@ static int check_compatible(const cJSON *mine, const char *stored, const char *p
 /* One line when a resume runs on another kernel path, GEMM depth block (KC: it follows the
  * L1 size, so another CPU can change it on the same path) or thread count than the checkpoint's
  * run: results stay within float tolerance, but bit-exact resume is promised only for the same
- * path, KC and thread count. Checkpoints older than a record say nothing about it. */
-static void note_other_path(const char *stored, int threads) {
+ * path, KC and thread count. Checkpoints older than a record say nothing about it. Likewise
+ * one line when the products' precision changes (allowed: the weights and optimiser state are
+ * float32 either way; checkpoints from before --precision were made in fp32). */
+static void note_other_path(const char *stored, int threads, const char *precision) {
     cJSON *old = cJSON_Parse(stored);
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(old, "precision");
+    const char *was = cJSON_IsString(pr) ? pr->valuestring : "fp32";
+    if (strcmp(was, precision))
+        printf("%s: note: resuming with --precision %s; the checkpoint was made with %s\n", PT,
+               precision, was);
     const cJSON *isa = cJSON_GetObjectItemCaseSensitive(old, "isa");
     const cJSON *kc = cJSON_GetObjectItemCaseSensitive(old, "gemm_kc");
     const cJSON *th = cJSON_GetObjectItemCaseSensitive(old, "threads");
@@ -273,6 +281,7 @@ static int stats_line(pt_run *r, int epoch, long step, double lrw, double lrb,
     cJSON_AddNumberToObject(j, "images_per_s", round(ips * 10) / 10);
     cJSON_AddNumberToObject(j, "skipped", (double)skipped);
     cJSON_AddStringToObject(j, "isa", bt_isa_name(bt_isa_current())); /* the kernels' path */
+    cJSON_AddStringToObject(j, "precision", r->o.precision);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!s) return bt_fail(BT_ENOMEM, "out of memory");
@@ -336,6 +345,10 @@ static int setup(pt_run *r, int argc, char **argv, const char **data, int *form)
         {"isa", BT_ARG_STRING, &o->isa, NULL, 1, 0, NULL,
          "kernels' instruction set: avx512|avx2|generic|auto (default: $BARLOW_ISA, else the "
          "best this CPU has)", 0},
+        {"precision", BT_ARG_CHOICE, &o->precision, "fp32", 1, 0, "fp32|bf16",
+         "products of the convolutions and linear layers: fp32, or bf16 (operands rounded to "
+         "bfloat16, sums, batch norm, loss, weights and optimiser in float32; needs a CPU with "
+         "AVX512_BF16 on the avx512 path)", 0},
         {"seed", BT_ARG_LONG, &o->seed, "0", 0, 9007199254740992.0, NULL,
          "seed of the initialisation, data order and augmentation", 0},
         {"warmup-epochs", BT_ARG_INT, &o->warmup, "10", 0, INT_MAX, NULL, "linear warm-up epochs", 0},
@@ -403,6 +416,20 @@ static int setup(pt_run *r, int argc, char **argv, const char **data, int *form)
     }
     *form = !strcmp(o->loss_form, "direct") ? BT_LOSS_DIRECT :
             !strcmp(o->loss_form, "gram") ? BT_LOSS_GRAM : BT_LOSS_AUTO;
+    /* The kernels' path and precision before anything is opened or created. */
+    if (o->isa && (rc = bt_isa_select(o->isa)) != BT_OK) {
+        rc = prefixed(rc, "--isa: ");
+        goto bad;
+    }
+    if (!strcmp(o->precision, "bf16") && !bt_gemm_bf16_native()) {
+        /* the plain C bf16 kernel would train several times slower than fp32 */
+        const bt_cpu_info *ci = bt_cpu();
+        rc = bt_fail(BT_EINVAL, "--precision bf16 needs AVX512_BF16 on the avx512 path (this "
+                     "CPU, %s family %d model %d, %s it; path %s); use --precision fp32",
+                     ci->vendor[0] ? ci->vendor : "non-x86", ci->family, ci->model,
+                     ci->avx512_bf16 ? "has" : "lacks", bt_isa_name(bt_isa_current()));
+        goto bad;
+    }
 
     if ((rc = bt_dataset_open(&r->ds, *data, "train")) != BT_OK) {
         rc = strncmp(bt_error(), "DATA", 4) ? prefixed(rc, "DATA: ") : rc;
@@ -566,10 +593,6 @@ static int begin(pt_run *r, const char *data, int *threads) {
     pt_opts *o = &r->o;
     *threads = o->threads > 0 ? o->threads : omp_get_num_procs();
     bt_set_threads(*threads);
-    if (o->isa && bt_isa_select(o->isa) != BT_OK) {
-        fprintf(stderr, "%s: --isa: %s\n", PT, bt_error());
-        return 2;
-    }
     const bt_comm *comm = bt_cli_comm;
     int world = bt_comm_world(comm), rank = bt_comm_rank(comm);
     if (o->batch % world != 0) {
@@ -605,11 +628,13 @@ static int begin(pt_run *r, const char *data, int *threads) {
     printf("%s: configuration %s\n", PT, pretty ? pretty : r->config_text);
     free(pretty);
     const bt_cpu_info *cpu = bt_cpu();
-    printf("%s: kernels: path %s (%s family %d model %d; best path here: %s), GEMM KC %d%s\n",
+    printf("%s: kernels: path %s (%s family %d model %d; best path here: %s), GEMM KC %d%s, "
+           "products %s\n",
            PT, bt_isa_name(bt_isa_current()), cpu->vendor[0] ? cpu->vendor : "non-x86",
            cpu->family, cpu->model, bt_isa_name(bt_isa_best()),
            bt_sgemm_kc(),
-           bt_cli_backend_cfg.gemm_kc ? " (BARLOW_GEMM_KC)" : "");
+           bt_cli_backend_cfg.gemm_kc ? " (BARLOW_GEMM_KC)" : "",
+           strcmp(o->precision, "bf16") ? "fp32" : "bf16 (AVX512_BF16)");
 
     const char *sep = o->ckdir[strlen(o->ckdir) - 1] == '/' ? "" : "/";
     snprintf(r->ckpath, sizeof r->ckpath, "%s%scheckpoint.safetensors", o->ckdir, sep);
@@ -627,6 +652,7 @@ static int build(pt_run *r, int threads, int form) {
     int world = bt_comm_world(comm), rank = bt_comm_rank(comm);
     bt_backend_cfg bc = bt_cli_backend_cfg; /* main's reading of the environment */
     bc.threads = threads;
+    bc.precision = strcmp(o->precision, "bf16") ? BT_PREC_FP32 : BT_PREC_BF16;
     if (bt_backend_new(&r->be, "cpu", &bc) != BT_OK) return failed(r);
     bt_loader_cfg lc = {.batch = o->batch / world, .threads = o->workers, .ring = 3,
                         .seed = (uint64_t)o->seed, .mode = BT_LOAD_TWO_VIEWS, .shuffle = 1,
@@ -695,7 +721,7 @@ static int resume(pt_run *r, pt_pos *pos) {
                     r->ckpath, st.steps_per_epoch, r->spe);
             return 2;
         }
-        note_other_path(st.config, bt_threads());
+        note_other_path(st.config, bt_threads(), r->o.precision);
         if (bt_ckpt_restore(r->m, r->ck, &st) != BT_OK) return failed(r);
         pos->epoch = st.epoch;
         pos->nb = st.next_batch;
