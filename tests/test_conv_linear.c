@@ -6,6 +6,8 @@
 #include "barlow/ops_ref.h"
 #include "barlow/scratch.h"
 #include "ops/conv_internal.h"
+#include "barlow/backend.h"
+#include "barlow/gemm.h"
 #include "testutil.h"
 #include <math.h>
 #include <stdlib.h>
@@ -351,19 +353,23 @@ static const char *case_dir(int i) {
 
 /* Judges our result against torch's float64 `name`64.bin by torch's own float32 error
  * (`name`.bin), tu_parity_check with groups g(i) = (i / inner) % ng; missing or short files
- * fail. Returns the ratio. */
-static double cmp_file(const char *dir, const char *name, const float *ours, size_t n,
-                       size_t inner, size_t ng, const char *what) {
+ * fail. Returns the ratio. With `peer_suffix` (bf16: "b"), the peer is `name`<suffix>.bin
+ * instead (PyTorch's bf16 autocast result); with check 0, the ratio is only returned. */
+static double cmp_file_as(const char *dir, const char *name, const char *peer_suffix,
+                          const float *ours, size_t n, size_t inner, size_t ng, const char *what,
+                          int check) {
     float *peer = tu_xcalloc(n, 4);
     double *ref = tu_xcalloc(n, 8), q = 0;
-    char n64[64], label[300];
+    char n64[64], np[64], label[300];
     snprintf(n64, sizeof n64, "%.*s64.bin", (int)(strlen(name) - 4), name);
-    int rc = read_vals(dir, name, peer, 4, n), rc64 = read_vals(dir, n64, ref, 8, n);
-    CHECK(rc == 0 && rc64 == 0, "%s: could not read %s/%s and %s (%zu values)", what, dir, name,
+    snprintf(np, sizeof np, "%.*s%s.bin", (int)(strlen(name) - 4), name, peer_suffix);
+    int rc = read_vals(dir, np, peer, 4, n), rc64 = read_vals(dir, n64, ref, 8, n);
+    CHECK(rc == 0 && rc64 == 0, "%s: could not read %s/%s and %s (%zu values)", what, dir, np,
           n64, n);
     if (rc == 0 && rc64 == 0) {
-        snprintf(label, sizeof label, "%s %s", what, name);
-        q = tu_parity_check(label, ours, ref, peer, n, inner, ng, TU_PARITY_K);
+        snprintf(label, sizeof label, "%s %s", what, np);
+        q = check ? tu_parity_check(label, ours, ref, peer, n, inner, ng, TU_PARITY_K)
+                  : tu_parity_eval(ours, ref, peer, n, inner, ng).q;
     }
     free(peer);
     free(ref);
@@ -412,11 +418,25 @@ static void parity_prepare(parity_case *c, int idx, tu_rng *rng, FILE *manifest)
     fprintf(manifest, "%s %s\n", c->dir, c->args);
 }
 
-static void parity_compare(parity_case *c) {
+/* Compares our op with the peer files of `suffix` ("": PyTorch float32; "b": its bf16
+ * autocast, our products then in bf16 too); returns the worst ratio against PyTorch's float32
+ * error (for bf16: computed, not checked: the rounding must show there). */
+static double parity_compare_as(parity_case *c, const char *suffix, bt_backend *be) {
+    const int bf16 = suffix[0] != 0;
     float *y = tu_xcalloc(c->ny, 4), *dx = tu_xcalloc(c->nx, 4), *dw = tu_xcalloc(c->nw, 4);
     float *db = tu_xcalloc(c->nb, 4);
     const float *b = c->bias ? c->b : NULL;
-    if (c->lin) {
+    if (be && c->lin) { /* the backend: its precision, its convolution algorithms */
+        CHECK(be->ops->linear_forward(be, NULL, y, c->x, c->w, b, c->N, c->I, c->O) == BT_OK &&
+                  be->ops->linear_backward(be, NULL, dx, dw, c->bias ? db : NULL, c->dy, c->x,
+                                           c->w, c->N, c->I, c->O) == BT_OK,
+              "%s", bt_error());
+    } else if (be) {
+        CHECK(be->ops->conv2d_forward(be, NULL, y, c->x, c->w, b, &c->d) == BT_OK &&
+                  be->ops->conv2d_backward(be, NULL, dx, dw, c->bias ? db : NULL, c->dy, c->x,
+                                           c->w, &c->d, 0) == BT_OK,
+              "%s", bt_error());
+    } else if (c->lin) {
         bt_linear_forward(y, c->x, c->w, b, c->N, c->I, c->O);
         bt_linear_backward(dx, dw, c->bias ? db : NULL, c->dy, c->x, c->w, c->N, c->I, c->O);
     } else {
@@ -426,41 +446,64 @@ static void parity_compare(parity_case *c) {
     }
     /* Groups: an output channel of y and of dw, an input channel of dx (for the linear
      * layer: an output / input feature). */
-    double q;
+    double q = 0, q32 = INFINITY;
+    const char *names[4] = {"y.bin", "dx.bin", "dw.bin", "db.bin"};
+    const float *vals[4] = {y, dx, dw, db};
+    size_t nn[4], inner[4], ng[4];
     if (c->lin) {
-        q = cmp_file(c->dir, "y.bin", y, c->ny, 1, c->O, c->args);
-        q = fmax(q, cmp_file(c->dir, "dx.bin", dx, c->nx, 1, c->I, c->args));
-        q = fmax(q, cmp_file(c->dir, "dw.bin", dw, c->nw, c->I, c->O, c->args));
+        nn[0] = c->ny, inner[0] = 1, ng[0] = c->O;
+        nn[1] = c->nx, inner[1] = 1, ng[1] = c->I;
+        nn[2] = c->nw, inner[2] = c->I, ng[2] = c->O;
     } else {
         const bt_conv2d_desc *d = &c->d;
-        q = cmp_file(c->dir, "y.bin", y, c->ny, (size_t)d->OH * d->OW, d->K, c->args);
-        q = fmax(q, cmp_file(c->dir, "dx.bin", dx, c->nx, (size_t)d->H * d->W, d->C, c->args));
-        q = fmax(q, cmp_file(c->dir, "dw.bin", dw, c->nw, (size_t)d->C * d->R * d->S, d->K, c->args));
+        nn[0] = c->ny, inner[0] = (size_t)d->OH * d->OW, ng[0] = d->K;
+        nn[1] = c->nx, inner[1] = (size_t)d->H * d->W, ng[1] = d->C;
+        nn[2] = c->nw, inner[2] = (size_t)d->C * d->R * d->S, ng[2] = d->K;
     }
-    if (c->bias) q = fmax(q, cmp_file(c->dir, "db.bin", db, c->nb, c->nb, 1, c->args));
-    printf("  %-34s error %.2f x PyTorch's float32 error\n", c->args, q);
+    nn[3] = c->nb, inner[3] = c->nb, ng[3] = 1;
+    for (int t = 0; t < (c->bias ? 4 : 3); t++) {
+        q = fmax(q, cmp_file_as(c->dir, names[t], suffix, vals[t], nn[t], inner[t], ng[t],
+                                c->args, 1));
+        /* db is a plain sum of dy, no product: it stays float32 in bf16 too */
+        if (bf16 && t < 3)
+            q32 = fmin(q32, cmp_file_as(c->dir, names[t], "", vals[t], nn[t], inner[t], ng[t],
+                                        c->args, 0));
+    }
+    printf("  %-34s error %.2f x PyTorch's %s error", c->args, q, bf16 ? "bf16 autocast" : "float32");
+    if (bf16) printf(" (%.0f x its float32 error)", q32);
+    printf("\n");
     free(y), free(dx), free(dw), free(db);
-    free(c->x), free(c->w), free(c->b), free(c->dy);
+    return q32;
 }
+
+static void parity_compare(parity_case *c) { parity_compare_as(c, "", NULL); }
+
+static void parity_free(parity_case *c) { free(c->x), free(c->w), free(c->b), free(c->dy); }
+
+/* The parity cases: every conv shape class of the ResNets and its Winograd paths, and linear
+ * layers. */
+static const parity_case parity_cases[] = {
+    {.s = {2, 3, 8, 8, 4, 3, 3, 1, 1, 1}},   /* 3x3 s1 p1 */
+    {.s = {2, 4, 7, 7, 5, 3, 3, 2, 1, 0}},   /* 3x3 s2 p1, odd */
+    {.s = {2, 4, 7, 7, 6, 1, 1, 2, 0, 0}},   /* 1x1 s2 */
+    {.s = {1, 3, 15, 15, 4, 7, 7, 2, 3, 1}}, /* 7x7 s2 p3 stem */
+    {.s = {2, 3, 6, 9, 3, 3, 5, 1, 2, 1}},   /* R != S, H != W */
+    {.s = {8, 8, 4, 4, 8, 3, 3, 1, 1, 0}},   /* batched small maps */
+    {.s = {3, 5, 5, 5, 4, 1, 1, 1, 0, 1}},   /* 1x1 s1 p0 */
+    {.s = {4, 16, 6, 7, 17, 3, 3, 1, 1, 1}}, /* 3x3 s1 p1 on the Winograd path */
+    {.s = {2, 16, 8, 9, 17, 3, 3, 1, 1, 1}}, /* Winograd, maps >= 8x8: F(4x4) input gradient */
+    {.lin = 1, .N = 5, .I = 12, .O = 7, .bias = 1},
+    {.lin = 1, .N = 16, .I = 64, .O = 32, .bias = 0},
+    {.lin = 1, .N = 1, .I = 3, .O = 9, .bias = 1},
+};
+#define NPARITY (int)(sizeof parity_cases / sizeof parity_cases[0])
 
 /* All cases go to one Python run (torch takes seconds to import). */
 static void test_torch_parity(void) {
     if (tu_skip_without_torch()) return;
-    static parity_case cases[] = {
-        {.s = {2, 3, 8, 8, 4, 3, 3, 1, 1, 1}},   /* 3x3 s1 p1 */
-        {.s = {2, 4, 7, 7, 5, 3, 3, 2, 1, 0}},   /* 3x3 s2 p1, odd */
-        {.s = {2, 4, 7, 7, 6, 1, 1, 2, 0, 0}},   /* 1x1 s2 */
-        {.s = {1, 3, 15, 15, 4, 7, 7, 2, 3, 1}}, /* 7x7 s2 p3 stem */
-        {.s = {2, 3, 6, 9, 3, 3, 5, 1, 2, 1}},   /* R != S, H != W */
-        {.s = {8, 8, 4, 4, 8, 3, 3, 1, 1, 0}},   /* batched small maps */
-        {.s = {3, 5, 5, 5, 4, 1, 1, 1, 0, 1}},   /* 1x1 s1 p0 */
-        {.s = {4, 16, 6, 7, 17, 3, 3, 1, 1, 1}}, /* 3x3 s1 p1 on the Winograd path */
-        {.s = {2, 16, 8, 9, 17, 3, 3, 1, 1, 1}}, /* Winograd, maps >= 8x8: F(4x4) input gradient */
-        {.lin = 1, .N = 5, .I = 12, .O = 7, .bias = 1},
-        {.lin = 1, .N = 16, .I = 64, .O = 32, .bias = 0},
-        {.lin = 1, .N = 1, .I = 3, .O = 9, .bias = 1},
-    };
-    const int n = (int)(sizeof cases / sizeof cases[0]);
+    parity_case cases[NPARITY];
+    memcpy(cases, parity_cases, sizeof cases);
+    const int n = NPARITY;
     tu_rng rng = {41};
     char mpath[1100], cmd[2400];
     snprintf(mpath, sizeof mpath, "%s/manifest.txt", tu_tmpdir());
@@ -472,7 +515,48 @@ static void test_torch_parity(void) {
     snprintf(cmd, sizeof cmd, "%s tests/py/parity_conv_linear.py --batch '%s'", tu_python(), mpath);
     int rc = system(cmd);
     CHECK(rc == 0, "'%s' exited with %d", cmd, rc);
-    for (int i = 0; i < n; i++) parity_compare(&cases[i]);
+    for (int i = 0; i < n; i++) parity_compare(&cases[i]), parity_free(&cases[i]);
+}
+
+/* The bf16 products as pretrain --precision bf16 runs them (a CPU backend made with precision
+ * BT_PREC_BF16: its convolutions and linear layers, with the Winograd choice it makes for
+ * bf16) judged by PyTorch's bf16 autocast on the same inputs: our error against float64
+ * within K times PyTorch's bf16 error, group by group; and far outside float32's (the
+ * operands were rounded: a product left in float32 would fail this). On every path (the
+ * plain C bf16 kernel where the CPU has no AVX512_BF16). */
+static void test_torch_parity_bf16(void) {
+    if (tu_skip_without_torch()) return;
+    parity_case cases[NPARITY];
+    memcpy(cases, parity_cases, sizeof cases);
+    const int n = NPARITY;
+    tu_rng rng = {43};
+    char mpath[1100], cmd[2400];
+    snprintf(mpath, sizeof mpath, "%s/manifest-bf16.txt", tu_tmpdir());
+    FILE *m = fopen(mpath, "w");
+    CHECK(m != NULL, "cannot write %s", mpath);
+    if (!m) return;
+    for (int i = 0; i < n; i++) parity_prepare(&cases[i], 100 + i, &rng, m);
+    fclose(m);
+    snprintf(cmd, sizeof cmd, "%s tests/py/parity_conv_linear.py --bf16 --batch '%s'",
+             tu_python(), mpath);
+    int rc = system(cmd);
+    CHECK(rc == 0, "'%s' exited with %d", cmd, rc);
+    printf("  products: %s\n", bt_gemm_bf16_native() ? "AVX512_BF16" : "plain C bf16 kernel");
+    bt_backend_cfg bc;
+    bt_backend_cfg_default(&bc);
+    bc.threads = bt_threads();
+    bc.precision = BT_PREC_BF16;
+    bt_backend *be = NULL;
+    CHECK(bt_backend_cpu_new(&be, &bc) == BT_OK, "%s", bt_error());
+    if (!be) return;
+    for (int i = 0; i < n; i++) {
+        const double q32 = parity_compare_as(&cases[i], "b", be);
+        CHECK(q32 > 100 * TU_PARITY_K, "%s: bf16 result within %.1f x float32's error: were the "
+              "operands rounded?", cases[i].args, q32);
+        parity_free(&cases[i]);
+    }
+    CHECK(bt_gemm_precision() == BT_PREC_FP32, "the backend left the GEMM in bf16");
+    bt_backend_free(be);
 }
 
 /* ---- 4. descriptor validation --------------------------------------------------------- */
@@ -546,6 +630,7 @@ int main(void) {
     TEST_RUN(test_conv_phase_planes_bits);
     TEST_RUN(test_linear_opt_vs_ref);
     TEST_RUN(test_torch_parity);
+    TEST_RUN(test_torch_parity_bf16);
     TEST_RUN(test_conv_desc_validation);
     bt_scratch_release();
     return tu_finish();

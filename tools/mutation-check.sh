@@ -33,6 +33,10 @@ MUTATIONS=(
   "wino-wtile8|src/ops/conv_winograd.c|s/t\[2\]\[j\] = 0\.5f \* \(a - b \+ c\);/t[2][j] = 0.5f * (a + b + c);/|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity"
   "wino-f4-fold-parts|src/ops/conv_winograd.c|s/u\[xi\] \+= __builtin_convertvector/u[xi] -= __builtin_convertvector/|test_winograd:test_wino_fixed_shapes test_conv_linear:test_torch_parity"
   "model-first-writer|src/nn/model.c|s/m->grad_birth\[root\] == i &&/m->grad_birth[root] >= 0 \&\&/|test_trajectory:test_trajectory_bit_identical"
+  "bf16-round-ties|src/ops/gemm/ukernel_ref.c|s/\(u \+ 0x7fffu \+ \(\(u >> 16\) & 1u\)\) >> 16/(u + 0x8000u) >> 16/|test_gemm_bf16:test_rounding"
+  "bf16-last-pair|src/ops/gemm/ukernel_ref.c|s/for \(int p = 0; p < \(kc \+ 1\) \/ 2; p\+\+, a \+= mr, b \+= nr\)/for (int p = 0; p < kc \/ 2; p++, a += mr, b += nr)/|test_gemm_bf16:test_shapes"
+  "bf16-pack-interleave|src/ops/gemm/ukernel_avx512_bf16.c|s/16, 0\);/0, 16);/|test_gemm_bf16:test_packs"
+  "bf16-backend|src/backend/cpu.c|s/bt_gemm_set_precision\(\(bt_precision\)/bt_gemm_set_precision(0 * (bt_precision)/|test_pretrain:test_precision"
 )
 want=("$@")
 tmp=$(mktemp -d /tmp/barlow-mutation-XXXXXX)

@@ -77,7 +77,10 @@ typedef struct {
                       BT_PREC_FP32 (0, the default) or BT_PREC_BF16 (1): operands rounded to
                       bfloat16, sums in float (include/barlow/gemm.h); everything else (batch
                       norm, the loss and its cross-correlation, LARS, the weights) stays
-                      float. bf16 is fast only where bt_gemm_bf16_native() holds */
+                      float. bf16 is fast only where bt_gemm_bf16_native() holds. With bf16,
+                      Winograd runs F(2x2,3x3) for all three products wherever winograd asks
+                      for F(4x4): its larger transforms amplify bf16's rounding past the
+                      parity bound */
 } bt_backend_cfg;
 
 /* Defaults: all cores, the process's Winograd setting (-1), KC from the cache (0), float32
