@@ -2,7 +2,8 @@
 # The learning-parity check of --precision bf16: the same pretraining in fp32 and in bf16 from
 # the same seeds, each evaluated with kNN at the same epoch count; bf16 passes when its mean
 # kNN top-1 is within seed noise of fp32's: |mean(bf16) - mean(fp32)| <= 2 x the standard
-# deviation of fp32 across its seeds (and the same bound with bf16's spread).
+# deviation of fp32 across its seeds (and the same bound with bf16's spread). The seed-by-seed
+# differences are printed too: the two runs of a seed share data order and initialisation.
 #   bash bench/bf16-parity.sh [RUN_DIR]          (default runs/bf16-parity)
 # Settings (environment): DATA, ARCH, PROJECTOR, EPOCHS, BATCH, SEEDS (space-separated).
 # The defaults are the main job's (tools/main-job.sh): builtin shapes, resnet18-cifar at width
@@ -59,6 +60,10 @@ d = m["bf16"] - m["fp32"]
 for p in ("fp32", "bf16"):
     print(f"{p}: kNN top-1 {' '.join(f'{x:.2f}' for x in k[p])}: mean {m[p]:.2f}%, sd {s[p]:.2f}"
           f" (pretraining {st.mean(t[p]):.0f} s per run)")
+seeds = [r[1] for r in rows if r[0] == "fp32"]
+pair = [float(b[2]) - float(a[2]) for a in rows if a[0] == "fp32"
+        for b in rows if b[0] == "bf16" and b[1] == a[1]]
+print(f"seed by seed, bf16 - fp32: {' '.join(f'{x:+.2f}' for x in pair)} (mean {st.mean(pair):+.2f})")
 bound = 2 * max(s["fp32"], s["bf16"])
 ok = abs(d) <= bound
 print(f"bf16 - fp32 = {d:+.2f} points; seed noise bound 2 sd = {bound:.2f}: "

@@ -18,6 +18,9 @@
 # MKL_ENABLE_INSTRUCTIONS=AVX2 (PyTorch's own kernels, oneDNN's and MKL's then stop at AVX2;
 # the header line prints the capability the peer reports). It is not a real AVX2-only CPU
 # (caches, clocks and the number of vector units are the AVX-512 machine's).
+# PRECISION=bf16 runs barlow with --precision bf16 and, unless PEER_BF16=0, the peer under
+# PyTorch's bf16 autocast (--autocast-bf16): mixed precision against mixed precision.
+# PEER_BF16=1 with PRECISION=fp32 pits barlow's float32 step against PyTorch's bf16.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=5
@@ -47,21 +50,26 @@ case ${EMULATE:-} in
 avx2) export BARLOW_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ;;
 *) echo "ratio-rounds.sh: EMULATE must be avx2 or unset, not '$EMULATE'" >&2; exit 2 ;;
 esac
+prec=${PRECISION:-fp32}
+case $prec in fp32 | bf16) ;; *) echo "ratio-rounds.sh: PRECISION must be fp32 or bf16, not '$prec'" >&2; exit 2 ;; esac
+peer_bf16=${PEER_BF16:-$([ "$prec" = bf16 ] && echo 1 || echo 0)}
+case $peer_bf16 in 0 | 1) ;; *) echo "ratio-rounds.sh: PEER_BF16 must be 0 or 1, not '$peer_bf16'" >&2; exit 2 ;; esac
 make -s build/bench/bench_step >/dev/null
 common=(--arch "${o[arch]}" --projector "${o[projector]}" --batch "${o[batch]}" --size "${o[size]}"
         --threads "${o[threads]}" --warmup "${o[warmup]}" --iters "${o[iters]}")
 clopt=()
 [ "$cl" = 1 ] && clopt=(--channels-last)
+[ "$peer_bf16" = 1 ] && clopt+=(--autocast-bf16)
 echo "== $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- src include bench 2>/dev/null || echo '+changes')"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(grep -m1 'vendor_id' /proc/cpuinfo | cut -d: -f2 | tr -d ' ') family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ') model $(grep -m1 '^model' /proc/cpuinfo | cut -d: -f2 | tr -d ' '); $(nproc) cores"
 cap=$("$py" -c 'import torch; print(torch.backends.cpu.get_cpu_capability())' 2>/dev/null || echo unknown)
-echo "step: ${common[*]}; peer: $py$([ "$cl" = 1 ] && echo ' channels_last'), PyTorch CPU capability $cap${EMULATE:+; EMULATE=$EMULATE}"
+echo "step: ${common[*]}; barlow --precision $prec; peer: $py$([ "$cl" = 1 ] && echo ' channels_last')$([ "$peer_bf16" = 1 ] && echo ' bf16 autocast'), PyTorch CPU capability $cap${EMULATE:+; EMULATE=$EMULATE}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for r in $(seq 1 "$rounds"); do
     l1=$(cut -d' ' -f1 /proc/loadavg)
-    out=$(build/bench/bench_step --no-torch "${common[@]}" 2>/dev/null) || { echo "bench_step failed" >&2; exit 1; }
-    [ "$r" = 1 ] && printf '%s\n' "$out" | grep -E '^(kernels|convolutions):' || true
+    out=$(build/bench/bench_step --no-torch "${common[@]}" --precision "$prec" 2>/dev/null) || { echo "bench_step failed" >&2; exit 1; }
+    [ "$r" = 1 ] && printf '%s\n' "$out" | grep -E '^(kernels|precision|convolutions):' || true
     read -r bs bc < <(printf '%s\n' "$out" | sed -n 's/^barlow : \([0-9.]*\) s\/step.*cpu \([0-9.]*\) s).*/\1 \2/p')
     l2=$(cut -d' ' -f1 /proc/loadavg)
     js=$("$py" bench/bench_step_torch.py "${common[@]}" "${clopt[@]}" 2>/dev/null | grep '^{' | tail -1) ||
