@@ -393,8 +393,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_step: %s\n", bt_error());
             return 1;
         }
-        printf("convolutions: BT_CONV_WINOGRAD=%s\n",
-               e ? e : "unset (244: F(2x2) forward, F(4x4) input and weight gradients)");
+        printf("convolutions: BT_CONV_WINOGRAD=%s%s\n",
+               e ? e : "unset (244: F(2x2) forward, F(4x4) input and weight gradients)",
+               o.bf16 && (!e || strcmp(e, "0")) ? "; with bf16 products F(2x2) for all three" : "");
     }
 
     bt_model_cfg cfg;
