@@ -498,24 +498,31 @@ static const parity_case parity_cases[] = {
 };
 #define NPARITY (int)(sizeof parity_cases / sizeof parity_cases[0])
 
-/* All cases go to one Python run (torch takes seconds to import). */
+/* Inputs for every parity case (drawn from `seed`, in case directories from `dir0` on), then
+ * PyTorch's results for all of them in one Python run (torch takes seconds to import); with
+ * bf16, its bf16 autocast results too. 0 when the run succeeded. */
+static int parity_torch(parity_case *cases, uint64_t seed, int dir0, int bf16) {
+    memcpy(cases, parity_cases, sizeof parity_cases);
+    tu_rng rng = {seed};
+    char mpath[1100], cmd[2400];
+    snprintf(mpath, sizeof mpath, "%s/manifest%d.txt", tu_tmpdir(), dir0);
+    FILE *m = fopen(mpath, "w");
+    CHECK(m != NULL, "cannot write %s", mpath);
+    if (!m) return -1;
+    for (int i = 0; i < NPARITY; i++) parity_prepare(&cases[i], dir0 + i, &rng, m);
+    fclose(m);
+    snprintf(cmd, sizeof cmd, "%s tests/py/parity_conv_linear.py%s --batch '%s'", tu_python(),
+             bf16 ? " --bf16" : "", mpath);
+    int rc = system(cmd);
+    CHECK(rc == 0, "'%s' exited with %d", cmd, rc);
+    return rc;
+}
+
 static void test_torch_parity(void) {
     if (tu_skip_without_torch()) return;
     parity_case cases[NPARITY];
-    memcpy(cases, parity_cases, sizeof cases);
-    const int n = NPARITY;
-    tu_rng rng = {41};
-    char mpath[1100], cmd[2400];
-    snprintf(mpath, sizeof mpath, "%s/manifest.txt", tu_tmpdir());
-    FILE *m = fopen(mpath, "w");
-    CHECK(m != NULL, "cannot write %s", mpath);
-    if (!m) return;
-    for (int i = 0; i < n; i++) parity_prepare(&cases[i], i, &rng, m);
-    fclose(m);
-    snprintf(cmd, sizeof cmd, "%s tests/py/parity_conv_linear.py --batch '%s'", tu_python(), mpath);
-    int rc = system(cmd);
-    CHECK(rc == 0, "'%s' exited with %d", cmd, rc);
-    for (int i = 0; i < n; i++) parity_compare(&cases[i]), parity_free(&cases[i]);
+    parity_torch(cases, 41, 0, 0);
+    for (int i = 0; i < NPARITY; i++) parity_compare(&cases[i]), parity_free(&cases[i]);
 }
 
 /* The bf16 products as pretrain --precision bf16 runs them (a CPU backend made with precision
@@ -527,20 +534,8 @@ static void test_torch_parity(void) {
 static void test_torch_parity_bf16(void) {
     if (tu_skip_without_torch()) return;
     parity_case cases[NPARITY];
-    memcpy(cases, parity_cases, sizeof cases);
     const int n = NPARITY;
-    tu_rng rng = {43};
-    char mpath[1100], cmd[2400];
-    snprintf(mpath, sizeof mpath, "%s/manifest-bf16.txt", tu_tmpdir());
-    FILE *m = fopen(mpath, "w");
-    CHECK(m != NULL, "cannot write %s", mpath);
-    if (!m) return;
-    for (int i = 0; i < n; i++) parity_prepare(&cases[i], 100 + i, &rng, m);
-    fclose(m);
-    snprintf(cmd, sizeof cmd, "%s tests/py/parity_conv_linear.py --bf16 --batch '%s'",
-             tu_python(), mpath);
-    int rc = system(cmd);
-    CHECK(rc == 0, "'%s' exited with %d", cmd, rc);
+    parity_torch(cases, 43, 100, 1);
     printf("  products: %s\n", bt_gemm_bf16_native() ? "AVX512_BF16" : "plain C bf16 kernel");
     bt_backend_cfg bc;
     bt_backend_cfg_default(&bc);

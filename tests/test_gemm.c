@@ -18,32 +18,12 @@
 #include "barlow/gemm.h"
 #include "barlow/scratch.h"
 #include "ops/gemm/gemm_internal.h"
+#include "gemm_case.h"
 #include "testutil.h"
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define GUARD 12345.0f /* in padding that must not be written */
-
-static double gamma_n(double n) {
-    const double u = ldexp(1.0, -24);
-    return n * u / (1 - n * u);
-}
-
-static float frand(tu_rng *r) { return (float)(2 * tu_uniform(r) - 1); }
-
-typedef struct {
-    int M, N, K, ta, tb, lda, ldb, ldc;
-    float alpha, beta;
-} gcase;
-
-static float aget(const float *A, const gcase *c, int i, int k) {
-    return c->ta ? A[(size_t)k * c->lda + i] : A[(size_t)i * c->lda + k];
-}
-static float bget(const float *B, const gcase *c, int k, int j) {
-    return c->tb ? B[(size_t)j * c->ldb + k] : B[(size_t)k * c->ldb + j];
-}
 
 /* Checks C (M x N, ldc) against alpha op(A) op(B) + beta C0 in double, element by element,
  * with the bound above, and C's padding untouched; returns the number of failures (reporting
@@ -78,25 +58,6 @@ static int check_gemm(const char *what, const gcase *c, const float *A, const fl
     return bad;
 }
 
-/* Random A, B and C for case c (padding of A and B random too: it must not be read into the
- * result; padding of C set to GUARD; C = NaN when beta == 0). */
-static void make_case(const gcase *c, tu_rng *r, float **A, float **B, float **C0, float **C) {
-    const size_t an = (size_t)(c->ta ? c->K : c->M) * c->lda + 1;
-    const size_t bn = (size_t)(c->tb ? c->N : c->K) * c->ldb + 1;
-    const size_t cn = (size_t)c->M * c->ldc + 1;
-    *A = tu_xcalloc(an, sizeof(float));
-    *B = tu_xcalloc(bn, sizeof(float));
-    *C0 = tu_xcalloc(cn, sizeof(float));
-    *C = tu_xcalloc(cn, sizeof(float));
-    for (size_t i = 0; i < an; i++) (*A)[i] = frand(r);
-    for (size_t i = 0; i < bn; i++) (*B)[i] = frand(r);
-    for (int i = 0; i < c->M; i++)
-        for (int j = 0; j < c->ldc; j++)
-            (*C0)[(size_t)i * c->ldc + j] =
-                j >= c->N ? GUARD : c->beta == 0 ? NAN : frand(r);
-    memcpy(*C, *C0, cn * sizeof(float));
-}
-
 static int run_case(const char *what, const gcase *c, tu_rng *r) {
     float *A, *B, *C0, *C;
     make_case(c, r, &A, &B, &C0, &C);
@@ -105,17 +66,6 @@ static int run_case(const char *what, const gcase *c, tu_rng *r) {
     int bad = check_gemm(what, c, A, B, C0, C);
     free(A), free(B), free(C0), free(C);
     return bad;
-}
-
-static gcase mk(int M, int N, int K, int ta, int tb, int pad, float alpha, float beta) {
-    gcase c = {M, N, K, ta, tb, 0, 0, 0, alpha, beta};
-    c.lda = (ta ? M : K) + pad;
-    c.ldb = (tb ? K : N) + pad;
-    c.ldc = N + pad;
-    if (c.lda < 1) c.lda = 1;
-    if (c.ldb < 1) c.ldb = 1;
-    if (c.ldc < 1) c.ldc = 1;
-    return c;
 }
 
 /* The paths to test: each supported one, made current in turn by the loop in each case. */

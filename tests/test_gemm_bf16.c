@@ -17,18 +17,13 @@
 #include "barlow/gemm.h"
 #include "barlow/scratch.h"
 #include "ops/gemm/gemm_internal.h"
+#include "gemm_case.h"
 #include "testutil.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define GUARD 12345.0f
-
-static double gamma_n(double n) {
-    const double u = ldexp(1.0, -24);
-    return n * u / (1 - n * u);
-}
 static float from_bits(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
@@ -146,18 +141,6 @@ static void test_packs(void) {
                 }
 }
 
-typedef struct {
-    int M, N, K, ta, tb, lda, ldb, ldc;
-    float alpha, beta;
-} gcase;
-
-static float aget(const float *A, const gcase *c, int i, int k) {
-    return c->ta ? A[(size_t)k * c->lda + i] : A[(size_t)i * c->lda + k];
-}
-static float bget(const float *B, const gcase *c, int k, int j) {
-    return c->tb ? B[(size_t)j * c->ldb + k] : B[(size_t)k * c->ldb + j];
-}
-
 /* Failures of C against the double reference of the rounded (round = 1) or the given operands,
  * with float32's bound for K terms; *far: elements outside it (counted, not reported, when
  * report is 0). */
@@ -193,34 +176,6 @@ static int check(const char *what, const gcase *c, const float *A, const float *
             }
         }
     return bad;
-}
-
-static void make_case(const gcase *c, tu_rng *r, float **A, float **B, float **C0, float **C) {
-    const size_t an = (size_t)(c->ta ? c->K : c->M) * c->lda + 1;
-    const size_t bn = (size_t)(c->tb ? c->N : c->K) * c->ldb + 1;
-    const size_t cn = (size_t)c->M * c->ldc + 1;
-    *A = tu_xcalloc(an, sizeof(float));
-    *B = tu_xcalloc(bn, sizeof(float));
-    *C0 = tu_xcalloc(cn, sizeof(float));
-    *C = tu_xcalloc(cn, sizeof(float));
-    for (size_t i = 0; i < an; i++) (*A)[i] = (float)(2 * tu_uniform(r) - 1);
-    for (size_t i = 0; i < bn; i++) (*B)[i] = (float)(2 * tu_uniform(r) - 1);
-    for (int i = 0; i < c->M; i++)
-        for (int j = 0; j < c->ldc; j++)
-            (*C0)[(size_t)i * c->ldc + j] =
-                j >= c->N ? GUARD : c->beta == 0 ? NAN : (float)(2 * tu_uniform(r) - 1);
-    memcpy(*C, *C0, cn * sizeof(float));
-}
-
-static gcase mk(int M, int N, int K, int ta, int tb, int pad, float alpha, float beta) {
-    gcase c = {M, N, K, ta, tb, 0, 0, 0, alpha, beta};
-    c.lda = (ta ? M : K) + pad;
-    c.ldb = (tb ? K : N) + pad;
-    c.ldc = N + pad;
-    if (c.lda < 1) c.lda = 1;
-    if (c.ldb < 1) c.ldb = 1;
-    if (c.ldc < 1) c.ldc = 1;
-    return c;
 }
 
 /* One case under bf16: within the bound of the rounded reference; returns failures. Adds to

@@ -223,8 +223,14 @@ static void pack_b(float *dst, const gemm_ctx *g, int j0, int nc, int p0, int kc
     }
 }
 
-/* The product without packing memory (the packing buffers could not be allocated): slow, but
- * correct, so that an out-of-memory moment degrades speed rather than results. */
+/* x as bf16 (bt_bf16_bits), back in a float. */
+static float bf16_round(float x) {
+    const uint32_t w = (uint32_t)bt_bf16_bits(x) << 16;
+    float f;
+    memcpy(&f, &w, sizeof f);
+    return f;
+}
+
 /* op(B)(k, j) from a prepacked B (bt_sgemm_pack_b's layout; bf16: its converted words). */
 static float packed_b_at(const gemm_ctx *g, int k, int j) {
     const int KC = g->blk.kc, NR = g->u->nr, pc = k - k % KC;
@@ -239,14 +245,9 @@ static float packed_b_at(const gemm_ctx *g, int k, int j) {
     return f;
 }
 
-/* x as bf16 (bt_bf16_bits), back in a float. */
-static float bf16_round(float x) {
-    const uint32_t w = (uint32_t)bt_bf16_bits(x) << 16;
-    float f;
-    memcpy(&f, &w, sizeof f);
-    return f;
-}
-
+/* The product without packing memory (the packing buffers could not be allocated): slow, but
+ * correct, so that an out-of-memory moment degrades speed rather than results. bf16: the same
+ * rounded operands, summed in k order. */
 static void gemm_unpacked(const gemm_ctx *g, int i0, int i1, int j0, int j1) {
     for (int i = i0; i < i1; i++)
         for (int j = j0; j < j1; j++) {

@@ -17,11 +17,7 @@
 #pragma GCC target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")
 #endif
 
-#ifndef BT_AVX512_MR
-#define BT_AVX512_MR 14
-#endif
-#define MR BT_AVX512_MR
-#define NR 32
+#include "ukernel_avx512_common.h"
 
 /* R rows (R <= MR) of the tile, from panels of MR rows: a partial last panel (T tiles of a
  * Winograd chunk are rarely a multiple of 14) multiplies only the rows it has, rounded up to
@@ -43,51 +39,12 @@ ukr_rows(const int R, int kc, const float *a, ptrdiff_t si, ptrdiff_t sk, const 
             c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
     }
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    if (m == MR && n == NR && alpha == 1.0f && beta == 0.0f) { /* C = the sums, as they are */
-#pragma GCC unroll 16
-        for (int i = 0; i < R; i++) {
-            _mm512_storeu_ps(c + i * ldc, c0[i]);
-            _mm512_storeu_ps(c + i * ldc + 16, c1[i]);
-        }
-        return;
-    }
-    if (m == MR && n == NR) {
-#pragma GCC unroll 16
-        for (int i = 0; i < R; i++) {
-            float *ci = c + i * ldc;
-            __m512 r0 = _mm512_mul_ps(va, c0[i]), r1 = _mm512_mul_ps(va, c1[i]);
-            if (beta != 0.0f) {
-                r0 = _mm512_add_ps(r0, _mm512_mul_ps(vb, _mm512_loadu_ps(ci)));
-                r1 = _mm512_add_ps(r1, _mm512_mul_ps(vb, _mm512_loadu_ps(ci + 16)));
-            }
-            _mm512_storeu_ps(ci, r0);
-            _mm512_storeu_ps(ci + 16, r1);
-        }
-        return;
-    }
-    float t[MR * NR];
-#pragma GCC unroll 16
-    for (int i = 0; i < R; i++) {
-        _mm512_storeu_ps(t + i * NR, _mm512_mul_ps(va, c0[i]));
-        _mm512_storeu_ps(t + i * NR + 16, _mm512_mul_ps(va, c1[i]));
-    }
-    bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
+    avx512_store_rows(R, c0, c1, c, ldc, alpha, beta, m, n);
 }
 
 static void ukr_avx512(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
                        float alpha, float beta, int m, int n) {
-#if MR == 14
-    switch ((m + 1) / 2) {
-    case 1: ukr_rows(2, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n); return;
-    case 2: ukr_rows(4, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n); return;
-    case 3: ukr_rows(6, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n); return;
-    case 4: ukr_rows(8, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n); return;
-    case 5: ukr_rows(10, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n); return;
-    case 6: ukr_rows(12, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n); return;
-    default: break;
-    }
-#endif
+    BT_AVX512_BY_ROWS(ukr_rows, m, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n)
     ukr_rows(MR, kc, a, 1, MR, b, c, ldc, alpha, beta, m, n);
 }
 
@@ -114,8 +71,6 @@ static void ukr_avx512_uat(int kc, const float *a, ptrdiff_t lda, const float *b
     default: ukr_rows(MR, kc, a, 1, lda, b, c, ldc, alpha, beta, m, n); return;
     }
 }
-
-#include "ukernel_avx512_tr16.h"
 
 /* Up to 16 rows (nrows) into `lanes` (<= 16) columns of dst, stride dstride per k. */
 static void pack_t16(float *dst, int dstride, int lanes, const float *src, size_t ld, int nrows,

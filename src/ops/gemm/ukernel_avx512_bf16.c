@@ -14,11 +14,7 @@
 #pragma GCC target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")
 #endif
 
-#ifndef BT_AVX512_MR
-#define BT_AVX512_MR 14
-#endif
-#define MR BT_AVX512_MR
-#define NR 32
+#include "ukernel_avx512_common.h"
 
 /* R rows of the tile (R <= MR; a partial last panel multiplies only the rows it has, rounded
  * up to an even count, as the float kernel). */
@@ -39,51 +35,12 @@ ukr_rows_bf16(const int R, int kc, const uint32_t *a, const uint32_t *b, float *
             c1[i] = _mm512_dpbf16_ps(c1[i], ai, b1);
         }
     }
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    if (m == MR && n == NR && alpha == 1.0f && beta == 0.0f) {
-#pragma GCC unroll 16
-        for (int i = 0; i < R; i++) {
-            _mm512_storeu_ps(c + i * ldc, c0[i]);
-            _mm512_storeu_ps(c + i * ldc + 16, c1[i]);
-        }
-        return;
-    }
-    if (m == MR && n == NR) {
-#pragma GCC unroll 16
-        for (int i = 0; i < R; i++) {
-            float *ci = c + i * ldc;
-            __m512 r0 = _mm512_mul_ps(va, c0[i]), r1 = _mm512_mul_ps(va, c1[i]);
-            if (beta != 0.0f) {
-                r0 = _mm512_add_ps(r0, _mm512_mul_ps(vb, _mm512_loadu_ps(ci)));
-                r1 = _mm512_add_ps(r1, _mm512_mul_ps(vb, _mm512_loadu_ps(ci + 16)));
-            }
-            _mm512_storeu_ps(ci, r0);
-            _mm512_storeu_ps(ci + 16, r1);
-        }
-        return;
-    }
-    float t[MR * NR];
-#pragma GCC unroll 16
-    for (int i = 0; i < R; i++) {
-        _mm512_storeu_ps(t + i * NR, _mm512_mul_ps(va, c0[i]));
-        _mm512_storeu_ps(t + i * NR + 16, _mm512_mul_ps(va, c1[i]));
-    }
-    bt_ukr_store_tile(t, NR, c, ldc, beta, m, n);
+    avx512_store_rows(R, c0, c1, c, ldc, alpha, beta, m, n);
 }
 
 static void ukr_avx512_bf16(int kc, const uint32_t *a, const uint32_t *b, float *c,
                             ptrdiff_t ldc, float alpha, float beta, int m, int n) {
-#if MR == 14
-    switch ((m + 1) / 2) {
-    case 1: ukr_rows_bf16(2, kc, a, b, c, ldc, alpha, beta, m, n); return;
-    case 2: ukr_rows_bf16(4, kc, a, b, c, ldc, alpha, beta, m, n); return;
-    case 3: ukr_rows_bf16(6, kc, a, b, c, ldc, alpha, beta, m, n); return;
-    case 4: ukr_rows_bf16(8, kc, a, b, c, ldc, alpha, beta, m, n); return;
-    case 5: ukr_rows_bf16(10, kc, a, b, c, ldc, alpha, beta, m, n); return;
-    case 6: ukr_rows_bf16(12, kc, a, b, c, ldc, alpha, beta, m, n); return;
-    default: break;
-    }
-#endif
+    BT_AVX512_BY_ROWS(ukr_rows_bf16, m, kc, a, b, c, ldc, alpha, beta, m, n)
     ukr_rows_bf16(MR, kc, a, b, c, ldc, alpha, beta, m, n);
 }
 
@@ -107,8 +64,6 @@ static void cvt_avx512_bf16(float *panel, int width, int kc) {
         }
     }
 }
-
-#include "ukernel_avx512_tr16.h"
 
 /* Packing straight into converted panels (the words bt_cvt_bf16_ref makes of the float
  * panel the float packs make), without the float panel in between. */
