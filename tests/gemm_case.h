@@ -3,8 +3,10 @@
  * stay untouched). */
 #ifndef BARLOW_TESTS_GEMM_CASE_H
 #define BARLOW_TESTS_GEMM_CASE_H
+#include "barlow/gemm.h"
 #include "testutil.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define GUARD 12345.0f /* in padding that must not be written */
@@ -57,6 +59,34 @@ static inline gcase mk(int M, int N, int K, int ta, int tb, int pad, float alpha
     if (c.ldb < 1) c.ldb = 1;
     if (c.ldc < 1) c.ldc = 1;
     return c;
+}
+
+/* The batch case: cnt products C_i = A_i B_i^T, B_i (N, K), A_i and C_i with padded strides
+ * (sa, sc floats apart, row strides lda, ldc); each B_i also packed into Bp (pn floats apart)
+ * under the path and precision in force. C and Cs zeroed, for two ways of computing them. */
+typedef struct {
+    int cnt, M, N, K, lda, ldc;
+    ptrdiff_t sa, sc;
+    size_t pn;
+    float *A, *B, *Bp, *C, *Cs;
+} gbatch;
+
+static inline gbatch gbatch_make(tu_rng *r) {
+    gbatch b = {.cnt = 5, .M = 61, .N = 70, .K = 45, .lda = 47, .ldc = 73};
+    b.sa = (ptrdiff_t)b.M * b.lda + 2, b.sc = (ptrdiff_t)b.M * b.ldc + 3;
+    b.pn = bt_sgemm_packed_b_floats(b.N, b.K);
+    b.A = tu_xcalloc((size_t)b.sa * b.cnt, 4), b.B = tu_xcalloc((size_t)b.N * b.K * b.cnt, 4);
+    b.Bp = tu_xcalloc(b.pn * b.cnt, 4), b.C = tu_xcalloc((size_t)b.sc * b.cnt, 4);
+    b.Cs = tu_xcalloc((size_t)b.sc * b.cnt, 4);
+    tu_fill_f32(b.A, (size_t)b.sa * b.cnt, r, 1.0);
+    tu_fill_f32(b.B, (size_t)b.N * b.K * b.cnt, r, 1.0);
+    for (int i = 0; i < b.cnt; i++) /* B_i (N, K): op(B) = B^T */
+        bt_sgemm_pack_b(b.Bp + i * b.pn, BT_TRANS, b.N, b.K, b.B + (size_t)i * b.N * b.K, b.K);
+    return b;
+}
+
+static inline void gbatch_free(gbatch *b) {
+    free(b->A), free(b->B), free(b->Bp), free(b->C), free(b->Cs);
 }
 
 #endif

@@ -388,16 +388,11 @@ static void test_prepacked(void) {
         bt_gemm_set_blocking(0, 0, 0);
         bt_set_threads(2);
         /* Batched: 5 products, each B packed, from the top level and inside a region. */
-        const int cnt = 5, M = 61, N = 70, K = 45, lda = 47, ldc = 73;
-        const ptrdiff_t sa = (ptrdiff_t)M * lda + 2, sc = (ptrdiff_t)M * ldc + 3;
-        const size_t pn = bt_sgemm_packed_b_floats(N, K);
-        float *A = tu_xcalloc((size_t)sa * cnt, 4), *B = tu_xcalloc((size_t)N * K * cnt, 4);
-        float *Bp = tu_xcalloc(pn * cnt, 4), *C = tu_xcalloc((size_t)sc * cnt, 4);
-        float *Cs = tu_xcalloc((size_t)sc * cnt, 4);
-        tu_fill_f32(A, (size_t)sa * cnt, &r, 1.0);
-        tu_fill_f32(B, (size_t)N * K * cnt, &r, 1.0);
-        for (int i = 0; i < cnt; i++) /* B_i (N, K): op(B) = B^T */
-            bt_sgemm_pack_b(Bp + i * pn, BT_TRANS, N, K, B + (size_t)i * N * K, K);
+        gbatch gb = gbatch_make(&r);
+        const int cnt = gb.cnt, M = gb.M, N = gb.N, K = gb.K, lda = gb.lda, ldc = gb.ldc;
+        const ptrdiff_t sa = gb.sa, sc = gb.sc;
+        const size_t pn = gb.pn;
+        float *A = gb.A, *B = gb.B, *Bp = gb.Bp, *C = gb.C, *Cs = gb.Cs;
         for (int inside = 0; inside < 2; inside++) {
             memset(C, 0, sizeof(float) * sc * cnt);
             memset(Cs, 0, sizeof(float) * sc * cnt);
@@ -418,7 +413,7 @@ static void test_prepacked(void) {
                   "path %s: batch_pb (inside %d) differs from bt_sgemm_batch",
                   bt_isa_name((bt_isa)p), inside);
         }
-        free(A), free(B), free(Bp), free(C), free(Cs);
+        gbatch_free(&gb);
         CHECK(!bad, "path %s: %d prepacked products wrong", bt_isa_name((bt_isa)p), bad);
     }
     bt_set_threads(saved);

@@ -2,7 +2,8 @@
  * the current path (tests/run.sh runs every path), with the AVX512_BF16 kernel where this CPU
  * has one and the plain C kernel in the same panel layout (forced) everywhere:
  *  - the rounding: bt_bf16_bits on exact cases (ties to even, overflow to infinity, subnormals
- *    to signed zero, NaN kept quiet), and the vector conversion equal to it bit for bit;
+ *    to signed zero, NaN kept quiet); the portable panel conversion and the AVX512_BF16 packs
+ *    (hardware conversion) equal to it word for word, those cases mixed into their inputs;
  *  - bt_sgemm against alpha bf16(op(A)) bf16(op(B)) + beta C0 in double, element by element,
  *    with float32's bound for a K-term sum (test_gemm.c's, Higham 3.1: the products of two
  *    bf16 are exact in float, so only the sums round), on edge and random shapes, all four
@@ -36,77 +37,76 @@ static uint32_t to_bits(float f) {
 }
 static float bf(float x) { return from_bits((uint32_t)bt_bf16_bits(x) << 16); }
 
+static const struct {
+    uint32_t in;
+    uint16_t out;
+} cases[] = { /* exact cases of the rounding */
+    {0x3f800000u, 0x3f80}, /* 1 */
+    {0x3f808000u, 0x3f80}, /* halfway, even below */
+    {0x3f818000u, 0x3f82}, /* halfway, even above */
+    {0x3f808001u, 0x3f81}, /* just above halfway */
+    {0x3f807fffu, 0x3f80}, /* just below */
+    {0xbf818000u, 0xbf82}, /* negative */
+    {0x7f7fffffu, 0x7f80}, /* FLT_MAX: to infinity */
+    {0xff7f8000u, 0xff80}, /* halfway to -infinity, 0x7f7f odd: up */
+    {0x7f7f7fffu, 0x7f7f},
+    {0x7f800000u, 0x7f80}, /* inf */
+    {0xff800000u, 0xff80},
+    {0x7fc00001u, 0x7fc0}, /* quiet NaN */
+    {0x7f800001u, 0x7fc0}, /* signalling NaN: quieted */
+    {0xffa00000u, 0xffe0},
+    {0x00000001u, 0x0000}, /* subnormals: to signed zero */
+    {0x807fffffu, 0x8000},
+    {0x00800000u, 0x0080}, /* smallest normal */
+    {0x00000000u, 0x0000},
+    {0x80000000u, 0x8000},
+};
+
+#define NCASES (sizeof cases / sizeof *cases)
+
+/* n values of magnitudes 2^-30 to 2^30, one in twenty of them one of the exact cases. */
+static void fill_mixed(float *x, size_t n, tu_rng *r) {
+    for (size_t i = 0; i < n; i++) {
+        const double u = tu_uniform(r);
+        x[i] = u < 0.05 ? from_bits(cases[i % NCASES].in)
+                        : (float)((2 * tu_uniform(r) - 1) * ldexp(1.0, (int)(u * 60) - 30));
+    }
+}
+
 static void test_rounding(void) {
-    static const struct {
-        uint32_t in;
-        uint16_t out;
-    } cases[] = {
-        {0x3f800000u, 0x3f80}, /* 1 */
-        {0x3f808000u, 0x3f80}, /* halfway, even below */
-        {0x3f818000u, 0x3f82}, /* halfway, even above */
-        {0x3f808001u, 0x3f81}, /* just above halfway */
-        {0x3f807fffu, 0x3f80}, /* just below */
-        {0xbf818000u, 0xbf82}, /* negative */
-        {0x7f7fffffu, 0x7f80}, /* FLT_MAX: to infinity */
-        {0xff7f8000u, 0xff80}, /* halfway to -infinity, 0x7f7f odd: up */
-        {0x7f7f7fffu, 0x7f7f},
-        {0x7f800000u, 0x7f80}, /* inf */
-        {0xff800000u, 0xff80},
-        {0x7fc00001u, 0x7fc0}, /* quiet NaN */
-        {0x7f800001u, 0x7fc0}, /* signalling NaN: quieted */
-        {0xffa00000u, 0xffe0},
-        {0x00000001u, 0x0000}, /* subnormals: to signed zero */
-        {0x807fffffu, 0x8000},
-        {0x00800000u, 0x0080}, /* smallest normal */
-        {0x00000000u, 0x0000},
-        {0x80000000u, 0x8000},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    for (size_t i = 0; i < NCASES; i++) {
         const uint16_t got = bt_bf16_bits(from_bits(cases[i].in));
         CHECK(got == cases[i].out, "bt_bf16_bits(0x%08x) = 0x%04x, want 0x%04x", cases[i].in,
               got, cases[i].out);
     }
-    /* The vector conversion (where the CPU has one) and the portable one, in place on panels
-     * of every width the kernels use and odd depths: the same words, and the words what
-     * bt_bf16_bits gives. */
-    const int native = bt_cpu()->avx512_bf16 && bt_cvt_avx512_bf16;
+    /* The portable conversion, in place on panels of every width the kernels use and odd
+     * depths: the words bt_bf16_bits gives. */
     tu_rng r = {7};
     int bad = 0;
     for (int width = 1; width <= 32 && !bad; width += width < 8 ? 1 : 5)
         for (int kc = 1; kc <= 9 && !bad; kc++) {
             const size_t n = (size_t)width * kc;
             float *src = tu_xcalloc(n, sizeof(float)), *p0 = tu_xcalloc(n, sizeof(float));
-            float *p1 = tu_xcalloc(n, sizeof(float));
-            for (size_t i = 0; i < n; i++) {
-                const double u = tu_uniform(&r);
-                src[i] = u < 0.05 ? from_bits(cases[i % (sizeof cases / sizeof *cases)].in)
-                                  : (float)((2 * tu_uniform(&r) - 1) * ldexp(1.0, (int)(u * 60) - 30));
-            }
+            fill_mixed(src, n, &r);
             memcpy(p0, src, n * sizeof(float));
-            memcpy(p1, src, n * sizeof(float));
             bt_cvt_bf16_ref(p0, width, kc);
-            if (native) bt_cvt_avx512_bf16(p1, width, kc);
             for (int p = 0; p < (kc + 1) / 2 && !bad; p++)
                 for (int c = 0; c < width; c++) {
                     const uint32_t lo = bt_bf16_bits(src[2 * p * width + c]);
                     const uint32_t hi = 2 * p + 1 < kc ? bt_bf16_bits(src[(2 * p + 1) * width + c]) : 0;
                     const uint32_t want = lo | hi << 16, w0 = to_bits(p0[p * width + c]);
-                    const uint32_t w1 = to_bits(p1[p * width + c]);
                     if (w0 != want && !bad++)
                         CHECK(0, "bt_cvt_bf16_ref width %d kc %d word (%d, %d): 0x%08x, want 0x%08x",
                               width, kc, p, c, w0, want);
-                    if (native && w1 != want && !bad++)
-                        CHECK(0, "AVX512_BF16 conversion width %d kc %d word (%d, %d): 0x%08x, want 0x%08x",
-                              width, kc, p, c, w1, want);
                 }
-            free(src), free(p0), free(p1);
+            free(src), free(p0);
         }
-    if (!native) printf("  AVX512_BF16 conversion: this CPU lacks it (portable one tested)\n");
 }
 
-/* The avx512 path's packs straight into converted panels against the float panel (plain
- * loops) converted by bt_cvt_bf16_ref: the same words, for both layouts of the source,
- * partial panels (nrows < width), depths across the 32-float blocks and odd. */
+/* The avx512 path's packs straight into converted panels (VCVTNE2PS2BF16) against the float
+ * panel (plain loops) converted by bt_cvt_bf16_ref: the same words, for both layouts of the
+ * source, partial panels (nrows < width), depths across the 32-float blocks and odd, the
+ * rounding's exact cases among the values. */
 static void test_packs(void) {
     if (!(bt_cpu()->avx512_bf16 && bt_pack_t_avx512_bf16)) {
         printf("  SKIPPED: this CPU has no AVX512_BF16 packs to test\n");
@@ -125,7 +125,7 @@ static void test_packs(void) {
                     const size_t n = ld * (trans ? width : kc) + 1;
                     float *src = tu_xcalloc(n, 4), *want = tu_xcalloc((size_t)width * kc, 4);
                     float *got = tu_xcalloc((size_t)width * kc, 4);
-                    tu_fill_f32(src, n, &r, 1.0);
+                    fill_mixed(src, n, &r);
                     for (int k = 0; k < kc; k++)
                         for (int c = 0; c < width; c++)
                             want[k * width + c] = c >= nrows ? 0.0f
@@ -292,16 +292,11 @@ static void test_paths(void) {
         /* A batch of prepacked products against the batch of plain ones. */
         bt_gemm_set_precision(BT_PREC_BF16);
         bt_set_threads(2);
-        const int cnt = 5, M = 61, N = 70, K = 45, lda = 47, ldc = 73;
-        const ptrdiff_t sa = (ptrdiff_t)M * lda + 2, sc = (ptrdiff_t)M * ldc + 3;
-        const size_t pn = bt_sgemm_packed_b_floats(N, K);
-        float *A = tu_xcalloc((size_t)sa * cnt, 4), *B = tu_xcalloc((size_t)N * K * cnt, 4);
-        float *Bp = tu_xcalloc(pn * cnt, 4), *C = tu_xcalloc((size_t)sc * cnt, 4);
-        float *Cs = tu_xcalloc((size_t)sc * cnt, 4);
-        tu_fill_f32(A, (size_t)sa * cnt, &r, 1.0);
-        tu_fill_f32(B, (size_t)N * K * cnt, &r, 1.0);
-        for (int i = 0; i < cnt; i++)
-            bt_sgemm_pack_b(Bp + i * pn, BT_TRANS, N, K, B + (size_t)i * N * K, K);
+        gbatch gb = gbatch_make(&r);
+        const int cnt = gb.cnt, M = gb.M, N = gb.N, K = gb.K, lda = gb.lda, ldc = gb.ldc;
+        const ptrdiff_t sa = gb.sa, sc = gb.sc;
+        const size_t pn = gb.pn;
+        float *A = gb.A, *B = gb.B, *Bp = gb.Bp, *C = gb.C, *Cs = gb.Cs;
         bt_sgemm_batch_pb(cnt, BT_NOTRANS, M, N, K, 1.0f, A, lda, sa, Bp, (ptrdiff_t)pn, 0.0f, C,
                           ldc, sc);
         bt_sgemm_batch(cnt, BT_NOTRANS, BT_TRANS, M, N, K, 1.0f, A, lda, sa, B, K,
@@ -319,7 +314,8 @@ static void test_paths(void) {
         float *C2 = tu_xcalloc((size_t)M * N, 4);
         for (int i = 0; i < M; i++) memcpy(C2 + (size_t)i * N, C + 2 * sc + (size_t)i * ldc, N * 4);
         bad += check("batch product 2", &c2, A + 2 * sa, B + (size_t)2 * N * K, C0, C2, 1, 1);
-        free(A), free(B), free(Bp), free(C), free(Cs), free(C0), free(C2);
+        gbatch_free(&gb);
+        free(C0), free(C2);
         CHECK(!bad, "%s: %d failures", emu ? "plain C" : "AVX512_BF16", bad);
     }
     bt_gemm_force_bf16_emulated(0);

@@ -43,7 +43,6 @@ typedef void (*bt_ukr_ua_fn)(int kc, const float *a, ptrdiff_t lda, const float 
  * nearest even in its top 16 bits, subnormals to signed zero, NaN kept quiet: what
  * VCVTNEPS2BF16 does. */
 uint16_t bt_bf16_bits(float x);
-typedef void (*bt_cvt_bf16_fn)(float *panel, int width, int kc);
 void bt_cvt_bf16_ref(float *panel, int width, int kc);
 /* The micro-kernel on converted panels: C[i][j] = alpha * sum_p (a_lo b_lo + a_hi b_hi) +
  * beta * C[i][j], the bf16 products (exact in float) summed in float, with the float
@@ -57,10 +56,9 @@ void bt_ukr_ref_bf16_any(int mr, int nr, int kc, const uint32_t *a, const uint32
  * way to reach the layout of a path whose CPU has no bf16 kernel); 0 restores the rule. Not
  * for use while a GEMM runs. */
 void bt_gemm_force_bf16_emulated(int on);
-/* The AVX512_BF16 kernel and conversion (ukernel_avx512_bf16.c), for the avx512 path's 14 x 32
- * tile; they may only run where bt_cpu()->avx512_bf16 holds. */
+/* The AVX512_BF16 kernel (ukernel_avx512_bf16.c), for the avx512 path's 14 x 32 tile; it and
+ * the packs below may only run where bt_cpu()->avx512_bf16 holds. */
 extern const bt_ukr_bf16_fn bt_ukr_avx512_bf16;
-extern const bt_cvt_bf16_fn bt_cvt_avx512_bf16;
 /* The avx512 path's packs straight into converted panels (the same words as its float pack
  * followed by the conversion): bt_pack_fn's arguments, dst holding words. */
 extern const bt_pack_fn bt_pack_t_avx512_bf16, bt_pack_n_avx512_bf16;

@@ -129,8 +129,8 @@ typedef struct {
     size_t npad;     /* N rounded up to NR: floats per k row of Bp */
     int bf16;        /* operands rounded to bf16: converted panels (gemm_internal.h) */
     bt_ukr_bf16_fn kb;   /* the bf16 kernel; NULL: bt_ukr_ref_bf16_any */
-    bt_cvt_bf16_fn cvt;  /* the panel conversion */
-    bt_pack_fn pack_t16, pack_n16; /* packs straight into converted panels; NULL: pack, cvt */
+    bt_pack_fn pack_t16, pack_n16; /* packs straight into converted panels (with kb); NULL:
+                                      the float pack, then bt_cvt_bf16_ref */
 } gemm_ctx;
 
 /* The precision in force for a product made now on the current path (after g->blk is set).
@@ -142,7 +142,6 @@ static void ctx_precision(gemm_ctx *g) {
     if (g->bf16 && !bt_gemm_override.kc) g->blk.kc *= 2;
     const int native = g->bf16 && bt_gemm_bf16_native() && !bt_gemm_bf16_emulated;
     g->kb = native ? bt_ukr_avx512_bf16 : NULL;
-    g->cvt = native ? bt_cvt_avx512_bf16 : bt_cvt_bf16_ref;
     g->pack_t16 = native ? bt_pack_t_avx512_bf16 : NULL;
     g->pack_n16 = native ? bt_pack_n_avx512_bf16 : NULL;
 }
@@ -181,7 +180,7 @@ static void pack_a(float *dst, const gemm_ctx *g, int i0, int mc, int p0, int kc
                 for (int r = mr; r < MR; r++) d[r] = 0.0f;
             }
         }
-        if (g->bf16) g->cvt(dst, MR, kc);
+        if (g->bf16) bt_cvt_bf16_ref(dst, MR, kc);
     }
 }
 
@@ -219,7 +218,7 @@ static void pack_b(float *dst, const gemm_ctx *g, int j0, int nc, int p0, int kc
             for (int c = nr; c < NR; c++)
                 for (int k = 0; k < kc; k++) dst[(size_t)k * NR + c] = 0.0f;
         }
-        if (g->bf16) g->cvt(dst, NR, kc);
+        if (g->bf16) bt_cvt_bf16_ref(dst, NR, kc);
     }
 }
 

@@ -89,27 +89,18 @@ static void pack_t16(float *dst, int dstride, int lanes, const float *src, size_
 }
 
 static void pack_t_avx512(float *dst, int width, const float *src, size_t ld, int nrows, int kc) {
-    for (int r0 = 0; r0 < width; r0 += 16) {
-        const int lanes = width - r0 < 16 ? width - r0 : 16;
-        const int rows = nrows - r0 < 0 ? 0 : nrows - r0 < 16 ? nrows - r0 : 16;
-        pack_t16(dst + r0, width, lanes, src + (size_t)r0 * ld, ld, rows, kc);
-    }
+    for (int r0 = 0; r0 < width; r0 += 16)
+        pack_t16(dst + r0, width, avx512_lanes(width, r0), src + (size_t)r0 * ld, ld,
+                 avx512_lanes(nrows, r0), kc);
 }
 
 /* Row k of the panel is row k of src's nrows-wide slice: whole rows at a time (both 16-lane
  * halves of a 32-wide B panel come from the same two cache lines), the row PACK_PF ahead
  * prefetched (the rows are ld floats apart, often a multiple of 4 KiB, a stride the hardware
  * prefetchers follow late). Pure data movement: the same panel as a lane-block-at-a-time walk. */
-#define PACK_PF 8
-_Static_assert(MR <= 32 && NR <= 32, "pack_n's lane masks cover 32 columns");
 static void pack_n_avx512(float *dst, int width, const float *src, size_t ld, int nrows, int kc) {
-    __mmask16 lm[2], sm[2]; /* width is MR or NR: at most 32 */
-    int nch = 0;
-    for (int r0 = 0; r0 < width && nch < 2; r0 += 16, nch++) {
-        const int lanes = width - r0 < 16 ? width - r0 : 16;
-        const int rows = nrows - r0 < 0 ? 0 : nrows - r0 < 16 ? nrows - r0 : 16;
-        lm[nch] = (__mmask16)((1u << rows) - 1), sm[nch] = (__mmask16)((1u << lanes) - 1);
-    }
+    __mmask16 lm[2], sm[2];
+    const int nch = avx512_panel_masks(width, nrows, lm, sm);
     for (int k = 0; k < kc; k++) {
         const float *s = src + (size_t)k * ld;
         float *d = dst + (size_t)k * width;

@@ -44,27 +44,6 @@ static void ukr_avx512_bf16(int kc, const uint32_t *a, const uint32_t *b, float 
     ukr_rows_bf16(MR, kc, a, b, c, ldc, alpha, beta, m, n);
 }
 
-/* Rows 2p and 2p + 1 of a float panel (width lanes) into word row p, 16 lanes at a time; both
- * rows' lanes are loaded before the store, which may overwrite row 2p (p = 0) or rows already
- * consumed (p > 0), so the conversion runs in place. */
-static void cvt_avx512_bf16(float *panel, int width, int kc) {
-    uint32_t *w = (uint32_t *)(void *)panel;
-    const int kp = (kc + 1) / 2;
-    for (int p = 0; p < kp; p++) {
-        const float *lo = panel + (size_t)2 * p * width, *hi = lo + width;
-        const int has_hi = 2 * p + 1 < kc;
-        for (int r = 0; r < width; r += 16) {
-            const __mmask16 lm = (__mmask16)(width - r >= 16 ? 0xffffu : (1u << (width - r)) - 1);
-            const __m512 vl = _mm512_maskz_loadu_ps(lm, lo + r);
-            const __m512 vh = has_hi ? _mm512_maskz_loadu_ps(lm, hi + r) : _mm512_setzero_ps();
-            const __m512i l32 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(vl));
-            const __m512i h32 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(vh));
-            _mm512_mask_storeu_epi32(w + (size_t)p * width + r, lm,
-                                     _mm512_or_si512(l32, _mm512_slli_epi32(h32, 16)));
-        }
-    }
-}
-
 /* Packing straight into converted panels (the words bt_cvt_bf16_ref makes of the float
  * panel the float packs make), without the float panel in between. */
 
@@ -97,29 +76,20 @@ static void pack_t16_bf16(uint32_t *dst, int dstride, int lanes, const float *sr
 static void pack_t_avx512_bf16(float *dst, int width, const float *src, size_t ld, int nrows,
                                int kc) {
     uint32_t *w = (uint32_t *)(void *)dst;
-    for (int r0 = 0; r0 < width; r0 += 16) {
-        const int lanes = width - r0 < 16 ? width - r0 : 16;
-        const int rows = nrows - r0 < 0 ? 0 : nrows - r0 < 16 ? nrows - r0 : 16;
-        pack_t16_bf16(w + r0, width, lanes, src + (size_t)r0 * ld, ld, rows, kc);
-    }
+    for (int r0 = 0; r0 < width; r0 += 16)
+        pack_t16_bf16(w + r0, width, avx512_lanes(width, r0), src + (size_t)r0 * ld, ld,
+                      avx512_lanes(nrows, r0), kc);
 }
 
 /* Rows 2p and 2p + 1 of src's nrows-wide slice into word row p: one VCVTNE2PS2BF16 per 16
  * lanes (the low 16 bf16 from row 2p, the high 16 from row 2p + 1), then a word-interleaving
  * permute (bf16 2j from row 2p's lane j, 2j + 1 from row 2p + 1's). The rows PACK_PF ahead
  * prefetched, as pack_n_avx512. */
-#define PACK_PF 8
-_Static_assert(MR <= 32 && NR <= 32, "pack_n_avx512_bf16's lane masks cover 32 columns");
 static void pack_n_avx512_bf16(float *dst, int width, const float *src, size_t ld, int nrows,
                                int kc) {
     uint32_t *w = (uint32_t *)(void *)dst;
     __mmask16 lm[2], sm[2];
-    int nch = 0;
-    for (int r0 = 0; r0 < width && nch < 2; r0 += 16, nch++) {
-        const int lanes = width - r0 < 16 ? width - r0 : 16;
-        const int rows = nrows - r0 < 0 ? 0 : nrows - r0 < 16 ? nrows - r0 : 16;
-        lm[nch] = (__mmask16)((1u << rows) - 1), sm[nch] = (__mmask16)((1u << lanes) - 1);
-    }
+    const int nch = avx512_panel_masks(width, nrows, lm, sm);
     const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
                                          24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
                                          16, 0);
@@ -149,10 +119,8 @@ static void pack_n_avx512_bf16(float *dst, int width, const float *src, size_t l
 const bt_pack_fn bt_pack_t_avx512_bf16 = pack_t_avx512_bf16;
 const bt_pack_fn bt_pack_n_avx512_bf16 = pack_n_avx512_bf16;
 const bt_ukr_bf16_fn bt_ukr_avx512_bf16 = ukr_avx512_bf16;
-const bt_cvt_bf16_fn bt_cvt_avx512_bf16 = cvt_avx512_bf16;
 #else
 const bt_pack_fn bt_pack_t_avx512_bf16 = 0;
 const bt_pack_fn bt_pack_n_avx512_bf16 = 0;
 const bt_ukr_bf16_fn bt_ukr_avx512_bf16 = 0;
-const bt_cvt_bf16_fn bt_cvt_avx512_bf16 = 0;
 #endif

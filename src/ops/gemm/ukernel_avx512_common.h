@@ -30,6 +30,26 @@
 #define BT_AVX512_BY_ROWS(ROWS, m, ...)
 #endif
 
+/* The lanes of 16-lane block r0 (a multiple of 16) among the first n of a panel: 0 to 16. */
+static inline int avx512_lanes(int n, int r0) {
+    return n - r0 < 0 ? 0 : n - r0 < 16 ? n - r0 : 16;
+}
+
+/* The non-transposing packs' masks, per 16-lane block of a panel `width` (MR or NR, at most
+ * 32) wide whose first nrows lanes come from the source: lm[c] the lanes read, sm[c] the lanes
+ * stored (the rest zero). Returns the number of blocks. The packs prefetch the source row
+ * PACK_PF rows ahead. */
+#define PACK_PF 8
+_Static_assert(MR <= 32 && NR <= 32, "the packs' lane masks cover 32 columns");
+static inline int avx512_panel_masks(int width, int nrows, __mmask16 lm[2], __mmask16 sm[2]) {
+    int nch = 0;
+    for (int r0 = 0; r0 < width && nch < 2; r0 += 16, nch++) {
+        lm[nch] = (__mmask16)((1u << avx512_lanes(nrows, r0)) - 1);
+        sm[nch] = (__mmask16)((1u << avx512_lanes(width, r0)) - 1);
+    }
+    return nch;
+}
+
 /* The tile's R rows of sums (c0: columns 0-15, c1: 16-31) into C as the contract says: the
  * sums as they are for a full tile with alpha 1 and beta 0; alpha * sum (+ beta * C) for a
  * full tile; through bt_ukr_store_tile for a partial one. */
